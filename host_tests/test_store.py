@@ -1,0 +1,186 @@
+# dynreg.store on a real littlefs2 filesystem (MicroPython, RAM block device) and on a
+# temporary folder (CPython).
+import json
+
+from support import scratch_dir, write, read, listdir, exact
+from dynreg import store, ConfigError, StorageError
+
+PSK = "lDZ6Uqt+I9E0wW7rvDUs7Q=="
+SECRET = "hzvf5LF9S0isvBhDSauWMaIk"
+SDK_KEY_INFO = ('{"auth_mode":"KEY","productId":"S3EUVBRJLB","productSecret":"%s","deviceName":"device_1234",\n'
+                ' "key_deviceinfo":{"deviceSecret":"YOUR_IOT_PSK"}}' % SECRET)
+SDK_CERT_INFO = json.dumps({
+    "auth_mode": "CERT", "productId": "V5YXNNUIF4", "deviceName": "dev02221", "productSecret": SECRET,
+    "cert_deviceinfo": {"devCertFile": "YOUR_DEVICE_CERT_FILE_NAME",
+                        "devPrivateKeyFile": "YOUR_DEVICE_PRIVATE_KEY_FILE_NAME"},
+    "subDev": {"subdev_num": 1, "subdev_list": [{"sub_productId": "WPDA0S6S08", "sub_devName": "dev001"}]},
+    "region": "china"})
+PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+PEM_KEY = "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n"
+
+
+def _info(text, name="device_info.json"):
+    folder = scratch_dir()
+    path = folder + "/" + name
+    write(path, text)
+    return folder, path
+
+
+def _own(**fields):
+    doc = {"dynreg": 1, "cloud": "tencent", "product_id": "ASJ3GXJXGX", "product_secret": SECRET,
+           "device_name": "xyz", "register_url": "https://localhost:8443", "ca": "ca.der"}
+    doc.update(fields)
+    return json.dumps(doc)
+
+
+def test_sdk_key_info_placeholder_needs_registration():
+    _, path = _info(SDK_KEY_INFO)
+    info = store.load(path)
+    assert info.cloud == "tencent" and info.product == "S3EUVBRJLB" and info.device_name == "device_1234"
+    assert info.product_secret == SECRET and info.auth == "key" and info.sdk_format
+    assert info.needs_registration and store.needs_registration(info)
+
+
+def test_empty_or_missing_secret_needs_registration():
+    for key_info in ('{"deviceSecret":""}', "{}", '""'):
+        _, path = _info(SDK_KEY_INFO.replace('{"deviceSecret":"YOUR_IOT_PSK"}', key_info))
+        assert store.load(path).needs_registration
+    for credential in ({}, {"psk": ""}, {"psk": "YOUR_IOT_PSK"}, {"psk": None}):
+        _, path = _info(_own(credential=credential))
+        assert store.load(path).needs_registration
+
+
+def test_sdk_key_save_keeps_every_other_field():
+    folder, path = _info(SDK_KEY_INFO)
+    info = store.load(path)
+    info.save_credential({"psk": PSK})
+    doc = json.loads(read(path))
+    expected = json.loads(SDK_KEY_INFO)
+    expected["key_deviceinfo"]["deviceSecret"] = PSK
+    assert doc == expected
+    again = store.load(path)
+    assert not again.needs_registration and again.credential == {"psk": PSK}
+    assert listdir(folder) == ["device_info.json"]  # no temporary file left
+
+
+def test_sdk_cert_save_writes_files_then_info():
+    folder, path = _info(SDK_CERT_INFO)
+    info = store.load(path)
+    assert info.auth == "cert" and info.needs_registration
+    info.save_credential({"cert": PEM_CERT, "key": PEM_KEY})
+    doc = json.loads(read(path))
+    assert doc["cert_deviceinfo"] == {"devCertFile": "dev02221_cert.crt", "devPrivateKeyFile": "dev02221_private.key"}
+    assert doc["subDev"] == json.loads(SDK_CERT_INFO)["subDev"] and doc["region"] == "china"
+    assert read(folder + "/dev02221_cert.crt") == PEM_CERT
+    assert read(folder + "/dev02221_private.key") == PEM_KEY
+    again = store.load(path)
+    assert not again.needs_registration
+    assert again.read_credential_file("cert_file") == PEM_CERT.encode()
+    assert listdir(folder) == ["dev02221_cert.crt", "dev02221_private.key", "device_info.json"]
+
+
+def test_cert_named_but_file_missing_needs_registration():
+    folder, path = _info(SDK_CERT_INFO.replace("YOUR_DEVICE_CERT_FILE_NAME", "c.crt")
+                         .replace("YOUR_DEVICE_PRIVATE_KEY_FILE_NAME", "k.key"))
+    write(folder + "/c.crt", PEM_CERT)
+    assert store.load(path).needs_registration  # the key file is missing
+    write(folder + "/k.key", PEM_KEY)
+    assert store.load(path).credential == {"cert_file": "c.crt", "key_file": "k.key"}
+
+
+def test_own_format_round_trip_for_every_credential_kind():
+    cases = [
+        ({"cloud": "tencent"}, {"psk": PSK}),
+        ({"cloud": "aliyun", "product_key": "a1IoK3f7xyz", "api": "https"}, {"device_secret": "8d1f0cdab49dd229cf3b75aaaaaaaaaa"}),
+        ({"cloud": "aliyun", "product_key": "a1IoK3f7xyz", "api": "mqtt"}, {"device_secret": "8d1f0cdab49dd229cf3b75aaaaaaaaaa"}),
+        ({"cloud": "aliyun", "product_key": "a1IoK3f7xyz", "api": "regnwl"}, {"client_id": "c1|x", "device_token": "tok"}),
+    ]
+    for fields, credential in cases:
+        folder, path = _info(_own(**fields))
+        info = store.load(path)
+        assert info.needs_registration and info.cloud == fields["cloud"]
+        info.save_credential(credential)
+        again = store.load(path)
+        assert again.credential == credential
+        doc = json.loads(read(path))
+        assert doc["credential"] == credential and doc["register_url"] == "https://localhost:8443"
+        assert doc["ca"] == "ca.der" and doc["dynreg"] == 1
+
+
+def test_own_format_cert():
+    folder, path = _info(_own(auth="cert"))
+    store.load(path).save_credential({"cert": PEM_CERT, "key": PEM_KEY})
+    info = store.load(path)
+    assert info.credential == {"cert_file": "xyz_cert.crt", "key_file": "xyz_private.key"}
+    assert info.read_credential_file("key_file") == PEM_KEY.encode()
+
+
+def test_device_name_given_at_run_time_is_kept():
+    _, path = _info(_own(device_name=None, device_name_from="unique_id"))
+    info = store.load(path)
+    assert info.device_name is None and info.device_name_from == "unique_id"
+    info.device_name = "3c71bf0a1b2c"
+    info.save_credential({"psk": PSK})
+    assert json.loads(read(path))["device_name"] == "3c71bf0a1b2c"
+
+
+def test_incomplete_credential_is_refused_and_nothing_written():
+    _, path = _info(_own())
+    before = read(path)
+    info = store.load(path)
+    exact(StorageError, info.save_credential, {"psk": ""})
+    exact(StorageError, info.save_credential, {"device_secret": "x"})
+    assert read(path) == before and info.needs_registration
+
+
+def test_stale_temporary_file_is_ignored_and_replaced():
+    folder, path = _info(SDK_KEY_INFO)
+    write(path + ".tmp", '{"half wri')  # left by a power cut during an earlier save
+    info = store.load(path)
+    assert info.needs_registration
+    info.save_credential({"psk": PSK})
+    assert store.load(path).credential == {"psk": PSK}
+    assert listdir(folder) == ["device_info.json"]
+
+
+def test_interrupted_fat_rename_falls_back_to_backup():
+    folder, path = _info(_own(credential={"psk": PSK}), name="info.json.bak")
+    info = store.load(folder + "/info.json")
+    assert info.credential == {"psk": PSK} and info.path == folder + "/info.json"
+
+
+def test_config_errors_name_the_field_never_the_secret():
+    cases = [
+        (SDK_KEY_INFO.replace('"productId":"S3EUVBRJLB",', ""), "productId"),
+        (SDK_KEY_INFO.replace('"productSecret":"%s",' % SECRET, ""), "productSecret"),
+        (SDK_KEY_INFO.replace('"auth_mode":"KEY"', '"auth_mode":"PSK"'), "auth_mode"),
+        (_own(cloud="aws"), "cloud"),
+        (_own(product_id=None), "product_id"),
+        (_own(product_secret=7), "product_secret"),
+        (_own(credential=[PSK]), "credential"),
+        (_own(device_name=5), "device_name"),
+        (_own(cloud="aliyun"), "product_key"),
+        (_own(api="soap"), "api"),
+    ]
+    for text, field in cases:
+        _, path = _info(text)
+        e = exact(ConfigError, store.load, path)
+        assert field in str(e), (field, str(e))
+        assert SECRET not in str(e) and PSK not in str(e)
+
+
+def test_corrupt_missing_or_huge_info_is_config_error():
+    folder = scratch_dir()
+    exact(ConfigError, store.load, folder + "/absent.json")
+    for text in ("", "{", '{"dynreg":1,', "[]", "null", "\xff", '{"a":' * 3000):
+        _, path = _info(text)
+        exact(ConfigError, store.load, path)
+    _, path = _info('{"pad":"%s"}' % ("x" * 9000))
+    e = exact(ConfigError, store.load, path)
+    assert "larger" in str(e)
+
+
+def test_write_atomic_failure_is_storage_error():
+    folder = scratch_dir()
+    e = exact(StorageError, store.write_atomic, folder + "/no/such/dir/info.json", b"{}")
+    assert "info.json" in str(e)

@@ -1,0 +1,50 @@
+# dynreg: dynamic registration of MicroPython devices with Tencent and Alibaba IoT clouds.
+# Importing this package is cheap: it defines the error types and two entry points that
+# import the registration flow only when called.
+
+
+class Error(Exception):
+    pass
+
+
+class ConfigError(Error):
+    pass
+
+
+class ProtocolError(Error):
+    pass
+
+
+class RejectedError(Error):
+    def __init__(self, code, message):
+        super().__init__("cloud rejected the request: %s %s" % (code, message))
+        self.code = code
+        self.message = message
+
+
+class NetworkError(Error):
+    pass
+
+
+class TLSError(NetworkError):
+    pass
+
+
+class StorageError(Error):
+    pass
+
+
+class ClockError(Error):
+    pass
+
+
+def ensure(info_path, **options):
+    from dynreg.flow import ensure
+
+    return ensure(info_path, **options)
+
+
+def connect(info_or_credentials, **options):
+    from dynreg.flow import connect
+
+    return connect(info_or_credentials, **options)

@@ -1,0 +1,40 @@
+# Unix time as an integer on every port. ESP32 counts from 2000, RP2 and unix from 1970;
+# unix returns a float. A clock before 2024 was never set (no SNTP yet): signing with it
+# would only earn a rejection from the cloud.
+import time
+from micropython import const
+from dynreg import ClockError
+
+_Y2K = const(946684800)  # 2000-01-01 in Unix seconds
+_EARLIEST = 1704067200  # 2024-01-01; past the small-int range of 32-bit ports
+EPOCH_YEAR = time.gmtime(0)[0]
+
+
+def to_unix(port_seconds, epoch_year=EPOCH_YEAR):
+    seconds = int(port_seconds) + (_Y2K if epoch_year == 2000 else 0)
+    if seconds < _EARLIEST:
+        raise ClockError("clock is not set (reads before 2024): sync it with SNTP first")
+    return seconds
+
+
+def unix_time():
+    return to_unix(time.time())
+
+
+def sleep_ms(ms):
+    if hasattr(time, "sleep_ms"):
+        time.sleep_ms(ms)
+    else:
+        time.sleep(ms / 1000)
+
+
+def ticks_ms():
+    if hasattr(time, "ticks_ms"):
+        return time.ticks_ms()
+    return int(time.monotonic() * 1000)
+
+
+def ticks_diff(end, start):
+    if hasattr(time, "ticks_diff"):
+        return time.ticks_diff(end, start)
+    return end - start

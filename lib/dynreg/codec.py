@@ -1,0 +1,74 @@
+# Decoding what the clouds send: size limit, base64, AES-CBC with zero padding, JSON.
+# Every failure becomes a ProtocolError, the same on CPython and on MicroPython.
+from micropython import const
+from dynreg import ProtocolError
+
+MAX_RESPONSE = const(8192)  # largest response body accepted, in bytes
+MAX_CONTAINERS = const(128)  # JSON objects and arrays in one response; deeper is hostile
+
+
+def check_size(data):
+    if len(data) > MAX_RESPONSE:
+        raise ProtocolError("response larger than %d bytes" % MAX_RESPONSE)
+
+
+def b64decode(text):
+    from binascii import a2b_base64
+
+    if not isinstance(text, (str, bytes)):
+        raise ProtocolError("base64 value is not a string")
+    try:
+        data = a2b_base64(text)
+    except (ValueError, TypeError):
+        raise ProtocolError("bad base64")
+    # a2b_base64 skips characters outside the alphabet; a short result gives them away.
+    if len(data) != len(text.rstrip(b"=" if isinstance(text, bytes) else "=")) * 3 // 4:
+        raise ProtocolError("bad base64")
+    return data
+
+
+def decrypt_cbc(ciphertext, key, iv, length=None):
+    # AES-CBC with zero padding, as both clouds use it. With `length` the plaintext is cut to
+    # it (it must fit in the data); without, trailing NUL bytes are stripped.
+    if not ciphertext or len(ciphertext) % 16:
+        raise ProtocolError("encrypted payload is not a whole number of AES blocks")
+    if length is not None:
+        if type(length) is not int or length < 0 or length > len(ciphertext):
+            raise ProtocolError("payload length does not fit the data")
+    from cryptolib import aes
+
+    plain = aes(key, 2, iv).decrypt(ciphertext)
+    if length is not None:
+        return plain[:length]
+    end = len(plain)
+    while end and plain[end - 1] == 0:
+        end -= 1
+    return plain[:end]
+
+
+def json_object(data):
+    # Parses a JSON object from bytes. Non-UTF-8, invalid JSON, nesting too deep for the
+    # parser, or a top level that is not an object all raise ProtocolError.
+    import json
+
+    if isinstance(data, str):
+        data = data.encode()
+    # Counting openers is C-speed and bounds the parser's nesting stack before it grows.
+    if data.count(b"{") + data.count(b"[") > MAX_CONTAINERS:
+        raise ProtocolError("response has more than %d JSON objects and arrays" % MAX_CONTAINERS)
+    try:
+        value = json.loads(data.decode())
+    except (ValueError, RuntimeError, TypeError):
+        # UnicodeError and JSONDecodeError are ValueErrors; RecursionError is a RuntimeError.
+        raise ProtocolError("response is not valid JSON")
+    if not isinstance(value, dict):
+        raise ProtocolError("response is not a JSON object")
+    return value
+
+
+def field(obj, name, kind):
+    # The value of a required field, of the given type. bool is refused where int is wanted.
+    value = obj.get(name)
+    if value is None or not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ProtocolError("field %s missing or of the wrong type" % name)
+    return value

@@ -1,0 +1,66 @@
+# HMAC (RFC 2104) on top of hashlib, for firmware that ships no hmac module.
+# The key pads are derived with one big-integer XOR instead of a byte loop, and the pads of
+# the last key are kept, so a call with the same key costs little more than the two hash
+# passes themselves (signing uses one key many times; see bench/hmac_bench.py).
+import hashlib
+from binascii import hexlify
+from micropython import const
+
+_BLOCK = const(64)  # block size of md5, sha1 and sha256
+_IPAD = int.from_bytes(b"\x36" * _BLOCK, "big")
+_OPAD = int.from_bytes(b"\x5c" * _BLOCK, "big")
+
+# The last key: its hash name, the key, the hash constructor and both padded keys.
+_name = None
+_key = None
+_new = None
+_inner_pad = None
+_outer_pad = None
+
+
+def _constructor(name):
+    new = getattr(hashlib, name, None) if name in ("sha256", "sha1", "md5") else None
+    if new is None:
+        from dynreg import ConfigError
+
+        raise ConfigError("hash not available: %s" % name)
+    return new
+
+
+def _use_key(key, name):
+    global _name, _key, _new, _inner_pad, _outer_pad
+    new = _constructor(name)
+    k = new(key).digest() if len(key) > _BLOCK else key
+    k = int.from_bytes(k + bytes(_BLOCK - len(k)), "big")
+    _inner_pad = (k ^ _IPAD).to_bytes(_BLOCK, "big")
+    _outer_pad = (k ^ _OPAD).to_bytes(_BLOCK, "big")
+    _name, _key, _new = name, bytes(key), new
+
+
+def digest(key, msg, name="sha256"):
+    if name != _name or key != _key:
+        _use_key(key, name)
+    h = _new(_inner_pad)
+    h.update(msg)
+    inner = h.digest()
+    h = _new(_outer_pad)
+    h.update(inner)
+    return h.digest()
+
+
+def hexdigest(key, msg, name="sha256"):
+    return hexlify(digest(key, msg, name)).decode()
+
+
+def compare_digest(a, b):
+    # Constant time for inputs of equal length; the length itself is not secret.
+    if isinstance(a, str):
+        a = a.encode()
+    if isinstance(b, str):
+        b = b.encode()
+    if len(a) != len(b):
+        return False
+    diff = 0
+    for i in range(len(a)):
+        diff |= a[i] ^ b[i]
+    return diff == 0

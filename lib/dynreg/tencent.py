@@ -1,0 +1,160 @@
+# Tencent Cloud IoT Hub / IoT Explorer: dynamic registration (current and legacy API), the
+# encrypted answer, and the MQTT key-auth login. Pure functions: no I/O.
+import hashlib
+from binascii import hexlify, b2a_base64
+from dynreg import hmac, codec, ConfigError, ProtocolError, RejectedError
+
+DEFAULT_HOST = "ap-guangzhou.gateway.tencentdevices.com"
+REGISTER_PATH = "/device/register"
+LEGACY_HOST = "gateway.tencentdevices.com"
+LEGACY_PATH = "/register/dev"
+_SDK_VERSION = "12010126"
+_IV = b"0000000000000000"
+_JSON = "application/json; charset=utf-8"
+_NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_-"
+
+
+def check_device_name(name):
+    if not isinstance(name, str) or not 1 <= len(name) <= 48:
+        raise ConfigError("DeviceName must be 1 to 48 characters")
+    for c in name:
+        if c not in _NAME_CHARS:
+            raise ConfigError("DeviceName may only hold A-Z a-z 0-9 : _ -")
+
+
+def check_product_id(product_id):
+    if not isinstance(product_id, str) or not 1 <= len(product_id) <= 32:
+        raise ConfigError("ProductId must be 1 to 32 letters and digits")
+    for c in product_id:
+        if c not in _NAME_CHARS[:62]:
+            raise ConfigError("ProductId must be 1 to 32 letters and digits")
+
+
+def check_product_secret(secret):
+    if not isinstance(secret, str) or len(secret) < 16:
+        raise ConfigError("ProductSecret must be at least 16 characters")
+
+
+def _hash_name(algorithm):
+    if algorithm == "hmacsha256":
+        return "sha256"
+    if algorithm == "hmacsha1":
+        return "sha1"
+    raise ConfigError("algorithm must be hmacsha256 or hmacsha1")
+
+
+def _b64(data):
+    return b2a_base64(data)[:-1].decode()
+
+
+def sign(secret, timestamp, nonce, body, host=DEFAULT_HOST, path=REGISTER_PATH, algorithm="hmacsha256"):
+    name = _hash_name(algorithm)
+    body_hash = hexlify(getattr(hashlib, name)(body).digest()).decode()
+    text = "POST\n%s\n%s\n\n%s\n%d\n%d\n%s" % (host, path, algorithm, timestamp, nonce, body_hash)
+    return _b64(hmac.digest(secret.encode(), text.encode(), name))
+
+
+def _split_endpoint(endpoint, default_host):
+    # "https://host[:port]" -> (base url, host name as signed). Without an endpoint, the
+    # cloud's own host over https.
+    if not endpoint:
+        return "https://" + default_host, default_host
+    endpoint = endpoint.rstrip("/")
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    return endpoint, host
+
+
+def _check_identity(product_id, device_name, product_secret):
+    check_product_id(product_id)
+    check_device_name(device_name)
+    check_product_secret(product_secret)
+
+
+def register_request(product_id, device_name, product_secret, timestamp, nonce,
+                     host=DEFAULT_HOST, algorithm="hmacsha256", endpoint=None):
+    _check_identity(product_id, device_name, product_secret)
+    base, signed_host = _split_endpoint(endpoint, host)
+    body = ('{"ProductId":"%s","DeviceName":"%s"}' % (product_id, device_name)).encode()
+    headers = {
+        "Content-Type": _JSON,
+        "X-TC-Algorithm": algorithm,
+        "X-TC-Timestamp": str(timestamp),
+        "X-TC-Nonce": str(nonce),
+        "X-TC-Signature": sign(product_secret, timestamp, nonce, body, signed_host, REGISTER_PATH, algorithm),
+    }
+    return base + REGISTER_PATH, headers, body
+
+
+def legacy_signature(product_id, device_name, product_secret, timestamp, nonce):
+    # base64 of the 40 hex characters of HMAC-SHA1, not of the raw digest.
+    text = "deviceName=%s&nonce=%d&productId=%s&timestamp=%d" % (device_name, nonce, product_id, timestamp)
+    return _b64(hmac.hexdigest(product_secret.encode(), text.encode(), "sha1").encode())
+
+
+def legacy_request(product_id, device_name, product_secret, timestamp, nonce, host=LEGACY_HOST, endpoint=None):
+    _check_identity(product_id, device_name, product_secret)
+    base, _ = _split_endpoint(endpoint, host)
+    signature = legacy_signature(product_id, device_name, product_secret, timestamp, nonce)
+    body = ('{"deviceName":"%s","nonce":%d,"productId":"%s","timestamp":%d,"signature":"%s"}'
+            % (device_name, nonce, product_id, timestamp, signature)).encode()
+    return base + LEGACY_PATH, {"Content-Type": _JSON}, body
+
+
+def decrypt_payload(payload_b64, product_secret, length=None):
+    check_product_secret(product_secret)
+    data = codec.b64decode(payload_b64)
+    return codec.json_object(codec.decrypt_cbc(data, product_secret[:16].encode(), _IV, length))
+
+
+def _credential(plain):
+    kind = plain.get("encryptionType")
+    if kind == 2 and type(kind) is int:
+        psk = codec.field(plain, "psk", str)
+        if not psk or len(codec.b64decode(psk)) == 0:
+            raise ProtocolError("psk is empty or not base64")
+        return {"psk": psk}
+    if kind == 1 and type(kind) is int:
+        cert = codec.field(plain, "clientCert", str)
+        key = codec.field(plain, "clientKey", str)
+        if not cert.startswith("-----BEGIN") or not key.startswith("-----BEGIN"):
+            raise ProtocolError("clientCert or clientKey is not PEM")
+        return {"cert": cert, "key": key}
+    raise ProtocolError("unknown encryptionType")
+
+
+def parse_response(body, product_secret):
+    # Both API shapes: {"Response": {...}} (current) and {"code": ..} (legacy).
+    codec.check_size(body)
+    doc = codec.json_object(body)
+    response = doc.get("Response")
+    if response is not None:
+        if not isinstance(response, dict):
+            raise ProtocolError("Response is not an object")
+        error = response.get("Error")
+        if error is not None:
+            if not isinstance(error, dict):
+                raise ProtocolError("Error is not an object")
+            raise RejectedError(str(error.get("Code")), str(error.get("Message")))
+        payload, length = codec.field(response, "Payload", str), codec.field(response, "Len", int)
+    elif "code" in doc:
+        code = codec.field(doc, "code", int)
+        if code != 0:
+            raise RejectedError(code, str(doc.get("message")))
+        payload, length = codec.field(doc, "payload", str), codec.field(doc, "len", int)
+    else:
+        raise ProtocolError("neither Response nor code in the answer")
+    return _credential(decrypt_payload(payload, product_secret, length))
+
+
+def mqtt_login(product_id, device_name, psk, connid, expiry, algorithm="hmacsha256"):
+    name = _hash_name(algorithm)
+    client_id = product_id + device_name
+    username = "%s;%s;%s;%d" % (client_id, _SDK_VERSION, connid, expiry)
+    try:
+        key = codec.b64decode(psk)
+    except ProtocolError:
+        key = b""
+    if not key:
+        raise ConfigError("stored psk is empty or not base64")
+    password = hmac.hexdigest(key, username.encode(), name) + ";" + algorithm
+    return client_id, username, password

