@@ -63,8 +63,8 @@ def bad_payload(note, payload, length, secret=SECRET):
     return {"source": "own malformed case: " + note, "product_secret": secret, "payload": payload, "len": length}
 
 
-PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
-PEM_KEY = "-----BEGIN EC PRIVATE KEY-----\nMHcfake\n-----END EC PRIVATE KEY-----\n"
+PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIBkTCB+wIJAA==\n-----END CERTIFICATE-----\n"
+PEM_KEY = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIA==\n-----END EC PRIVATE KEY-----\n"
 psk_json = b'{"encryptionType":2,"psk":"lDZ6Uqt+I9E0wW7rvDUs7Q=="}'
 exact48 = b'{"encryptionType": 2, "psk": "QUJDREVGR0hJSktM"}'
 assert len(exact48) == 48

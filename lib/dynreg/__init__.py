@@ -45,6 +45,6 @@ def ensure(info_path, **options):
 
 
 def connect(info_or_credentials, **options):
-    from dynreg.flow import connect
+    from dynreg.mqtt import connect
 
     return connect(info_or_credentials, **options)

@@ -72,3 +72,16 @@ def field(obj, name, kind):
     if value is None or not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ProtocolError("field %s missing or of the wrong type" % name)
     return value
+
+
+def pem_to_der(data):
+    # The first PEM block of `data` as DER: mbedTLS in MicroPython parses keys and client
+    # certificates only as DER. DER input is returned as it is.
+    if not data.startswith(b"-----BEGIN"):
+        return data
+    start = data.find(b"\n") + 1
+    end = data.find(b"-----END", start)
+    if start <= 0 or end < 0:
+        raise ProtocolError("PEM block has no END line")
+    body = data[start:end].replace(b"\r", b"").replace(b"\n", b"")
+    return b64decode(body)

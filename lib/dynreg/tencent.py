@@ -116,8 +116,9 @@ def _credential(plain):
     if kind == 1 and type(kind) is int:
         cert = codec.field(plain, "clientCert", str)
         key = codec.field(plain, "clientKey", str)
-        if not cert.startswith("-----BEGIN") or not key.startswith("-----BEGIN"):
-            raise ProtocolError("clientCert or clientKey is not PEM")
+        for pem in (cert, key):
+            if not pem.startswith("-----BEGIN") or not codec.pem_to_der(pem.encode()):
+                raise ProtocolError("clientCert or clientKey is not PEM")
         return {"cert": cert, "key": key}
     raise ProtocolError("unknown encryptionType")
 

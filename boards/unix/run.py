@@ -1,0 +1,44 @@
+# Boots the unix port like a board: mounts a littlefs2 image file at /flash, makes it the
+# working folder and runs the application's main.py. The application, the library and
+# umqtt.simple come from MICROPYPATH, as frozen modules do on a board:
+#   MICROPYPATH=firmware:lib:build/deps micropython boards/unix/run.py IMAGE [--format] [--put SRC DEST ...] [--no-main]
+# --format makes a fresh filesystem; --put copies host files into the image (provisioning).
+import os
+import sys
+
+HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+sys.path.insert(0, HERE)
+from blockdev import FileBlockDevice  # noqa: E402
+
+
+def copy_into(src, dest):
+    with open(src, "rb") as fin:
+        data = fin.read()
+    with open(dest + ".tmp", "wb") as fout:
+        fout.write(data)
+    os.rename(dest + ".tmp", dest)
+
+
+def main(argv):
+    import vfs
+
+    image = argv[0]
+    args = argv[1:]
+    fresh = "--format" in args
+    device = FileBlockDevice(image, blocks=64 if fresh else None)
+    if fresh:
+        vfs.VfsLfs2.mkfs(device)
+    vfs.mount(vfs.VfsLfs2(device), "/flash")
+    while "--put" in args:
+        i = args.index("--put")
+        copy_into(args[i + 1], "/flash/" + args[i + 2])
+        args = args[:i] + args[i + 3:]
+    if "--no-main" in args:
+        return 0
+    os.chdir("/flash")
+    import main as app
+
+    return app.main()
+
+
+sys.exit(main(sys.argv[1:]) or 0)

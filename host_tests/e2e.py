@@ -1,0 +1,55 @@
+# Helpers for the end-to-end tests: a device on the MicroPython unix port (run_device.py)
+# against the local cloud emulator, with its info in a plain folder or a littlefs2 image.
+import json
+import os
+import subprocess
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
+MICROPYPATH = ":".join(os.path.join(ROOT, p) for p in ("host_tests/device", "lib", "build/deps", "firmware"))
+SECRET = "hzvf5LF9S0isvBhDSauWMaIk"
+
+
+def device_env(**extra):
+    env = dict(os.environ, MICROPYPATH=MICROPYPATH)
+    env.update(extra)
+    return env
+
+
+def write_info(folder, cloud, product_id, device_name="dev001", secret=SECRET, scheme="https", **fields):
+    # A fresh device's info in dynreg's format, pointed at the running emulator.
+    port = cloud.https_port if scheme == "https" else cloud.http_port
+    doc = {"dynreg": 1, "cloud": "tencent", "product_id": product_id, "product_secret": secret,
+           "device_name": device_name, "register_url": "%s://localhost:%d" % (scheme, port),
+           "mqtt_url": "mqtt://localhost:%d" % cloud.mqtt_port, "ca": cloud.ca_der_path,
+           "credential": {"psk": ""}}
+    doc.update(fields)
+    path = os.path.join(str(folder), "device_info.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path
+
+
+def run_device(info, ensure=None, connect=None, publish=None, timeout=60, **spec):
+    spec.update({"info": info, "ensure": dict({"log": None}, **(ensure or {})), "connect": connect,
+                 "publish": publish})
+    if spec["ensure"]["log"] is None:
+        del spec["ensure"]["log"]
+    proc = subprocess.run([MICROPYTHON, os.path.join(ROOT, "host_tests", "device", "run_device.py"), json.dumps(spec)],
+                          capture_output=True, text=True, timeout=timeout, env=device_env(), cwd=ROOT)
+    lines = proc.stdout.strip().splitlines()
+    if not lines or not lines[-1].startswith("RESULT "):
+        raise AssertionError("device did not finish: rc=%s\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr))
+    result = json.loads(lines[-1][len("RESULT "):])
+    result["output"] = proc.stdout + proc.stderr
+    return result
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def registrations(cloud, device_name=None):
+    return [e for e in cloud.log() if e.get("api", "").startswith("tencent")
+            and (device_name is None or e.get("device") == device_name)]
