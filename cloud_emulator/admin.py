@@ -1,0 +1,57 @@
+"""Operator actions on a state folder, shared by the CLI and the test harness.
+
+They work whether or not a server is running: the server re-reads the state on every request.
+"""
+
+from typing import Any
+
+from . import registry
+from .state import StateStore
+
+
+def add_product(
+    store: StateStore,
+    product_id: str,
+    secret: str,
+    *,
+    auth: str = "key",
+    dynreg: bool = True,
+    mode: str = "autocreate",
+    limit: int = registry.DEFAULT_DEVICE_LIMIT,
+) -> bool:
+    with store.transaction() as state:
+        return registry.put_product(state, product_id, secret, auth=auth, dynreg=dynreg, mode=mode, limit=limit)
+
+
+def add_device(store: StateStore, product_id: str, device_name: str) -> None:
+    with store.transaction() as state:
+        registry.add_device(state, product_id, device_name)
+
+
+def reset_device(store: StateStore, product_id: str, device_name: str) -> None:
+    with store.transaction() as state:
+        registry.reset_device(state, product_id, device_name)
+
+
+def list_devices(store: StateStore, *, with_secrets: bool = False) -> list[dict[str, Any]]:
+    return registry.list_devices(store.snapshot(), with_secrets=with_secrets)
+
+
+def describe_device(
+    store: StateStore, product_id: str, device_name: str, *, with_secrets: bool = False
+) -> dict[str, Any] | None:
+    state = store.snapshot()
+    product = registry.get_product(state, product_id)
+    device = registry.get_device(state, product_id, device_name)
+    if product is None or device is None:
+        return None
+    return registry.describe_device(product_id, device_name, product, device, with_secrets=with_secrets)
+
+
+def list_products(store: StateStore) -> list[dict[str, Any]]:
+    """Product settings without the ProductSecret."""
+    return [
+        {"product_id": product_id, **{key: product[key] for key in ("auth", "dynreg", "mode", "limit")},
+         "devices": len(product["devices"])}
+        for product_id, product in sorted(store.snapshot()["products"].items())
+    ]

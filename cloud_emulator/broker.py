@@ -1,0 +1,232 @@
+"""The MQTT side: an amqtt 0.12.1 broker extended through its plugin API.
+
+DeviceAuthPlugin asks the clouds to judge each CONNECT; DeviceTopicPlugin asks them whether
+a session may publish or subscribe to a topic and records publishes in the request log.
+A few overrides of amqtt internals are needed, all pinned to amqtt 0.12.1:
+
+* amqtt always refuses a failed login with CONNACK 5; Tencent devices must be told 4 for
+  bad credentials (and 2 for a wrong client id), so the protocol handler sends the code the
+  cloud chose.
+* amqtt drops the connection of any client that publishes to a topic starting with "$";
+  Tencent devices publish on "$thing/up/...", so such publishes go through the same ACL
+  and delivery steps as any other topic.
+* amqtt waits for a CONNECT forever; the emulator closes connections that send none in time.
+"""
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amqtt.broker import Broker
+from amqtt.contexts import Action
+from amqtt.errors import NoDataError
+from amqtt.events import BrokerEvents
+from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+from amqtt.session import Session
+
+from .cloud import (
+    ACTION_PUBLISH,
+    ACTION_SUBSCRIBE,
+    API_MQTT_CONNECT,
+    API_MQTT_PUBLISH,
+    API_MQTT_SUBSCRIBE,
+    CONNACK_BAD_USERNAME_OR_PASSWORD,
+    Cloud,
+    LoginVerdict,
+    MqttLogin,
+)
+from .state import StateStore
+
+LOGGED_PAYLOAD_CHARS = 200
+
+PLAIN_LISTENER = "default"  # amqtt requires a listener named "default"
+TLS_LISTENER = "tls"
+
+# Session.attributes keys. A session may be shared by several connections (clean_session=0),
+# so a refused attempt must not overwrite the identity of an accepted one.
+_IDENTITY = "cloud_emulator.identity"  # LoginVerdict of the last accepted login
+_LAST_VERDICT = "cloud_emulator.last_verdict"  # LoginVerdict of the login being answered
+
+
+class DeviceGate:
+    """Everything the broker plugins need from the emulator: the clouds and the request log."""
+
+    def __init__(self, clouds: list[Cloud], store: StateStore) -> None:
+        self.clouds = clouds
+        self.store = store
+
+    def judge_login(self, login: MqttLogin) -> LoginVerdict:
+        for cloud in self.clouds:
+            verdict = cloud.mqtt_login(login)  # the cloud logs its own verdicts
+            if verdict is not None:
+                return verdict
+        verdict = LoginVerdict(CONNACK_BAD_USERNAME_OR_PASSWORD, "unrecognised-login")
+        self.store.append_log(API_MQTT_CONNECT, transport=login.listener, result=verdict.reason,
+                              connack=verdict.connack_code)
+        return verdict
+
+    def topic_allowed(self, identity: LoginVerdict | None, topic: str, action: str) -> bool:
+        if identity is None or identity.cloud is None or not identity.accepted:
+            return False
+        return identity.cloud.topic_allowed(identity, topic, action)
+
+    def record(self, api: str, identity: LoginVerdict | None, topic: str, allowed: bool, **extra: Any) -> None:
+        self.store.append_log(
+            api,
+            product=identity.product if identity else None,
+            device=identity.device if identity else None,
+            topic=topic,
+            result="ok" if allowed else "acl-denied",
+            **extra,
+        )
+
+
+def _peer_certificate(session: Session) -> bytes | None:
+    if session.ssl_object is None:
+        return None
+    return session.ssl_object.getpeercert(binary_form=True)
+
+
+class DeviceAuthPlugin(BaseAuthPlugin):
+    @dataclass
+    class Config:
+        gate: Any = None  # DeviceGate; passed as an object, amqtt hands the config over as is
+
+    async def authenticate(self, *, session: Session) -> bool:
+        gate: DeviceGate = self.config.gate
+        login = MqttLogin(
+            client_id=session.client_id or "",
+            username=session.username,
+            password=session.password,
+            peer_certificate_der=_peer_certificate(session),
+            listener="mqtts" if session.ssl_object is not None else "mqtt",
+        )
+        verdict = await asyncio.to_thread(gate.judge_login, login)  # file locks and I/O: off the loop
+        session.attributes[_LAST_VERDICT] = verdict
+        if verdict.accepted:
+            session.attributes[_IDENTITY] = verdict
+        return verdict.accepted
+
+
+class DeviceTopicPlugin(BaseTopicPlugin):
+    @dataclass
+    class Config:
+        gate: Any = None
+
+    async def topic_filtering(
+        self, *, session: Session | None = None, topic: str | None = None, action: Action | None = None
+    ) -> bool:
+        gate: DeviceGate = self.config.gate
+        identity = session.attributes.get(_IDENTITY) if session else None
+        if action == Action.RECEIVE:
+            return True  # subscriptions were checked when they were made
+        if topic is None or action not in (Action.PUBLISH, Action.SUBSCRIBE):
+            return False
+        allowed = gate.topic_allowed(identity, topic, ACTION_PUBLISH if action == Action.PUBLISH else ACTION_SUBSCRIBE)
+        if action == Action.SUBSCRIBE:
+            await asyncio.to_thread(gate.record, API_MQTT_SUBSCRIBE, identity, topic, allowed)
+        return allowed
+
+    async def on_broker_message_received(self, *, client_id: str, message: Any) -> None:
+        """Log every PUBLISH a device sends, with the ACL verdict (fired before delivery)."""
+        gate: DeviceGate = self.config.gate
+        if message is None or not message.topic:
+            return
+        session = self.context.get_session(client_id)
+        identity = session.attributes.get(_IDENTITY) if session else None
+        allowed = gate.topic_allowed(identity, message.topic, ACTION_PUBLISH)
+        payload = bytes(message.data or b"").decode("utf-8", "replace")[:LOGGED_PAYLOAD_CHARS]
+        await asyncio.to_thread(gate.record, API_MQTT_PUBLISH, identity, message.topic, allowed, payload=payload,
+                                qos=message.qos)
+
+
+class _CloudConnackHandler(BrokerProtocolHandler):
+    async def mqtt_connack_authorize(self, authorize: bool) -> None:
+        if authorize or self.session is None:
+            await super().mqtt_connack_authorize(authorize)
+            return
+        verdict = self.session.attributes.get(_LAST_VERDICT)
+        code = verdict.connack_code if isinstance(verdict, LoginVerdict) else NOT_AUTHORIZED
+        await self._send_packet(ConnackPacket.build(0, code))  # session present = 0 on refusal
+
+
+class EmulatorBroker(Broker):
+    def __init__(self, config: dict[str, Any], *, connect_timeout: float) -> None:
+        super().__init__(config)
+        self.connect_timeout = connect_timeout
+
+    async def stream_connected(self, reader: Any, writer: Any, listener_name: str) -> None:
+        try:
+            await super().stream_connected(reader, writer, listener_name)
+        except (ssl.SSLError, ConnectionError):
+            pass  # the client closed while amqtt was closing (e.g. after a refused CONNACK over TLS)
+
+    async def _initialize_client_session(self, reader: Any, writer: Any, *args: Any) -> Any:
+        try:
+            # amqtt waits for the CONNECT packet without any time limit.
+            handler, session = await asyncio.wait_for(
+                super()._initialize_client_session(reader, writer, *args), self.connect_timeout
+            )
+        except asyncio.TimeoutError:
+            await writer.close()
+            raise NoDataError("no CONNECT received in time") from None
+        handler.__class__ = _CloudConnackHandler  # same state, one overridden method
+        return handler, session
+
+    async def _handle_client_session(self, reader: Any, writer: Any, client_session: Session, *args: Any) -> None:
+        await super()._handle_client_session(reader, writer, client_session, *args)
+        if _IDENTITY not in client_session.attributes:
+            # amqtt keeps a refused session registered (as connected); a later clean_session=0
+            # login would resume it and be told "session present".
+            entry = self._sessions.get(client_session.client_id or "")
+            if entry is not None and entry[0] is client_session:
+                del self._sessions[client_session.client_id or ""]
+
+    async def _handle_message_delivery(self, client_session: Session, handler: Any, wait_deliver: Any) -> bool:
+        message = wait_deliver.result()
+        topic = getattr(message, "topic", None) or ""
+        if not topic.startswith("$") or "#" in topic or "+" in topic:
+            return await super()._handle_message_delivery(client_session, handler, wait_deliver)
+        # amqtt 0.12.1 would close the connection here; deliver like any other topic instead.
+        await self.plugins_manager.fire_event(
+            BrokerEvents.MESSAGE_RECEIVED, client_id=client_session.client_id, message=message
+        )
+        if await self._topic_filtering(client_session, topic=topic, action=Action.PUBLISH):
+            await self.plugins_manager.fire_event(
+                BrokerEvents.MESSAGE_BROADCAST, client_id=client_session.client_id, message=message
+            )
+            await self._broadcast_message(client_session, topic, message.data)
+            if message.publish_packet and message.publish_packet.retain_flag:
+                await self.retain_message(client_session, topic, message.data, message.qos)
+        return True
+
+    def bound_port(self, listener_name: str) -> int:
+        """The port a listener actually bound (the configuration may say 0)."""
+        server = self._servers[listener_name].instance
+        return server.sockets[0].getsockname()[1]
+
+
+def broker_config(
+    gate: DeviceGate, host: str, mqtt_port: int, mqtts_port: int, server_cert: Path, server_key: Path, ca_pem: Path
+) -> dict[str, Any]:
+    return {
+        "listeners": {
+            PLAIN_LISTENER: {"type": "tcp", "bind": f"{host}:{mqtt_port}"},
+            TLS_LISTENER: {
+                "type": "tcp",
+                "bind": f"{host}:{mqtts_port}",
+                "ssl": True,
+                "certfile": str(server_cert),
+                "keyfile": str(server_key),
+                "cafile": str(ca_pem),  # client certificates are optional and verified against it
+            },
+        },
+        "plugins": {
+            f"{__name__}.DeviceAuthPlugin": {"gate": gate},
+            f"{__name__}.DeviceTopicPlugin": {"gate": gate},
+        },
+    }

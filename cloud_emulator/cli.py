@@ -1,0 +1,185 @@
+"""Command line: `python -m cloud_emulator <command> --state DIR ...` (see README.md)."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from . import admin, registry
+from .faults import FAULT_KINDS, FaultError, queue_fault
+from .server import ServeOptions, run
+from .state import StateStore
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("port must be 0..65535 (0 picks a free port)")
+    return value
+
+
+def _on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError("use on or off")
+    return text == "on"
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    cells = [[title for _, title in columns]] + [
+        ["-" if row.get(key) is None else str(row.get(key)) for key, _ in columns] for row in rows
+    ]
+    widths = [max(len(line[index]) for line in cells) for index in range(len(columns))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    return run(
+        ServeOptions(
+            state_dir=Path(args.state),
+            host=args.host,
+            http_port=args.http_port,
+            https_port=args.https_port,
+            mqtt_port=args.mqtt_port,
+            mqtts_port=args.mqtts_port,
+            client_timeout=args.client_timeout,
+        )
+    )
+
+
+def _cmd_add_product(args: argparse.Namespace) -> int:
+    created = admin.add_product(
+        StateStore(args.state), args.product_id, args.secret,
+        auth=args.auth, dynreg=args.dynreg, mode=args.mode, limit=args.limit,
+    )
+    print(
+        f"product {args.product_id} {'added' if created else 'updated'}: auth {args.auth}, "
+        f"dynreg {'on' if args.dynreg else 'off'}, mode {args.mode}, limit {args.limit}"
+    )
+    return 0
+
+
+def _cmd_add_device(args: argparse.Namespace) -> int:
+    admin.add_device(StateStore(args.state), args.product_id, args.device_name)
+    print(f"device {args.product_id}/{args.device_name} added (status created)")
+    return 0
+
+
+def _cmd_reset_device(args: argparse.Namespace) -> int:
+    admin.reset_device(StateStore(args.state), args.product_id, args.device_name)
+    print(f"device {args.product_id}/{args.device_name} reset (status created, secret revoked)")
+    return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    rows = admin.list_devices(StateStore(args.state), with_secrets=args.show_secrets)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for row in rows:
+        if args.show_secrets:
+            row["secret"] = row.get("psk") or (f"cert sha256 {row['cert_sha256'][:16]}" if "cert_sha256" in row else None)
+        else:
+            row["secret"] = "<hidden>" if row["has_secret"] else None
+    print(_table(rows, [("product_id", "PRODUCT"), ("device_name", "DEVICE"), ("auth", "AUTH"),
+                        ("status", "STATUS"), ("registrations", "REGISTRATIONS"), ("secret", "SECRET")]))
+    return 0
+
+
+def _cmd_products(args: argparse.Namespace) -> int:
+    rows = admin.list_products(StateStore(args.state))
+    print(_table(rows, [("product_id", "PRODUCT"), ("auth", "AUTH"), ("dynreg", "DYNREG"), ("mode", "MODE"),
+                        ("limit", "LIMIT"), ("devices", "DEVICES")]))
+    return 0
+
+
+def _cmd_log(args: argparse.Namespace) -> int:
+    for record in StateStore(args.state).read_log():
+        if args.json:
+            print(json.dumps(record, sort_keys=True, ensure_ascii=False))
+            continue
+        who = "/".join(part for part in (record.get("product"), record.get("device")) if part) or "-"
+        details = " ".join(
+            f"{key}={record[key]}" for key in ("algorithm", "reason", "topic", "connack", "fault") if record.get(key)
+        )
+        print(f"{record['time']}  {record['api']:<15} {who:<30} {record.get('result', '-'):<40} {details}".rstrip())
+    return 0
+
+
+def _cmd_fault(args: argparse.Namespace) -> int:
+    store = StateStore(args.state)
+    if args.clear:
+        store.clear_faults()
+        print("fault queue cleared")
+        return 0
+    if args.list or args.kind is None:
+        for fault in store.list_faults():
+            print(json.dumps(fault, sort_keys=True))
+        return 0
+    fault = queue_fault(store, args.kind, count=args.count, status=args.status, seconds=args.seconds)
+    print("queued " + json.dumps(fault, sort_keys=True))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cloud_emulator", description="Local Tencent IoT cloud emulator")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--state", required=True, metavar="DIR", help="state folder")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    serve = command("serve", _cmd_serve, "run the HTTP/HTTPS registration endpoints and the MQTT broker")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--http-port", type=_port, default=8080)
+    serve.add_argument("--https-port", type=_port, default=8443)
+    serve.add_argument("--mqtt-port", type=_port, default=1883)
+    serve.add_argument("--mqtts-port", type=_port, default=8883)
+    serve.add_argument("--client-timeout", type=float, default=10.0, metavar="S",
+                       help="seconds a client gets to send a whole HTTP request or its MQTT CONNECT (default 10)")
+
+    product = command("add-product", _cmd_add_product, "create or update a product")
+    product.add_argument("--product-id", required=True)
+    product.add_argument("--secret", required=True, help="ProductSecret (never echoed)")
+    product.add_argument("--auth", choices=registry.AUTH_MODES, default="key")
+    product.add_argument("--dynreg", type=_on_off, default=True, metavar="on|off")
+    product.add_argument("--mode", choices=registry.REGISTRATION_MODES, default="autocreate")
+    product.add_argument("--limit", type=int, default=registry.DEFAULT_DEVICE_LIMIT,
+                         help="most devices auto-create may reach")
+
+    for name, handler, help_text in (
+        ("add-device", _cmd_add_device, "pre-create a device (operator console)"),
+        ("reset-device", _cmd_reset_device, "operator reset: revoke the secret, back to status created"),
+    ):
+        sub = command(name, handler, help_text)
+        sub.add_argument("--product-id", required=True)
+        sub.add_argument("--device-name", required=True)
+
+    devices = command("devices", _cmd_devices, "list devices and their status")
+    devices.add_argument("--show-secrets", action="store_true", help="print issued secrets (masked otherwise)")
+    devices.add_argument("--json", action="store_true")
+
+    command("products", _cmd_products, "list products (without secrets)")
+
+    log = command("log", _cmd_log, "print the request log")
+    log.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    fault = command("fault", _cmd_fault, "queue an injected fault for the next requests")
+    fault.add_argument("--kind", choices=sorted(FAULT_KINDS))
+    fault.add_argument("--status", type=int, help="HTTP status for http_status")
+    fault.add_argument("--seconds", type=float, help="seconds for delay")
+    fault.add_argument("--count", type=int, default=1, help="how many requests it applies to (default 1)")
+    fault.add_argument("--list", action="store_true", help="show the queue")
+    fault.add_argument("--clear", action="store_true", help="empty the queue")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (registry.RegistryError, FaultError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,95 @@
+"""What a cloud (Tencent now, Alibaba later) plugs into the emulator.
+
+A cloud contributes HTTP routes to the shared HTTP/HTTPS listeners and judges MQTT logins
+and topic access on the shared broker. The listeners own sockets, limits and fault
+injection; the cloud owns protocol rules, response shapes and request-log entries.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+CONNACK_ACCEPTED = 0
+CONNACK_IDENTIFIER_REJECTED = 2
+CONNACK_BAD_USERNAME_OR_PASSWORD = 4
+CONNACK_NOT_AUTHORIZED = 5
+
+# Request-log names of the broker's events (HTTP APIs are named by their cloud).
+API_MQTT_CONNECT = "mqtt-connect"
+API_MQTT_PUBLISH = "mqtt-publish"
+API_MQTT_SUBSCRIBE = "mqtt-subscribe"
+
+ACTION_PUBLISH = "publish"
+ACTION_SUBSCRIBE = "subscribe"
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    query: str
+    version: str  # "HTTP/1.0" or "HTTP/1.1"
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+    transport: str  # "http" or "https"
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class HttpError:
+    """A refusal by the HTTP layer itself (size limits, bad framing) or an injected status."""
+
+    status: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    api: str  # name used in the request log, e.g. "tencent-v2"
+    handle: Callable[[HttpRequest], HttpResponse]
+    # Shape an HTTP-layer error the way this API reports errors; returns (body, logged result).
+    render_error: Callable[[HttpError], tuple[dict[str, Any], str]]
+
+
+@dataclass(frozen=True)
+class MqttLogin:
+    client_id: str
+    username: str | None
+    password: str | None
+    peer_certificate_der: bytes | None  # verified against the emulator CA by the TLS listener
+    listener: str  # "mqtt" or "mqtts"
+
+
+@dataclass(frozen=True)
+class LoginVerdict:
+    connack_code: int
+    reason: str  # "ok" or a short stable reason, logged as the result
+    product: str | None = None
+    device: str | None = None
+    algorithm: str | None = None
+    cloud: "Cloud | None" = field(default=None, compare=False, repr=False)
+
+    @property
+    def accepted(self) -> bool:
+        return self.connack_code == CONNACK_ACCEPTED
+
+
+class Cloud(Protocol):
+    name: str
+
+    def http_routes(self) -> list[Route]: ...
+
+    def mqtt_login(self, login: MqttLogin) -> LoginVerdict | None:
+        """Judge a CONNECT; None means "not one of my devices" so another cloud may try."""
+
+    def topic_allowed(self, identity: LoginVerdict, topic: str, action: str) -> bool: ...

@@ -1,0 +1,180 @@
+"""Harness for host tests: run the emulator in a subprocess and drive it.
+
+    from cloud_emulator.testing import running_emulator
+
+    with running_emulator(tmp_path / "cloud") as cloud:
+        cloud.add_product("ABCDEFGHIJ", "a-product-secret-16+", auth="key", mode="autocreate")
+        ...  # point the device code at 127.0.0.1:cloud.http_port / cloud.https_port / cloud.mqtt_port
+        assert cloud.device("ABCDEFGHIJ", "dev1")["status"] == "activated"
+
+Operator actions write the state folder directly (under its lock); the running server reads
+it on every request, so products and faults added after start take effect at once.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from . import admin
+from .crypto import CA_DER_FILE, CA_PEM_FILE
+from .faults import queue_fault
+from .state import READY_FILE, StateStore
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding cloud_emulator/
+OUTPUT_FILE = "emulator-output.log"
+
+
+class EmulatorError(RuntimeError):
+    pass
+
+
+@dataclass
+class RunningEmulator:
+    state_dir: Path
+    process: subprocess.Popen[bytes]
+    host: str
+    http_port: int
+    https_port: int
+    mqtt_port: int
+    mqtts_port: int
+    store: StateStore = field(repr=False)
+
+    # File paths are plain strings so they can go straight into JSON device-info files.
+    @property
+    def ca_der_path(self) -> str:
+        return str(self.state_dir / CA_DER_FILE)
+
+    @property
+    def ca_pem_path(self) -> str:
+        return str(self.state_dir / CA_PEM_FILE)
+
+    @property
+    def output_path(self) -> str:
+        """Everything the server printed (stdout and stderr)."""
+        return str(self.state_dir / OUTPUT_FILE)
+
+    # -- operator actions -----------------------------------------------------------------
+
+    def add_product(
+        self,
+        product_id: str,
+        secret: str,
+        auth: str = "key",
+        dynreg: bool = True,
+        mode: str = "autocreate",
+        limit: int = 100,
+    ) -> None:
+        admin.add_product(self.store, product_id, secret, auth=auth, dynreg=dynreg, mode=mode, limit=limit)
+
+    def add_device(self, product_id: str, device_name: str) -> None:
+        admin.add_device(self.store, product_id, device_name)
+
+    def reset_device(self, product_id: str, device_name: str) -> None:
+        admin.reset_device(self.store, product_id, device_name)
+
+    def device(self, product_id: str, device_name: str) -> dict[str, Any] | None:
+        """Status and issued secret (psk, or cert_pem and key_pem) of a device; None if unknown."""
+        return admin.describe_device(self.store, product_id, device_name, with_secrets=True)
+
+    def devices(self) -> list[dict[str, Any]]:
+        return admin.list_devices(self.store, with_secrets=True)
+
+    def fault(self, kind: str, count: int = 1, status: int | None = None, seconds: float | None = None) -> dict[str, Any]:
+        return queue_fault(self.store, kind, count=count, status=status, seconds=seconds)
+
+    def clear_faults(self) -> None:
+        self.store.clear_faults()
+
+    # -- observation ------------------------------------------------------------------------
+
+    def log(self) -> list[dict[str, Any]]:
+        return self.store.read_log()
+
+    def wait_for_log(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
+        """First log record matching `predicate`, waiting for it (broker events are logged asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for record in self.log():
+                if predicate(record):
+                    return record
+            if time.monotonic() > deadline:
+                raise EmulatorError("no matching request-log record appeared")
+            time.sleep(0.02)
+
+    def output(self) -> str:
+        return Path(self.output_path).read_text(encoding="utf-8", errors="replace")
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts only the emulator's CA (hostname checked: use localhost or 127.0.0.1)."""
+        return ssl.create_default_context(cafile=self.ca_pem_path)
+
+
+def _read_ready(path: Path, pid: int) -> dict[str, Any] | None:
+    try:
+        ready = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    return ready if ready.get("pid") == pid else None  # ignore a stale file from an earlier run
+
+
+def _stop(process: subprocess.Popen[bytes], grace: float) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def running_emulator(
+    state_dir: str | os.PathLike[str],
+    *,
+    host: str = "127.0.0.1",
+    client_timeout: float | None = None,
+    startup_timeout: float = 30.0,
+    stop_timeout: float = 10.0,
+) -> Iterator[RunningEmulator]:
+    """Start `python -m cloud_emulator serve` on free ports; stop it (SIGTERM, then kill) on exit."""
+    state_path = Path(state_dir).resolve()
+    state_path.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "cloud_emulator", "serve", "--state", str(state_path), "--host", host,
+        "--http-port", "0", "--https-port", "0", "--mqtt-port", "0", "--mqtts-port", "0",
+    ]
+    if client_timeout is not None:
+        command += ["--client-timeout", str(client_timeout)]
+    with open(state_path / OUTPUT_FILE, "ab") as output:
+        process = subprocess.Popen(command, cwd=PACKAGE_ROOT, stdout=output, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + startup_timeout
+            while (ready := _read_ready(state_path / READY_FILE, process.pid)) is None:
+                if process.poll() is not None:
+                    tail = (state_path / OUTPUT_FILE).read_text(errors="replace")[-2000:]
+                    raise EmulatorError(f"emulator exited with {process.returncode}:\n{tail}")
+                if time.monotonic() > deadline:
+                    raise EmulatorError(f"emulator not ready after {startup_timeout} s")
+                time.sleep(0.05)
+            yield RunningEmulator(
+                state_dir=state_path,
+                process=process,
+                host=host,
+                http_port=ready["http_port"],
+                https_port=ready["https_port"],
+                mqtt_port=ready["mqtt_port"],
+                mqtts_port=ready["mqtts_port"],
+                store=StateStore(state_path),
+            )
+        finally:
+            _stop(process, stop_timeout)

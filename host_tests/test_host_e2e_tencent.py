@@ -1,0 +1,292 @@
+# End to end on the MicroPython unix port: a device (host_tests/device/run_device.py) runs
+# dynreg.ensure / dynreg.connect against the local cloud emulator, which the tests start
+# themselves (real HTTPS with a test CA, a real amqtt broker). Outcomes are checked on the
+# device's info file and on the emulator's request log.
+import datetime
+import json
+import os
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from cloud_emulator.testing import running_emulator
+from e2e import SECRET, write_info, run_device, read_json, registrations
+
+KEY_PRODUCT = "KEYAUTO001"
+CERT_PRODUCT = "CERTAUTO01"
+PRECREATE_PRODUCT = "PRECREATE1"
+NO_DYNREG_PRODUCT = "NODYNREG01"
+FAST = {"attempts": 3, "backoff_ms": 50, "timeout_ms": 3000}
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    with running_emulator(tmp_path_factory.mktemp("cloud")) as cloud:
+        cloud.add_product(KEY_PRODUCT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=1000)
+        cloud.add_product(CERT_PRODUCT, SECRET, auth="cert", dynreg=True, mode="autocreate", limit=1000)
+        cloud.add_product(PRECREATE_PRODUCT, SECRET, auth="key", dynreg=True, mode="precreate", limit=1000)
+        cloud.add_device(PRECREATE_PRODUCT, "known01")
+        cloud.add_product(NO_DYNREG_PRODUCT, SECRET, auth="key", dynreg=False, mode="autocreate", limit=1000)
+        yield cloud
+
+
+def _device(tmp_path, cloud, name, product=KEY_PRODUCT, **fields):
+    folder = tmp_path / name
+    folder.mkdir()
+    return write_info(folder, cloud, product, device_name=name, **fields)
+
+
+def _entries(cloud, api, device):
+    return [e for e in cloud.log() if e.get("api") == api and e.get("device") == device]
+
+
+# -- happy paths ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("api,algorithm,scheme,log_api", [
+    ("current", "hmacsha256", "https", "tencent-v2"),
+    ("current", "hmacsha1", "https", "tencent-v2"),
+    ("legacy", "hmacsha256", "https", "tencent-legacy"),
+    ("current", "hmacsha256", "http", "tencent-v2"),
+])
+def test_key_device_registers_stores_connects_and_publishes(cloud, tmp_path, api, algorithm, scheme, log_api):
+    name = "k-%s-%s-%s" % (api, algorithm, scheme)
+    info = _device(tmp_path, cloud, name, api=api, algorithm=algorithm, scheme=scheme)
+    topic = "%s/%s/data" % (KEY_PRODUCT, name)
+    result = run_device(info, ensure={}, connect={}, publish=topic)
+    assert result["ok"] and result["connected"], result
+    stored = read_json(info)["credential"]["psk"]
+    issued = cloud.device(KEY_PRODUCT, name)
+    assert stored == issued["psk"] and issued["status"] == "activated"
+    [registration] = registrations(cloud, name)
+    assert registration["api"] == log_api and registration["result"] == "ok"
+    assert registration["transport"] == scheme
+    if api == "current":
+        assert registration["algorithm"] == algorithm
+    assert [e["result"] for e in _entries(cloud, "mqtt-connect", name)] == ["ok"]
+    assert [e["topic"] for e in _entries(cloud, "mqtt-publish", name)] == [topic]
+
+
+def test_key_device_over_mqtt_tls(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "k-mqtts", mqtt_url="mqtts://localhost:%d" % cloud.mqtts_port)
+    result = run_device(info, ensure={}, connect={})
+    assert result["ok"] and result["connected"], result
+    assert [e["transport"] for e in _entries(cloud, "mqtt-connect", "k-mqtts")] == ["mqtts"]
+
+
+@pytest.mark.parametrize("api", ["current", "legacy"])
+def test_cert_device_registers_and_connects_with_its_certificate(cloud, tmp_path, api):
+    name = "c-" + api
+    info = _device(tmp_path, cloud, name, product=CERT_PRODUCT, auth="cert", api=api,
+                   mqtt_url="mqtts://localhost:%d" % cloud.mqtts_port)
+    result = run_device(info, ensure={}, connect={}, publish="%s/%s/data" % (CERT_PRODUCT, name))
+    assert result["ok"] and result["connected"], result
+    doc = read_json(info)
+    assert doc["credential"] == {"cert_file": name + "_cert.crt", "key_file": name + "_private.key"}
+    folder = os.path.dirname(info)
+    with open(os.path.join(folder, doc["credential"]["cert_file"]), "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == CERT_PRODUCT + name
+    with open(os.path.join(folder, doc["credential"]["key_file"]), "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), None)
+    assert key.public_key().public_numbers() == cert.public_key().public_numbers()
+    assert cloud.device(CERT_PRODUCT, name)["status"] == "activated"
+
+
+def test_precreated_device_registers(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "known01", product=PRECREATE_PRODUCT)
+    result = run_device(info, ensure={})
+    assert result["ok"] and result["credential"] == ["psk"], result
+    assert cloud.device(PRECREATE_PRODUCT, "known01")["status"] == "registered"
+
+
+def test_second_boot_never_registers(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "twice")
+    first = run_device(info, ensure={}, connect={})
+    stored = read_json(info)
+    second = run_device(info, ensure={}, connect={})
+    assert first["ok"] and second["ok"] and second["connected"]
+    assert "no registration" in second["output"]
+    assert read_json(info) == stored
+    assert len(registrations(cloud, "twice")) == 1
+    assert [e["result"] for e in _entries(cloud, "mqtt-connect", "twice")] == ["ok", "ok"]
+
+
+def test_registration_before_login_issues_new_secret_and_old_one_stops_working(cloud, tmp_path):
+    first = _device(tmp_path, cloud, "relogin")
+    assert run_device(first, ensure={})["ok"]
+    old_psk = read_json(first)["credential"]["psk"]
+    (tmp_path / "again").mkdir()
+    second = write_info(tmp_path / "again", cloud, KEY_PRODUCT, device_name="relogin")
+    assert run_device(second, ensure={})["ok"]
+    new_psk = read_json(second)["credential"]["psk"]
+    assert new_psk != old_psk
+    refused = run_device(first, ensure={}, connect={})
+    assert not refused["ok"] and refused["error"] == "RejectedError" and refused["code"] in (4, 5)
+    assert run_device(second, ensure={}, connect={})["connected"]
+
+
+# -- rejections: RejectedError with the cloud's code, nothing stored, no retry ------------------
+
+def _rejected(cloud, info, expected_code, **spec):
+    before = open(info).read()
+    result = run_device(info, ensure=dict(FAST), **spec)
+    assert not result["ok"] and result["error"] == "RejectedError", result
+    assert result["code"] == expected_code
+    assert open(info).read() == before
+    assert os.listdir(os.path.dirname(info)) == ["device_info.json"]
+    return result
+
+
+def test_bad_signature_current_api(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "badsig", secret="WrongSecret0123456789")
+    _rejected(cloud, info, "AuthFailure.SignatureFailure")
+    assert [e["result"] for e in registrations(cloud, "badsig")] == ["AuthFailure.SignatureFailure"]
+
+
+def test_bad_signature_legacy_api(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "badsig-legacy", secret="WrongSecret0123456789", api="legacy")
+    result = _rejected(cloud, info, 1010)
+    assert "Check signature failed" in result["message"]
+    assert len(registrations(cloud, "badsig-legacy")) == 1
+
+
+def test_unknown_product(cloud, tmp_path):
+    _rejected(cloud, _device(tmp_path, cloud, "nobody", product="UNKNOWN001"), "ResourceNotFound.ProductNotExist")
+
+
+def test_dynamic_registration_disabled(cloud, tmp_path):
+    _rejected(cloud, _device(tmp_path, cloud, "dis01", product=NO_DYNREG_PRODUCT),
+              "UnauthorizedOperation.DynamicRegisterDisabled")
+
+
+def test_device_not_precreated(cloud, tmp_path):
+    _rejected(cloud, _device(tmp_path, cloud, "stranger", product=PRECREATE_PRODUCT),
+              "ResourceNotFound.DeviceNotExist")
+
+
+def test_stale_timestamp(cloud, tmp_path):
+    _rejected(cloud, _device(tmp_path, cloud, "stale"), "AuthFailure.SignatureExpire", clock_offset=-1000)
+
+
+def test_clock_within_window_is_accepted(cloud, tmp_path):
+    assert run_device(_device(tmp_path, cloud, "skewed"), ensure={}, clock_offset=-200)["ok"]
+
+
+def test_replayed_nonce(cloud, tmp_path):
+    assert run_device(_device(tmp_path, cloud, "nonce-a"), ensure={}, nonce=424242)["ok"]
+    _rejected(cloud, _device(tmp_path, cloud, "nonce-b"), "AuthFailure.NonceReplay", nonce=424242)
+
+
+def test_re_registration_after_login_is_refused(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "active01")
+    assert run_device(info, ensure={}, connect={})["connected"]
+    (tmp_path / "wiped").mkdir()
+    wiped = write_info(tmp_path / "wiped", cloud, KEY_PRODUCT, device_name="active01")  # secret lost
+    _rejected(cloud, wiped, "FailedOperation.DeviceAlreadyActivated")
+    assert run_device(info, ensure={}, connect={})["connected"]  # the stored secret still works
+
+
+# -- faults: bounded retries, then NetworkError; TLS refused; nothing stored --------------------
+
+def _failed(info, error, **ensure):
+    before = open(info).read()
+    result = run_device(info, ensure=dict(FAST, **ensure))
+    assert not result["ok"] and result["error"] == error, result
+    assert open(info).read() == before
+    assert os.listdir(os.path.dirname(info)) == ["device_info.json"]
+    return result
+
+
+def test_server_errors_are_retried_then_network_error(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "five-xx")
+    cloud.fault("http_status", count=3, status=503)
+    result = _failed(info, "NetworkError")
+    assert "after 3 attempts" in result["message"] and "503" in result["message"]
+    assert result["output"].count("retrying in") == 2
+    assert registrations(cloud, "five-xx") == []  # no request reached the registration logic
+
+
+def test_server_error_then_success(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "five-xx-ok")
+    cloud.fault("http_status", count=2, status=500)
+    result = run_device(info, ensure=dict(FAST))
+    assert result["ok"], result
+    assert result["output"].count("retrying in") == 2
+    assert [e["result"] for e in registrations(cloud, "five-xx-ok")] == ["ok"]
+
+
+def test_read_timeout_is_retried_then_network_error(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "slow")
+    cloud.fault("delay", count=2, seconds=2.5)
+    result = _failed(info, "NetworkError", attempts=2, timeout_ms=1000)
+    assert "after 2 attempts" in result["message"]
+
+
+def test_connection_closed_without_answer_is_network_error(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "closed")
+    cloud.fault("close", count=3)
+    _failed(info, "NetworkError")
+
+
+def _other_ca(path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "some other CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    return str(path)
+
+
+def test_wrong_ca_is_refused_without_retry(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "wrongca", ca=_other_ca(tmp_path / "other-ca.der"))
+    result = _failed(info, "TLSError")
+    assert "not correctly signed" in result["message"]
+    assert "retrying" not in result["output"]
+    assert registrations(cloud, "wrongca") == []
+
+
+def test_wrong_host_name_is_refused(tmp_path):
+    # An emulator on 127.0.0.2: its certificate names localhost and 127.0.0.1 only.
+    with running_emulator(tmp_path / "cloud2", host="127.0.0.2") as other:
+        other.add_product(KEY_PRODUCT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=10)
+        (tmp_path / "dev").mkdir()
+        info = write_info(tmp_path / "dev", other, KEY_PRODUCT, device_name="wronghost",
+                          register_url="https://127.0.0.2:%d" % other.https_port)
+        result = _failed(info, "TLSError")
+        assert "retrying" not in result["output"]
+        assert registrations(other, "wronghost") == []
+
+
+def test_https_without_ca_is_config_error(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "noca", ca=None)
+    result = _failed(info, "ConfigError")
+    assert "CA" in result["message"]
+
+
+def test_wrong_psk_is_refused_by_broker(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "wrongpsk")
+    assert run_device(info, ensure={})["ok"]
+    doc = read_json(info)
+    doc["credential"]["psk"] = "AAAAAAAAAAAAAAAAAAAAAA=="
+    with open(info, "w") as f:
+        json.dump(doc, f)
+    result = run_device(info, ensure={}, connect={})
+    assert not result["ok"] and result["error"] == "RejectedError" and result["code"] in (4, 5), result
+    assert [e["result"] for e in _entries(cloud, "mqtt-connect", "wrongpsk")] != ["ok"]
+    assert len(registrations(cloud, "wrongpsk")) == 1
+
+
+def test_no_secret_in_device_output(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "quiet")
+    result = run_device(info, ensure={"log": True} if False else {}, connect={})
+    psk = read_json(info)["credential"]["psk"]
+    assert result["ok"]
+    for secret in (psk, SECRET):
+        assert secret not in result["output"]
