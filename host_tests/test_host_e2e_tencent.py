@@ -66,6 +66,7 @@ def test_key_device_registers_stores_connects_and_publishes(cloud, tmp_path, api
     if api == "current":
         assert registration["algorithm"] == algorithm
     assert [e["result"] for e in _entries(cloud, "mqtt-connect", name)] == ["ok"]
+    cloud.wait_for_log(lambda e: e.get("api") == "mqtt-publish" and e.get("device") == name)
     assert [e["topic"] for e in _entries(cloud, "mqtt-publish", name)] == [topic]
 
 

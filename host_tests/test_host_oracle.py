@@ -98,3 +98,31 @@ def test_bad_payload_really_is_bad(case):
         or (type(doc.get("encryptionType")) is int and doc["encryptionType"] == 1
             and str(doc.get("clientCert", "")).startswith("-----BEGIN")
             and str(doc.get("clientKey", "")).startswith("-----BEGIN"))))
+
+
+ALIYUN = [vectors("aliyun_public"), vectors("aliyun_edge")]
+_ALIYUN_HASH = {"hmacmd5": "md5", "hmacsha1": "sha1", "hmacsha256": "sha256"}
+
+
+def _aliyun(section):
+    return [case for doc in ALIYUN for case in doc.get(section, [])]
+
+
+@pytest.mark.parametrize("case", _aliyun("sign"), ids=lambda c: c["source"])
+def test_aliyun_sign_vector_against_stdlib(case):
+    text = "deviceName%sproductKey%srandom%s" % (case["device_name"], case["product_key"], case["random"])
+    assert hmac.new(case["product_secret"].encode(), text.encode(), _ALIYUN_HASH[case["method"]]).hexdigest() == case["sign"]
+
+
+@pytest.mark.parametrize("case", _aliyun("mqtt_login"), ids=lambda c: c["source"])
+def test_aliyun_login_vector_against_stdlib(case):
+    text = "clientId%sdeviceName%sproductKey%stimestamp%s" % (
+        case["client_id"], case["device_name"], case["product_key"], case["timestamp"])
+    assert hmac.new(case["device_secret"].encode(), text.encode(), _ALIYUN_HASH[case["method"]]).hexdigest() == case["password"]
+
+
+@pytest.mark.parametrize("case", _aliyun("topo_sign"), ids=lambda c: c["source"])
+def test_aliyun_topo_vector_against_stdlib(case):
+    text = "clientId%s.%sdeviceName%sproductKey%stimestamp%s" % (
+        case["product_key"], case["device_name"], case["device_name"], case["product_key"], case["timestamp"])
+    assert hmac.new(case["device_secret"].encode(), text.encode(), _ALIYUN_HASH[case["method"]]).hexdigest() == case["sign"]

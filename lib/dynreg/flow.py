@@ -56,7 +56,7 @@ def ensure(info_path, **given):
     if info.cloud == "tencent":
         from dynreg.tencent_register import register
     else:
-        raise ConfigError("cloud %s is not supported yet" % info.cloud)
+        from dynreg.aliyun_register import register
     credential = with_retries(opts, lambda attempt: register(info, load_ca(info, opts["ca"]), opts, attempt))
     info.save_credential(credential)
     say(opts, "credential stored in %s" % info.path)

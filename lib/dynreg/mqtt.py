@@ -7,7 +7,7 @@ from dynreg.flow import load_ca, say
 
 _LOGIN_LIFETIME = const(86400)  # seconds a Tencent login stays valid
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-DEFAULTS = {"ca": None, "mqtt_url": None, "keepalive": 60, "log": print}
+DEFAULTS = {"ca": None, "mqtt_url": None, "keepalive": 60, "timeout_ms": 10000, "log": print}
 
 
 def _options(given):
@@ -25,72 +25,70 @@ def connid():
     return "".join(_ALNUM[b % 62] for b in urandom(5))
 
 
-def tencent_login(info):
-    from dynreg import tencent
-
-    expiry = clock.unix_time() + _LOGIN_LIFETIME
-    if info.auth == "cert":
-        # The client certificate authenticates; the password is not checked.
-        client_id = info.product + info.device_name
-        return client_id, "%s;12010126;%s;%d" % (client_id, connid(), expiry), ""
-    return tencent.mqtt_login(info.product, info.device_name, info.credential["psk"], connid(), expiry)
-
-
-def endpoint(info, url):
+def endpoint(info, url=None):
+    # (host, port, tls) of the broker: the option, the info's mqtt_url, or the cloud's own.
     url = url or info.mqtt_url
     if url:
         scheme, host, port, _ = http.split_url(url)
         return host, port, scheme == "mqtts"
     if info.cloud == "tencent":
         return info.product + ".iotcloud.tencentdevices.com", 8883, True
-    raise ConfigError("no MQTT endpoint: set mqtt_url in the info")
+    if info.instance_id:
+        return info.instance_id + ".mqtt.iothub.aliyuncs.com", 8883, True
+    return "%s.iot-as-mqtt.%s.aliyuncs.com" % (info.product, info.region or "cn-shanghai"), 8883, True
 
 
-class _LegacySSL:
-    # umqtt.simple 1.3 (PyPI) calls `ussl.wrap_socket(sock, **ssl_params)`; firmware since
-    # 1.21 has no `ussl`. This stands in for it with our verifying context.
-    def __init__(self, ctx):
+def login(info, tls):
+    # (client id, username, password) for the credential the device holds.
+    if info.cloud == "tencent":
+        from dynreg import tencent
+
+        expiry = clock.unix_time() + _LOGIN_LIFETIME
+        if info.auth == "cert":
+            # The client certificate authenticates; the password is not checked.
+            client_id = info.product + info.device_name
+            return client_id, "%s;12010126;%s;%d" % (client_id, connid(), expiry), ""
+        return tencent.mqtt_login(info.product, info.device_name, info.credential["psk"], connid(), expiry)
+    from dynreg import aliyun
+
+    if "device_token" in info.credential:
+        return aliyun.regnwl_login(info.credential["client_id"], info.product, info.device_name,
+                                   info.credential["device_token"])
+    return aliyun.mqtt_login(info.product, info.device_name, info.credential["device_secret"],
+                             info.product + "." + info.device_name, clock.unix_time() * 1000,
+                             info.algorithm, tls)
+
+
+class _TLS:
+    # What umqtt.simple calls to wrap its socket, for both generations of its API:
+    # >= 1.4 calls `ssl.wrap_socket(sock, server_hostname=...)` on the object it was given;
+    # <= 1.3 (PyPI) calls `ussl.wrap_socket(sock, **ssl_params)`, and firmware since 1.21 has
+    # no `ussl`, so this object stands in for that module too. It also bounds the TLS
+    # handshake and every later read with the timeout umqtt itself never sets.
+    def __init__(self, ctx, timeout_ms):
         self.ctx = ctx
+        self.timeout = timeout_ms / 1000
 
-    def wrap_socket(self, sock, server_hostname=None):
+    def wrap_socket(self, sock, server_hostname=None, **ignored):
+        sock.settimeout(self.timeout)
         return http.wrap(sock, self.ctx, server_hostname)
 
 
-def client(client_id, host, port, user, password, keepalive, ctx):
+def open_client(client_id, host, port, user, password, ctx, keepalive=60, timeout_ms=10000, callback=None):
     from umqtt.simple import MQTTClient
 
     c = MQTTClient(client_id, host, port, user, password, keepalive)
     if ctx:
+        tls = _TLS(ctx, timeout_ms)
         if hasattr(c, "ssl_params"):  # umqtt.simple <= 1.3
-            sys.modules["ussl"] = _LegacySSL(ctx)
+            sys.modules["ussl"] = tls
             c.ssl = True
             c.ssl_params = {"server_hostname": host}
-        else:  # umqtt.simple >= 1.4 takes an SSLContext
-            c.ssl = ctx
-    return c
-
-
-def connect(info_or_path, **given):
-    opts = _options(given)
-    info = store.load(info_or_path) if isinstance(info_or_path, str) else info_or_path
-    if info.needs_registration:
-        raise ConfigError("no credential stored: run dynreg.ensure first")
-    host, port, use_tls = endpoint(info, opts["mqtt_url"])
-    if info.cloud == "tencent":
-        client_id, user, password = tencent_login(info)
-    else:
-        raise ConfigError("cloud %s is not supported yet" % info.cloud)
-    ctx = None
-    if use_tls:
-        cert = key = None
-        if info.auth == "cert":
-            cert = info.read_credential_file("cert_file")
-            key = info.read_credential_file("key_file")
-        ctx = http.tls_context(load_ca(info, opts["ca"]), cert, key)
-    say(opts, "connecting to %s:%d as %s (%s)" % (host, port, client_id, "TLS" if use_tls else "plain TCP"))
-    c = client(client_id, host, port, user, password, opts["keepalive"], ctx)
+        else:
+            c.ssl = tls
+    if callback:
+        c.set_callback(callback)
     connect_client(c)
-    say(opts, "MQTT connected")
     return c
 
 
@@ -100,19 +98,55 @@ def connect_client(c):
     try:
         c.connect()
     except MQTTException as e:
-        _close(c)
+        close(c)
         code = e.args[0] if e.args else None
         raise RejectedError(code, "MQTT CONNECT refused (CONNACK %s)" % code)
     except OSError as e:
-        _close(c)
+        close(c)
         raise NetworkError("MQTT connection failed (%s)" % (e.args[0] if e.args else e))
     except IndexError:
-        _close(c)  # umqtt reads past a closed socket
+        close(c)  # umqtt indexes an empty read when the broker closes the connection
         raise NetworkError("MQTT broker closed the connection")
 
 
-def _close(c):
+def wait_for(c, done, timeout_ms):
+    # Polls for incoming messages until done() or the timeout; returns done().
+    deadline = clock.ticks_ms() + timeout_ms
+    while not done():
+        if clock.ticks_diff(deadline, clock.ticks_ms()) < 0:
+            return False
+        try:
+            c.check_msg()
+        except (OSError, IndexError):
+            raise NetworkError("MQTT connection lost while waiting for a reply")
+        clock.sleep_ms(20)
+    return True
+
+
+def close(c):
     try:
         c.sock.close()
     except Exception:
         pass
+
+
+def tls_context_for(info, ca):
+    cert = key = None
+    if info.auth == "cert":
+        cert = info.read_credential_file("cert_file")
+        key = info.read_credential_file("key_file")
+    return http.tls_context(load_ca(info, ca), cert, key)
+
+
+def connect(info_or_path, **given):
+    opts = _options(given)
+    info = store.load(info_or_path) if isinstance(info_or_path, str) else info_or_path
+    if info.needs_registration:
+        raise ConfigError("no credential stored: run dynreg.ensure first")
+    host, port, use_tls = endpoint(info, opts["mqtt_url"])
+    client_id, user, password = login(info, use_tls)
+    ctx = tls_context_for(info, opts["ca"]) if use_tls else None
+    say(opts, "connecting to %s:%d as %s (%s)" % (host, port, client_id, "TLS" if use_tls else "plain TCP"))
+    c = open_client(client_id, host, port, user, password, ctx, opts["keepalive"], opts["timeout_ms"])
+    say(opts, "MQTT connected")
+    return c

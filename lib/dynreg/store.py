@@ -87,6 +87,7 @@ class Info:
             self.mqtt_url = doc.get("mqtt_url")
             self.ca = doc.get("ca")
             self.instance_id = doc.get("instance_id")
+            self.region = doc.get("region")
             credential = doc.get("credential") or {}
             if not isinstance(credential, dict):
                 raise ConfigError("%s: field credential must be an object" % path)
@@ -100,7 +101,7 @@ class Info:
             self.auth = "cert" if _text(doc, "auth_mode", ("KEY", "CERT"), "KEY") == "CERT" else "key"
             self.api = "current"
             self.algorithm = "hmacsha256"
-            self.register_url = self.mqtt_url = self.ca = self.instance_id = None
+            self.register_url = self.mqtt_url = self.ca = self.instance_id = self.region = None
             credential = {}
             key_info = doc.get(_SDK_KEY)
             cert_info = doc.get(_SDK_CERT)

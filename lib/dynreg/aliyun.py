@@ -1,0 +1,238 @@
+# Alibaba Cloud IoT Platform: dynamic registration over HTTPS and MQTT (pre-registered and
+# pre-registration-free), the MQTT logins that follow, and gateway sub-device registration.
+# Pure functions: no I/O.
+import json
+from dynreg import hmac, codec, ConfigError, ProtocolError, RejectedError
+
+DEFAULT_REGION = "cn-shanghai"
+REGISTER_PATH = "/auth/register/device"
+_METHODS = {"hmacmd5": "md5", "hmacsha1": "sha1", "hmacsha256": "sha256"}
+_TOPO_METHODS = {"hmacmd5": "hmacMd5", "hmacsha1": "hmacSha1", "hmacsha256": "hmacSha256"}
+_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_NAME_EXTRA = "-_@.:"
+
+
+def _hash(method):
+    name = _METHODS.get(method)
+    if name is None:
+        raise ConfigError("sign method must be hmacmd5, hmacsha1 or hmacsha256")
+    return name
+
+
+def _digits(value, what):
+    # Random values and timestamps come as int or as a string of digits.
+    text = str(value) if type(value) is int else value
+    if not isinstance(text, str) or not text.isdigit():
+        raise ConfigError("%s must be a number" % what)
+    return text
+
+
+def check_product_key(product_key):
+    if not isinstance(product_key, str) or not 1 <= len(product_key) <= 32:
+        raise ConfigError("ProductKey must be 1 to 32 letters and digits")
+    for c in product_key:
+        if c not in _SAFE:
+            raise ConfigError("ProductKey must be 1 to 32 letters and digits")
+
+
+def check_device_name(name):
+    if not isinstance(name, str) or not 4 <= len(name) <= 32:
+        raise ConfigError("DeviceName must be 4 to 32 characters")
+    for c in name:
+        if c not in _SAFE and c not in _NAME_EXTRA:
+            raise ConfigError("DeviceName may only hold A-Z a-z 0-9 - _ @ . :")
+
+
+def _check(product_key, device_name, secret, what):
+    check_product_key(product_key)
+    check_device_name(device_name)
+    if not isinstance(secret, str) or not secret:
+        raise ConfigError("%s is missing" % what)
+
+
+def _hmac_hex(secret, fields, method):
+    # Alibaba signs "name1value1name2value2..." with the names in sorted order.
+    text = "".join(name + value for name, value in fields)
+    return hmac.hexdigest(secret.encode(), text.encode(), _hash(method))
+
+
+def sign(product_key, device_name, product_secret, random, method="hmacsha256"):
+    _check(product_key, device_name, product_secret, "ProductSecret")
+    return _hmac_hex(product_secret, (("deviceName", device_name), ("productKey", product_key),
+                                      ("random", _digits(random, "random"))), method)
+
+
+def _quote(text):
+    out = []
+    for c in text:
+        out.append(c if c in _SAFE or c in "-_.~" else "".join("%%%02X" % b for b in c.encode()))
+    return "".join(out)
+
+
+def register_request(product_key, device_name, product_secret, random, method="hmacsha256",
+                     region=DEFAULT_REGION, endpoint=None):
+    signature = sign(product_key, device_name, product_secret, random, method)
+    fields = (("productKey", product_key), ("deviceName", device_name), ("random", _digits(random, "random")),
+              ("sign", signature), ("signMethod", method))
+    body = "&".join(name + "=" + _quote(value) for name, value in fields).encode()
+    base = endpoint.rstrip("/") if endpoint else "https://iot-auth.%s.aliyuncs.com" % region
+    return base + REGISTER_PATH, {"Content-Type": "application/x-www-form-urlencoded"}, body
+
+
+def _object(body):
+    codec.check_size(body)
+    return codec.json_object(body)
+
+
+def _cloud_error(doc):
+    # {"code": 200, ...} is success; any other code is the cloud's refusal.
+    code = codec.field(doc, "code", int)
+    if code != 200:
+        message = doc.get("message")
+        raise RejectedError(code, message if isinstance(message, str) else "")
+
+
+def _secret(data, name):
+    value = codec.field(data, name, str)
+    if not value:
+        raise ProtocolError("%s is empty" % name)
+    return value
+
+
+def parse_register_response(body):
+    doc = _object(body)
+    _cloud_error(doc)
+    data = doc.get("data")
+    if not isinstance(data, dict):
+        raise ProtocolError("data missing from the answer")
+    return {"deviceSecret": _secret(data, "deviceSecret")}
+
+
+def parse_register_message(payload, mode="register"):
+    # The PUBLISH on /ext/register ({"deviceSecret"}) or /ext/regnwl ({"clientId", "deviceToken"}).
+    doc = _object(payload)
+    if "code" in doc and doc.get("code") != 200:
+        _cloud_error(doc)
+    if mode == "regnwl":
+        return {"clientId": _secret(doc, "clientId"), "deviceToken": _secret(doc, "deviceToken")}
+    return {"deviceSecret": _secret(doc, "deviceSecret")}
+
+
+def mqtt_register_login(product_key, device_name, product_secret, random, method="hmacsha256",
+                        mode="register", instance_id=None):
+    if mode not in ("register", "regnwl"):
+        raise ConfigError("mode must be register or regnwl")
+    password = sign(product_key, device_name, product_secret, random, method)
+    # Pre-registered devices use securemode 2, pre-registration-free ones and newer
+    # instances -2.
+    secure = "-2" if mode == "regnwl" or instance_id else "2"
+    client_id = "%s|securemode=%s,authType=%s,random=%s,signmethod=%s" % (
+        device_name, secure, mode, _digits(random, "random"), method)
+    if instance_id:
+        client_id += ",instanceId=" + instance_id
+    return client_id + "|", device_name + "&" + product_key, password
+
+
+def mqtt_login(product_key, device_name, device_secret, client_id, timestamp, method="hmacsha256", tls=True):
+    _check(product_key, device_name, device_secret, "DeviceSecret")
+    timestamp = _digits(timestamp, "timestamp")
+    password = _hmac_hex(device_secret, (("clientId", client_id), ("deviceName", device_name),
+                                         ("productKey", product_key), ("timestamp", timestamp)), method)
+    full_id = "%s|securemode=%d,signmethod=%s,timestamp=%s|" % (client_id, 2 if tls else 3, method, timestamp)
+    return full_id, device_name + "&" + product_key, password
+
+
+def regnwl_login(client_id, product_key, device_name, device_token):
+    _check(product_key, device_name, device_token, "deviceToken")
+    return client_id + "|securemode=-2,authType=connwl|", device_name + "&" + product_key, device_token
+
+
+def topo_sign(product_key, device_name, device_secret, timestamp, method="hmacsha256", client_id=None):
+    _check(product_key, device_name, device_secret, "DeviceSecret")
+    return _hmac_hex(device_secret, (("clientId", client_id or product_key + "." + device_name),
+                                     ("deviceName", device_name), ("productKey", product_key),
+                                     ("timestamp", _digits(timestamp, "timestamp"))), method)
+
+
+# -- gateway sub-devices: thing.sub.register, then thing.topo.add ---------------------------
+
+def _topic(gateway_key, gateway_name, method):
+    check_product_key(gateway_key)
+    check_device_name(gateway_name)
+    return "/sys/%s/%s/thing/%s" % (gateway_key, gateway_name, method)
+
+
+def sub_register_message(gateway_key, gateway_name, subdevices, message_id):
+    # subdevices: [(product_key, device_name), ...] -> (topic, reply topic, payload)
+    params = []
+    for product_key, device_name in subdevices:
+        check_product_key(product_key)
+        check_device_name(device_name)
+        params.append({"deviceName": device_name, "productKey": product_key})
+    topic = _topic(gateway_key, gateway_name, "sub/register")
+    payload = json.dumps({"id": str(message_id), "version": "1.0", "params": params,
+                          "method": "thing.sub.register"})
+    return topic, topic + "_reply", payload.encode()
+
+
+def _reply(payload, message_id):
+    doc = _object(payload)
+    if str(doc.get("id")) != str(message_id):
+        raise ProtocolError("reply to another request")
+    codec.field(doc, "code", int)
+    return doc
+
+
+def parse_sub_register_reply(payload, message_id, requested):
+    # -> (secrets, errors): secrets {(pk, dn): {"deviceSecret", "iotId"}} for every
+    # sub-device the cloud answered for, errors {(pk, dn): (code, message)} for the rest.
+    doc = _reply(payload, message_id)
+    code = doc["code"]
+    message = doc.get("message") if isinstance(doc.get("message"), str) else ""
+    secrets = {}
+    data = doc.get("data")
+    if isinstance(data, list):
+        for entry in data:
+            if not isinstance(entry, dict):
+                raise ProtocolError("sub-device entry is not an object")
+            key = (codec.field(entry, "productKey", str), codec.field(entry, "deviceName", str))
+            if key in requested:
+                iot_id = entry.get("iotId")
+                secrets[key] = {"deviceSecret": _secret(entry, "deviceSecret"),
+                                "iotId": iot_id if isinstance(iot_id, str) else ""}
+    elif data is not None and code == 200:
+        raise ProtocolError("data is not a list")
+    errors = {}
+    failed = doc.get("failures")
+    if isinstance(failed, list):
+        for entry in failed:
+            if isinstance(entry, dict):
+                key = (entry.get("productKey"), entry.get("deviceName"))
+                entry_code = entry.get("code")
+                if key in requested and key not in secrets and type(entry_code) is int:
+                    entry_message = entry.get("message")
+                    errors[key] = (entry_code, entry_message if isinstance(entry_message, str) else "")
+    for key in requested:
+        if key not in secrets and key not in errors:
+            errors[key] = (code, message) if code != 200 else (-1, "no secret in the reply")
+    return secrets, errors
+
+
+def topo_add_message(gateway_key, gateway_name, subdevices, timestamp, message_id, method="hmacsha256"):
+    # subdevices: [(product_key, device_name, device_secret), ...] -> (topic, reply topic, payload)
+    _hash(method)
+    params = []
+    for product_key, device_name, device_secret in subdevices:
+        client_id = product_key + "." + device_name
+        params.append({"productKey": product_key, "deviceName": device_name, "clientId": client_id,
+                       "timestamp": _digits(timestamp, "timestamp"), "signmethod": _TOPO_METHODS[method],
+                       "sign": topo_sign(product_key, device_name, device_secret, timestamp, method, client_id)})
+    topic = _topic(gateway_key, gateway_name, "topo/add")
+    payload = json.dumps({"id": str(message_id), "version": "1.0", "params": params, "method": "thing.topo.add"})
+    return topic, topic + "_reply", payload.encode()
+
+
+def parse_topo_add_reply(payload, message_id):
+    doc = _reply(payload, message_id)
+    _cloud_error(doc)
+    return doc.get("data")

@@ -1,0 +1,78 @@
+# Alibaba gateway sub-devices over the gateway's connected MQTT client: thing.sub.register,
+# every returned secret persisted atomically before anything acts on it, then thing.topo.add.
+# Sub-devices that already hold a secret are never registered again (every call issues a
+# new secret, so a lost one would lock the sub-device out).
+import json
+from dynreg import ConfigError, NetworkError, aliyun, clock, mqtt, store
+from dynreg.flow import random_int
+
+SUBDEVICES_FILE = "subdevices.json"
+
+
+def load(path):
+    # {"pk/dn": {"device_secret": .., "iot_id": .., "topo": bool}}; missing file -> {}
+    if not store.exists(path):
+        return {}
+    try:
+        doc = json.loads(store.read_file(path, store.MAX_INFO).decode())
+    except ValueError:
+        raise ConfigError("%s is not valid JSON" % path)
+    devices = doc.get("devices") if isinstance(doc, dict) else None
+    if not isinstance(devices, dict):
+        raise ConfigError("%s: field devices must be an object" % path)
+    return devices
+
+
+def _save(path, devices):
+    store.write_atomic(path, json.dumps({"dynreg_subdevices": 1, "devices": devices}).encode())
+
+
+def _request(client, topic, reply_topic, payload, timeout_ms):
+    replies = []
+
+    def on_message(t, message):
+        if t == reply_topic.encode():
+            replies.append(message)
+
+    previous = getattr(client, "cb", None)
+    client.set_callback(on_message)
+    try:
+        client.subscribe(reply_topic.encode())
+        client.publish(topic.encode(), payload)
+        if not mqtt.wait_for(client, lambda: replies, timeout_ms):
+            raise NetworkError("no reply on %s within %d ms" % (reply_topic, timeout_ms))
+    finally:
+        client.cb = previous
+    return replies[0]
+
+
+def register_subdevices(client, gateway_info, subdevices, path=None, timeout_ms=10000, method="hmacsha256"):
+    # subdevices: [(product_key, device_name), ...]. Returns (registered, errors):
+    # registered: [(pk, dn)] holding a secret now, errors: {(pk, dn): (code, message)}.
+    path = path or gateway_info.file(SUBDEVICES_FILE)
+    devices = load(path)
+    wanted = [(pk, dn) for pk, dn in subdevices]
+    new = [key for key in wanted if key[0] + "/" + key[1] not in devices]
+    errors = {}
+    if new:
+        message_id = random_int()
+        topic, reply_topic, payload = aliyun.sub_register_message(gateway_info.product, gateway_info.device_name,
+                                                                  new, message_id)
+        reply = _request(client, topic, reply_topic, payload, timeout_ms)
+        secrets, errors = aliyun.parse_sub_register_reply(reply, message_id, new)
+        for (pk, dn), secret in secrets.items():
+            devices[pk + "/" + dn] = {"device_secret": secret["deviceSecret"], "iot_id": secret["iotId"], "topo": False}
+        if secrets:
+            _save(path, devices)  # before topo.add or anything else uses them
+    pending = [key for key in wanted if key not in errors and not devices[key[0] + "/" + key[1]].get("topo")]
+    if pending:
+        message_id = random_int()
+        topic, reply_topic, payload = aliyun.topo_add_message(
+            gateway_info.product, gateway_info.device_name,
+            [(pk, dn, devices[pk + "/" + dn]["device_secret"]) for pk, dn in pending],
+            clock.unix_time() * 1000, message_id, method)
+        aliyun.parse_topo_add_reply(_request(client, topic, reply_topic, payload, timeout_ms), message_id)
+        for pk, dn in pending:
+            devices[pk + "/" + dn]["topo"] = True
+        _save(path, devices)
+    return [key for key in wanted if key not in errors], errors
