@@ -8,5 +8,6 @@ for path in (os.path.join(HERE, "shims"), os.path.join(HERE, "..", "lib"), HERE)
     if path not in sys.path:
         sys.path.insert(0, path)
 
-# test_host_*.py are CPython-only (oracles, hypothesis, the emulator); every other test_*.py
-# also runs on the MicroPython unix port through mp_runner.py.
+# test_host_*.py are CPython-only (oracles, hypothesis, the emulator); test_mp_*.py need the
+# MicroPython unix port (littlefs through vfs); every other test_*.py runs on both.
+collect_ignore_glob = ["test_mp_*.py"]

@@ -1,0 +1,140 @@
+# MicroPython only (real littlefs2 through vfs.VfsLfs2): power is cut at every write of a
+# full credential save, for every credential kind. After each cut the filesystem is mounted
+# again from what reached the "flash": the device must hold either the complete new
+# credential or be cleanly unregistered, and then register (save) successfully.
+import json
+import vfs
+
+from support import RAMBlockDevice
+from dynreg import store, gateway
+
+MOUNT = "/pl"
+PSK = "lDZ6Uqt+I9E0wW7rvDUs7Q=="
+PEM_CERT = "-----BEGIN CERTIFICATE-----\n" + "MIIB" * 120 + "\n-----END CERTIFICATE-----\n"
+PEM_KEY = "-----BEGIN EC PRIVATE KEY-----\n" + "MHcC" * 30 + "\n-----END EC PRIVATE KEY-----\n"
+SECRET = "hzvf5LF9S0isvBhDSauWMaIk"
+KINDS = [
+    ("tencent psk, SDK format", '{"auth_mode":"KEY","productId":"S3EUVBRJLB","productSecret":"%s",'
+     '"deviceName":"dev01","key_deviceinfo":{"deviceSecret":"YOUR_IOT_PSK"}}' % SECRET, {"psk": PSK}),
+    ("tencent psk", {"cloud": "tencent", "product_id": "S3EUVBRJLB"}, {"psk": PSK}),
+    ("tencent cert+key", {"cloud": "tencent", "product_id": "S3EUVBRJLB", "auth": "cert"},
+     {"cert": PEM_CERT, "key": PEM_KEY}),
+    ("aliyun deviceSecret", {"cloud": "aliyun", "product_key": "a1IoK3f7xyz", "api": "https"},
+     {"device_secret": "8d1f0cdab49dd229cf3b75aaaaaaaaaa"}),
+    ("aliyun clientId+deviceToken", {"cloud": "aliyun", "product_key": "a1IoK3f7xyz", "api": "regnwl"},
+     {"client_id": "a1IoK3f7xyz.dev01|x", "device_token": "tok-" + "9" * 40}),
+]
+SUBDEVICES = {"a1SubProd01/sensor-%04d" % i: {"device_secret": "%032x" % (i * 7919), "iot_id": "i%d" % i,
+                                               "topo": False} for i in range(8)}
+totals = {"cuts": 0, "failures": 0}
+
+
+class PowerCutDevice(RAMBlockDevice):
+    # Write number `cut` is torn (its first half reaches flash); nothing after it does.
+    def __init__(self, image, cut=None):
+        super().__init__(512, len(image) // 512)
+        self.data[:] = image
+        self.cut = cut
+        self.writes = 0
+
+    def writeblocks(self, block, buf, offset=None):
+        self.writes += 1
+        if self.cut is not None and self.writes >= self.cut:
+            if self.writes == self.cut:
+                super().writeblocks(block, bytes(buf[:len(buf) // 2]), offset)
+            return -5  # EIO to littlefs: the power is gone
+        super().writeblocks(block, buf, offset)
+        return 0
+
+
+def _mount(device):
+    try:
+        vfs.umount(MOUNT)
+    except OSError:
+        pass
+    vfs.mount(vfs.VfsLfs2(device), MOUNT)
+
+
+def _fresh_image(info_text):
+    device = RAMBlockDevice(512, 128)
+    vfs.VfsLfs2.mkfs(device)
+    _mount(device)
+    with open(MOUNT + "/device_info.json", "w") as f:
+        f.write(info_text)
+    vfs.umount(MOUNT)
+    return bytes(device.data)
+
+
+def _info_text(fields):
+    if isinstance(fields, str):
+        return fields
+    doc = {"dynreg": 1, "product_secret": SECRET, "device_name": "dev01", "credential": {}}
+    doc.update(fields)
+    return json.dumps(doc)
+
+
+def _expected(credential):
+    if "cert" in credential:
+        return {"cert_file": "dev01_cert.crt", "key_file": "dev01_private.key"}
+    return credential
+
+
+def _check_after_cut(image, credential):
+    # Remount what reached flash: the complete new credential, or clean and able to register.
+    _mount(PowerCutDevice(image))
+    info = store.load(MOUNT + "/device_info.json")
+    if info.needs_registration:
+        info.save_credential(credential)
+        info = store.load(MOUNT + "/device_info.json")
+    assert info.credential == _expected(credential), info.credential
+    if "cert" in credential:
+        assert info.read_credential_file("cert_file") == PEM_CERT.encode()
+        assert info.read_credential_file("key_file") == PEM_KEY.encode()
+
+
+def _cut_everywhere(image, save, check):
+    dry = PowerCutDevice(image)
+    _mount(dry)
+    save()
+    total_writes = dry.writes
+    assert total_writes > 0
+    for cut in range(1, total_writes + 1):
+        device = PowerCutDevice(image, cut)
+        _mount(device)
+        try:
+            save()
+        except Exception:
+            pass  # StorageError or OSError: the save was cut short
+        totals["cuts"] += 1
+        try:
+            check(bytes(device.data))
+        except Exception as e:
+            totals["failures"] += 1
+            print("power cut at write %d of %d: %s" % (cut, total_writes, e))
+    return total_writes
+
+
+def test_power_cut_at_every_write_of_every_credential_kind():
+    for name, fields, credential in KINDS:
+        image = _fresh_image(_info_text(fields))
+        writes = _cut_everywhere(image, lambda: store.load(MOUNT + "/device_info.json").save_credential(credential),
+                                 lambda data: _check_after_cut(data, credential))
+        print("power loss: %-30s %3d cut points" % (name, writes))
+    assert totals["failures"] == 0, totals
+
+
+def test_power_cut_at_every_write_of_gateway_subdevice_secrets():
+    image = _fresh_image(_info_text({"cloud": "aliyun", "product_key": "a1GwProd001", "api": "https",
+                                     "credential": {"device_secret": "x" * 32}}))
+    path = MOUNT + "/" + gateway.SUBDEVICES_FILE
+
+    def check(data):
+        _mount(PowerCutDevice(data))
+        devices = gateway.load(path)
+        assert devices in ({}, SUBDEVICES), "half-written sub-device secrets"
+
+    before = totals["failures"]
+    writes = _cut_everywhere(image, lambda: gateway._save(path, SUBDEVICES), check)
+    print("power loss: %-30s %3d cut points" % ("gateway sub-device secrets", writes))
+    print("power loss: %d cut points tried, %d failures" % (totals["cuts"], totals["failures"]))
+    assert totals["failures"] == before
