@@ -1,0 +1,164 @@
+# Hostile responses, seeded and repeatable, the same bytes on CPython and MicroPython: valid
+# answers of both clouds (HTTP bodies, MQTT payloads, gateway replies) mutated and generated,
+# through every parse and decrypt path, and the HTTP bodies through dynreg.ensure itself with
+# only the transport faked. Every input must end in a credential or a dynreg.Error, never
+# another exception, and nothing may be stored from a bad answer.
+import json
+
+from support import scratch_dir, write, read
+import dynreg
+from dynreg import aliyun, tencent, http, store, flow
+
+SEED = 20261121
+PER_SHAPE = 1700  # mutations of each valid answer; 7 shapes: over 10 000 inputs a runtime
+SECRET = "hzvf5LF9S0isvBhDSauWMaIk"
+PSK_PAYLOAD = "s6FB3a1BA/YYbcmSE12XpeDVmQNDcf1QgVD141RRbmmAnFwQfp1ECAu5O016mCOvYlJJ6V59yM4OqQSiWphfTg=="
+REQUESTED = [("a1SubProd01", "sensor-0001"), ("a1SubProd01", "sensor-0002")]
+SHAPES = [
+    ("tencent current", b'{"Response":{"Len":53,"Payload":"' + PSK_PAYLOAD.encode() + b'","RequestId":"r1"}}'),
+    ("tencent legacy", b'{"code":0,"message":"","len":53,"payload":"' + PSK_PAYLOAD.encode() + b'"}'),
+    ("tencent error", b'{"Response":{"Error":{"Code":"AuthFailure.SignatureFailure","Message":"no"},"RequestId":"r"}}'),
+    ("aliyun https", b'{"code":200,"data":{"productKey":"a1IoK3f7xyz","deviceName":"OvenDevice01",'
+                     b'"deviceSecret":"8d1f0cdab49dd229cf3b75aaaaaaaaaa"},"message":"success"}'),
+    ("aliyun /ext/regnwl", b'{"clientId":"c1","productKey":"a1IoK3f7xyz","deviceName":"OvenDevice01","deviceToken":"t1"}'),
+    ("aliyun sub.register_reply", b'{"id":"7","code":200,"message":"success","data":[{"iotId":"i1",'
+                                  b'"productKey":"a1SubProd01","deviceName":"sensor-0001","deviceSecret":"s1"}]}'),
+    ("aliyun topo.add_reply", b'{"id":"7","code":200,"message":"success","data":[]}'),
+]
+JUNK = [b"\xff", b"\xc3\x28", b"\x00", b"{", b"}", b"[", b"]", b'"', b",", b":", b"null", b"true", b"-1",
+        b"1e999", b"\\u0000", b"\\ud800", b'""', b"9" * 40, b"[" * 200, b"{}", b"[]", b" ", b"=", b"==="]
+
+
+class Random:
+    # xorshift32: the same sequence on every runtime, unlike each runtime's `random`.
+    def __init__(self, seed):
+        self.state = seed or 1
+
+    def next(self):
+        x = self.state
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self.state = x
+        return x
+
+    def below(self, n):
+        return self.next() % n
+
+
+def mutate(rng, data):
+    # Immutable bytes throughout: MicroPython's bytearray has no slice deletion.
+    data = bytes(data)
+    for _ in range(1 + rng.below(4)):
+        op = rng.below(9)
+        at = rng.below(len(data) + 1)
+        if op == 0 and data:  # replace a byte
+            at = min(at, len(data) - 1)
+            data = data[:at] + bytes([rng.below(256)]) + data[at + 1:]
+        elif op == 1:  # cut the body short
+            data = data[:at]
+        elif op == 2:  # insert junk
+            data = data[:at] + JUNK[rng.below(len(JUNK))] + data[at:]
+        elif op == 3:  # delete a run
+            data = data[:at] + data[at + 1 + rng.below(8):]
+        elif op == 4:  # a value of the wrong type
+            data = data.replace(b"53", [b'"53"', b"-53", b"530", b"5.3", b"true"][rng.below(5)], 1)
+            data = data.replace(b"200", [b'"200"', b"201", b"null", b"0"][rng.below(4)], 1)
+        elif op == 5:  # deep nesting
+            depth = 1 + rng.below(400)
+            data = b"[" * depth + data + b"]" * depth
+        elif op == 6:  # oversize
+            data = data + b" " * (8000 + rng.below(400))
+        elif op == 7:  # non-UTF-8 inside a string
+            data = data.replace(b'"', b'"\xfe\xff', 1 + rng.below(2))
+        else:  # duplicate a slice
+            data = data[:at] + data[at:at + rng.below(20)] + data[at:]
+    return data
+
+
+def parsers(shape):
+    if shape.startswith("tencent"):
+        return [lambda body: tencent.parse_response(body, SECRET)]
+    if shape == "aliyun https":
+        return [aliyun.parse_register_response]
+    if shape == "aliyun /ext/regnwl":
+        return [lambda p: aliyun.parse_register_message(p, "regnwl"), aliyun.parse_register_message]
+    if shape == "aliyun sub.register_reply":
+        return [lambda p: aliyun.parse_sub_register_reply(p, 7, REQUESTED)]
+    return [lambda p: aliyun.parse_topo_add_reply(p, 7)]
+
+
+def test_mutated_answers_end_in_credential_or_dynreg_error():
+    rng = Random(SEED)
+    counts = {"inputs": 0, "accepted": 0, "refused": 0}
+    unexpected = []
+    for shape, valid in SHAPES:
+        for parse in parsers(shape):
+            for i in range(PER_SHAPE):
+                body = mutate(rng, valid) if i else valid
+                counts["inputs"] += 1
+                try:
+                    parse(body)
+                    counts["accepted"] += 1
+                except dynreg.Error:
+                    counts["refused"] += 1
+                except Exception as e:
+                    unexpected.append("%s #%d: %s: %s" % (shape, i, type(e).__name__, e))
+    # The accepted count differs by runtime: MicroPython's json also takes documents with a
+    # missing comma or colon. Those answers still carry the right payload; see README "Limits".
+    print("fuzz: %(inputs)d mutated answers, %(accepted)d accepted, %(refused)d refused as dynreg.Error" % counts)
+    assert not unexpected, unexpected[:5]
+    assert counts["inputs"] >= 10000 and counts["refused"] > counts["inputs"] // 2
+
+
+def test_generated_payloads_decrypt_to_credential_or_dynreg_error():
+    # Payloads that are valid base64 of random blocks, with every Len: garbage after AES.
+    from binascii import b2a_base64
+
+    rng = Random(SEED + 1)
+    unexpected = []
+    for i in range(1500):
+        blocks = bytes(rng.below(256) for _ in range(16 * (1 + rng.below(6))))
+        payload = b2a_base64(blocks)[:-1].decode()
+        length = rng.below(len(blocks) + 20) - 5
+        try:
+            tencent.decrypt_payload(payload, SECRET, length if i % 3 else None)
+        except dynreg.Error:
+            pass
+        except Exception as e:
+            unexpected.append("#%d: %s: %s" % (i, type(e).__name__, e))
+    assert not unexpected, unexpected[:5]
+
+
+def test_nothing_is_stored_from_a_bad_answer():
+    # dynreg.ensure end to end with the transport faked: only a valid answer reaches the flash.
+    rng = Random(SEED + 2)
+    folder = scratch_dir()
+    path = folder + "/device_info.json"
+    original = json.dumps({"dynreg": 1, "cloud": "tencent", "product_id": "ASJ3GXJXGX", "product_secret": SECRET,
+                           "device_name": "xyz", "register_url": "http://localhost:1", "credential": {"psk": ""}})
+    answer = [b""]  # the one the fake transport returns next
+    real_post = http.post
+    http.post = lambda url, headers, body, ca=None, timeout_ms=0: (200, answer[0])
+    stored = refused = 0
+    unexpected = []
+    try:
+        for i in range(600):
+            write(path, original)
+            answer[0] = mutate(rng, SHAPES[i % 2][1]) if i else SHAPES[0][1]
+            try:
+                info = dynreg.ensure(path, attempts=1, log=None)
+                assert info.credential["psk"] == "lDZ6Uqt+I9E0wW7rvDUs7Q==", "a wrong psk was stored"
+                assert store.load(path).credential == info.credential
+                stored += 1
+            except dynreg.Error:
+                refused += 1
+                assert read(path) == original, "the info changed after a refused answer"
+            except Exception as e:
+                unexpected.append("#%d: %s: %s" % (i, type(e).__name__, e))
+    finally:
+        http.post = real_post
+    print("fuzz through ensure: %d answers, %d stored, %d refused with the info untouched" % (
+        stored + refused, stored, refused))
+    assert not unexpected, unexpected[:5]
+    assert stored >= 1 and refused > 300
