@@ -14,13 +14,21 @@ def add_product(
     product_id: str,
     secret: str,
     *,
+    cloud: str = registry.CLOUD_TENCENT,
     auth: str = "key",
     dynreg: bool = True,
-    mode: str = "autocreate",
+    mode: str | None = None,
     limit: int = registry.DEFAULT_DEVICE_LIMIT,
+    regnwl: bool = False,
+    gateway: bool = False,
+    subdevice: bool = False,
+    securemode3: bool = False,
 ) -> bool:
     with store.transaction() as state:
-        return registry.put_product(state, product_id, secret, auth=auth, dynreg=dynreg, mode=mode, limit=limit)
+        return registry.put_product(
+            state, product_id, secret, cloud=cloud, auth=auth, dynreg=dynreg, mode=mode, limit=limit,
+            regnwl=regnwl, gateway=gateway, subdevice=subdevice, securemode3=securemode3,
+        )
 
 
 def add_device(store: StateStore, product_id: str, device_name: str) -> None:
@@ -49,9 +57,12 @@ def describe_device(
 
 
 def list_products(store: StateStore) -> list[dict[str, Any]]:
-    """Product settings without the ProductSecret."""
-    return [
-        {"product_id": product_id, **{key: product[key] for key in ("auth", "dynreg", "mode", "limit")},
-         "devices": len(product["devices"])}
-        for product_id, product in sorted(store.snapshot()["products"].items())
-    ]
+    """Product settings without the ProductSecret (Alibaba products add their flags)."""
+    rows = []
+    for product_id, product in sorted(store.snapshot()["products"].items()):
+        row = {"product_id": product_id, "cloud": registry.product_cloud(product),
+               **{key: product[key] for key in ("auth", "dynreg", "mode", "limit")}}
+        row.update({key: product[key] for key in registry.ALIYUN_FLAGS if key in product})
+        row["devices"] = len(product["devices"])
+        rows.append(row)
+    return rows

@@ -11,9 +11,18 @@ A few overrides of amqtt internals are needed, all pinned to amqtt 0.12.1:
   Tencent devices publish on "$thing/up/...", so such publishes go through the same ACL
   and delivery steps as any other topic.
 * amqtt waits for a CONNECT forever; the emulator closes connections that send none in time.
+* A cloud may answer a CONNECT with messages for that client alone (Alibaba MQTT dynamic
+  registration publishes the result on /ext/register to a client that never subscribed).
+  amqtt publishes a session's queued messages right after CONNACK, in
+  `_publish_session_retained_messages`; the override sends the verdict's deliveries there
+  first (QoS 0, retain 0), then closes a registration connection after the grace period.
+
+Replies to device requests (Alibaba gateway topics) are published through amqtt's internal
+broadcast, so they reach whoever subscribed to the reply topic, as on the real cloud.
 """
 
 import asyncio
+import json
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +33,7 @@ from amqtt.contexts import Action
 from amqtt.errors import NoDataError
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.constants import QOS_0
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
@@ -32,16 +42,21 @@ from .cloud import (
     ACTION_PUBLISH,
     ACTION_SUBSCRIBE,
     API_MQTT_CONNECT,
+    API_MQTT_DELIVER,
     API_MQTT_PUBLISH,
     API_MQTT_SUBSCRIBE,
     CONNACK_BAD_USERNAME_OR_PASSWORD,
     Cloud,
+    Delivery,
     LoginVerdict,
     MqttLogin,
 )
 from .state import StateStore
 
 LOGGED_PAYLOAD_CHARS = 200
+# JSON members whose values never reach the request log (signatures, issued secrets, tokens).
+_REDACTED_MEMBERS = frozenset({"sign", "password", "secret", "devicesecret", "device_secret", "devicetoken",
+                               "device_token", "token", "psk", "productsecret"})
 
 PLAIN_LISTENER = "default"  # amqtt requires a listener named "default"
 TLS_LISTENER = "tls"
@@ -74,6 +89,13 @@ class DeviceGate:
             return False
         return identity.cloud.topic_allowed(identity, topic, action)
 
+    def handle_publish(self, identity: LoginVerdict | None, topic: str, payload: bytes) -> list[Delivery]:
+        """Let the identity's cloud answer an accepted PUBLISH (e.g. an Alibaba gateway request)."""
+        if identity is None or identity.cloud is None or not identity.accepted:
+            return []
+        handler = getattr(identity.cloud, "handle_publish", None)
+        return handler(identity, topic, payload) if handler else []
+
     def record(self, api: str, identity: LoginVerdict | None, topic: str, allowed: bool, **extra: Any) -> None:
         self.store.append_log(
             api,
@@ -83,6 +105,28 @@ class DeviceGate:
             result="ok" if allowed else "acl-denied",
             **extra,
         )
+
+
+def loggable_payload(data: bytes) -> str:
+    """The payload as text for the log: JSON members named like secrets hidden, then truncated."""
+    text = data.decode("utf-8", "replace")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text[:LOGGED_PAYLOAD_CHARS]
+
+    def redact(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: "<hidden>" if str(key).lower() in _REDACTED_MEMBERS else redact(item)
+                    for key, item in node.items()}
+        if isinstance(node, list):
+            return [redact(item) for item in node]
+        return node
+
+    redacted = redact(value)
+    if redacted == value:
+        return text[:LOGGED_PAYLOAD_CHARS]
+    return json.dumps(redacted, separators=(",", ":"), ensure_ascii=False)[:LOGGED_PAYLOAD_CHARS]
 
 
 def _peer_certificate(session: Session) -> bytes | None:
@@ -104,6 +148,7 @@ class DeviceAuthPlugin(BaseAuthPlugin):
             password=session.password,
             peer_certificate_der=_peer_certificate(session),
             listener="mqtts" if session.ssl_object is not None else "mqtt",
+            keep_alive=session.keep_alive,
         )
         verdict = await asyncio.to_thread(gate.judge_login, login)  # file locks and I/O: off the loop
         session.attributes[_LAST_VERDICT] = verdict
@@ -116,6 +161,11 @@ class DeviceTopicPlugin(BaseTopicPlugin):
     @dataclass
     class Config:
         gate: Any = None
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        # amqtt fires plugin events as separate tasks; requests are answered in arrival order.
+        self._requests = asyncio.Lock()
 
     async def topic_filtering(
         self, *, session: Session | None = None, topic: str | None = None, action: Action | None = None
@@ -139,9 +189,22 @@ class DeviceTopicPlugin(BaseTopicPlugin):
         session = self.context.get_session(client_id)
         identity = session.attributes.get(_IDENTITY) if session else None
         allowed = gate.topic_allowed(identity, message.topic, ACTION_PUBLISH)
-        payload = bytes(message.data or b"").decode("utf-8", "replace")[:LOGGED_PAYLOAD_CHARS]
+        payload = loggable_payload(bytes(message.data or b""))
         await asyncio.to_thread(gate.record, API_MQTT_PUBLISH, identity, message.topic, allowed, payload=payload,
                                 qos=message.qos)
+
+    async def on_broker_message_broadcast(self, *, client_id: str, message: Any) -> None:
+        """A PUBLISH passed the ACL: the device's cloud may answer it on a reply topic."""
+        gate: DeviceGate = self.config.gate
+        if message is None or not message.topic:
+            return
+        session = self.context.get_session(client_id)
+        identity = session.attributes.get(_IDENTITY) if session else None
+        async with self._requests:
+            replies = await asyncio.to_thread(gate.handle_publish, identity, message.topic,
+                                              bytes(message.data or b""))
+            for reply in replies:
+                await self.context.broadcast_message(reply.topic, reply.payload)
 
 
 class _CloudConnackHandler(BrokerProtocolHandler):
@@ -155,9 +218,11 @@ class _CloudConnackHandler(BrokerProtocolHandler):
 
 
 class EmulatorBroker(Broker):
-    def __init__(self, config: dict[str, Any], *, connect_timeout: float) -> None:
+    def __init__(self, config: dict[str, Any], *, connect_timeout: float, store: StateStore | None = None) -> None:
         super().__init__(config)
+        # Also the grace period a registration connection gets to read its result before it is closed.
         self.connect_timeout = connect_timeout
+        self.store = store
 
     async def stream_connected(self, reader: Any, writer: Any, listener_name: str) -> None:
         try:
@@ -203,6 +268,37 @@ class EmulatorBroker(Broker):
             if message.publish_packet and message.publish_packet.retain_flag:
                 await self.retain_message(client_session, topic, message.data, message.qos)
         return True
+
+    async def _publish_session_retained_messages(self, session: Session) -> None:
+        # Called by amqtt 0.12.1 right after CONNACK 0 and handler.start(), before the message loop.
+        verdict = session.attributes.get(_LAST_VERDICT)
+        handler = self._get_handler(session)
+        if isinstance(verdict, LoginVerdict) and verdict.accepted and verdict.deliveries and handler is not None:
+            for delivery in verdict.deliveries:
+                try:
+                    await handler.mqtt_publish(delivery.topic, delivery.payload, QOS_0, retain=False)
+                except (ConnectionError, OSError, ssl.SSLError):
+                    break  # the client already went away; it never got the result and may register again
+                await asyncio.to_thread(self._log_delivery, verdict, delivery)
+            if verdict.close_after_delivery:
+                asyncio.get_running_loop().call_later(
+                    self.connect_timeout, lambda: asyncio.ensure_future(self._close_connection(handler)))
+        await super()._publish_session_retained_messages(session)
+
+    def _log_delivery(self, verdict: LoginVerdict, delivery: Delivery) -> None:
+        if self.store is not None:
+            self.store.append_log(API_MQTT_DELIVER, product=verdict.product, device=verdict.device,
+                                  topic=delivery.topic, result="ok", qos=QOS_0)
+
+    @staticmethod
+    async def _close_connection(handler: Any) -> None:
+        """Close a registration connection the client left open (its result was sent long ago)."""
+        writer = handler.writer
+        if writer is not None:
+            try:
+                await writer.close()
+            except (ConnectionError, ssl.SSLError, OSError):
+                pass
 
     def bound_port(self, listener_name: str) -> int:
         """The port a listener actually bound (the configuration may say 0)."""

@@ -47,15 +47,29 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
+def _on_off_text(value: bool) -> str:
+    return "on" if value else "off"
+
+
 def _cmd_add_product(args: argparse.Namespace) -> int:
     created = admin.add_product(
-        StateStore(args.state), args.product_id, args.secret,
+        StateStore(args.state), args.product_id, args.secret, cloud=args.cloud,
         auth=args.auth, dynreg=args.dynreg, mode=args.mode, limit=args.limit,
+        regnwl=args.regnwl, gateway=args.gateway, subdevice=args.subdevice, securemode3=args.securemode3,
     )
-    print(
-        f"product {args.product_id} {'added' if created else 'updated'}: auth {args.auth}, "
-        f"dynreg {'on' if args.dynreg else 'off'}, mode {args.mode}, limit {args.limit}"
-    )
+    verb = "added" if created else "updated"
+    if args.cloud == registry.CLOUD_ALIYUN:
+        node = "gateway" if args.gateway else "subdevice" if args.subdevice else "direct"
+        print(
+            f"product {args.product_id} {verb}: cloud aliyun, dynreg {_on_off_text(args.dynreg)}, "
+            f"regnwl {_on_off_text(args.regnwl)}, node {node}, securemode3 {_on_off_text(args.securemode3)}, "
+            f"limit {args.limit}"
+        )
+    else:
+        print(
+            f"product {args.product_id} {verb}: auth {args.auth}, "
+            f"dynreg {_on_off_text(args.dynreg)}, mode {args.mode or 'autocreate'}, limit {args.limit}"
+        )
     return 0
 
 
@@ -78,18 +92,25 @@ def _cmd_devices(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         if args.show_secrets:
-            row["secret"] = row.get("psk") or (f"cert sha256 {row['cert_sha256'][:16]}" if "cert_sha256" in row else None)
+            row["secret"] = (row.get("psk") or row.get("device_secret")
+                             or (f"token {row['device_token']}" if "device_token" in row else None)
+                             or (f"cert sha256 {row['cert_sha256'][:16]}" if "cert_sha256" in row else None))
         else:
             row["secret"] = "<hidden>" if row["has_secret"] else None
-    print(_table(rows, [("product_id", "PRODUCT"), ("device_name", "DEVICE"), ("auth", "AUTH"),
-                        ("status", "STATUS"), ("registrations", "REGISTRATIONS"), ("secret", "SECRET")]))
+    print(_table(rows, [("product_id", "PRODUCT"), ("device_name", "DEVICE"), ("cloud", "CLOUD"),
+                        ("auth", "AUTH"), ("status", "STATUS"), ("registrations", "REGISTRATIONS"),
+                        ("gateway", "GATEWAY"), ("secret", "SECRET")]))
     return 0
 
 
 def _cmd_products(args: argparse.Namespace) -> int:
     rows = admin.list_products(StateStore(args.state))
-    print(_table(rows, [("product_id", "PRODUCT"), ("auth", "AUTH"), ("dynreg", "DYNREG"), ("mode", "MODE"),
-                        ("limit", "LIMIT"), ("devices", "DEVICES")]))
+    for row in rows:
+        if row["cloud"] == registry.CLOUD_ALIYUN:
+            row["node"] = "gateway" if row.get("gateway") else "subdevice" if row.get("subdevice") else "direct"
+    print(_table(rows, [("product_id", "PRODUCT"), ("cloud", "CLOUD"), ("auth", "AUTH"), ("dynreg", "DYNREG"),
+                        ("mode", "MODE"), ("limit", "LIMIT"), ("regnwl", "REGNWL"), ("node", "NODE"),
+                        ("securemode3", "SECUREMODE3"), ("devices", "DEVICES")]))
     return 0
 
 
@@ -122,7 +143,8 @@ def _cmd_fault(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cloud_emulator", description="Local Tencent IoT cloud emulator")
+    parser = argparse.ArgumentParser(prog="python -m cloud_emulator",
+                                     description="Local Tencent IoT and Alibaba Cloud IoT Platform emulator")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
@@ -141,20 +163,30 @@ def _parser() -> argparse.ArgumentParser:
                        help="seconds a client gets to send a whole HTTP request or its MQTT CONNECT (default 10)")
 
     product = command("add-product", _cmd_add_product, "create or update a product")
-    product.add_argument("--product-id", required=True)
+    product.add_argument("--product-id", "--product-key", dest="product_id", required=True,
+                         help="Tencent ProductId (10 A-Z0-9) or Alibaba ProductKey (11 A-Za-z0-9)")
     product.add_argument("--secret", required=True, help="ProductSecret (never echoed)")
+    product.add_argument("--cloud", choices=registry.CLOUDS, default=registry.CLOUD_TENCENT)
     product.add_argument("--auth", choices=registry.AUTH_MODES, default="key")
     product.add_argument("--dynreg", type=_on_off, default=True, metavar="on|off")
-    product.add_argument("--mode", choices=registry.REGISTRATION_MODES, default="autocreate")
+    product.add_argument("--mode", choices=registry.REGISTRATION_MODES, default=None,
+                         help="Tencent only (default autocreate); Alibaba devices are always pre-registered")
     product.add_argument("--limit", type=int, default=registry.DEFAULT_DEVICE_LIMIT,
-                         help="most devices auto-create may reach")
+                         help="most devices auto-create (Tencent) or regnwl (Alibaba) may reach")
+    product.add_argument("--regnwl", type=_on_off, default=False, metavar="on|off",
+                         help="Alibaba: allow pre-registration-free MQTT registration (default off)")
+    node = product.add_mutually_exclusive_group()
+    node.add_argument("--gateway", action="store_true", help="Alibaba: gateway product")
+    node.add_argument("--subdevice", action="store_true", help="Alibaba: sub-device product")
+    product.add_argument("--securemode3", type=_on_off, default=False, metavar="on|off",
+                         help="Alibaba: accept DeviceSecret logins over plain TCP, securemode=3 (default off)")
 
     for name, handler, help_text in (
         ("add-device", _cmd_add_device, "pre-create a device (operator console)"),
         ("reset-device", _cmd_reset_device, "operator reset: revoke the secret, back to status created"),
     ):
         sub = command(name, handler, help_text)
-        sub.add_argument("--product-id", required=True)
+        sub.add_argument("--product-id", "--product-key", dest="product_id", required=True)
         sub.add_argument("--device-name", required=True)
 
     devices = command("devices", _cmd_devices, "list devices and their status")

@@ -1,8 +1,15 @@
-"""What a cloud (Tencent now, Alibaba later) plugs into the emulator.
+"""What a cloud (Tencent, Alibaba) plugs into the emulator.
 
 A cloud contributes HTTP routes to the shared HTTP/HTTPS listeners and judges MQTT logins
 and topic access on the shared broker. The listeners own sockets, limits and fault
 injection; the cloud owns protocol rules, response shapes and request-log entries.
+
+Two optional parts serve clouds that talk back over MQTT (Alibaba):
+* a LoginVerdict may carry `deliveries`: PUBLISH packets the broker sends to that client
+  right after its CONNACK, whether or not it subscribed (MQTT dynamic registration);
+* a cloud may define `handle_publish(identity, topic, payload) -> list[Delivery]`: called
+  for every PUBLISH the ACL let through; the returned messages are published by the broker
+  to whoever subscribed to their topics (request/reply topics such as thing/sub/register).
 """
 
 from dataclasses import dataclass, field
@@ -17,6 +24,7 @@ CONNACK_NOT_AUTHORIZED = 5
 API_MQTT_CONNECT = "mqtt-connect"
 API_MQTT_PUBLISH = "mqtt-publish"
 API_MQTT_SUBSCRIBE = "mqtt-subscribe"
+API_MQTT_DELIVER = "mqtt-deliver"  # a cloud-originated PUBLISH sent to one client after its CONNACK
 
 ACTION_PUBLISH = "publish"
 ACTION_SUBSCRIBE = "subscribe"
@@ -65,9 +73,18 @@ class Route:
 class MqttLogin:
     client_id: str
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     peer_certificate_der: bytes | None  # verified against the emulator CA by the TLS listener
     listener: str  # "mqtt" or "mqtts"
+    keep_alive: int | None = None  # seconds, as sent in CONNECT
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A PUBLISH originated by the cloud (its payload may hold a secret: never logged)."""
+
+    topic: str
+    payload: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,11 @@ class LoginVerdict:
     device: str | None = None
     algorithm: str | None = None
     cloud: "Cloud | None" = field(default=None, compare=False, repr=False)
+    kind: str = "device"  # "device": a normal login; "registration": a dynamic-registration connection
+    # Sent to this client right after CONNACK 0; then, with close_after_delivery, the broker
+    # closes the connection once the client had its grace period to read them.
+    deliveries: tuple[Delivery, ...] = field(default=(), compare=False, repr=False)
+    close_after_delivery: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -93,3 +115,26 @@ class Cloud(Protocol):
         """Judge a CONNECT; None means "not one of my devices" so another cloud may try."""
 
     def topic_allowed(self, identity: LoginVerdict, topic: str, action: str) -> bool: ...
+
+    # Optional: def handle_publish(self, identity, topic, payload) -> list[Delivery]
+
+
+def topic_filter_within(levels: list[str], pattern: list[str]) -> bool:
+    """True when every topic a filter (or plain topic) can match lies inside `pattern`.
+
+    Pattern levels: a literal; "*" any one level (a "+" there is fine); "**" one or more
+    further levels, wildcards included. A "#" elsewhere, or a "+" on a literal, could reach
+    other devices' topics, so it is refused.
+    """
+    for index, expected in enumerate(pattern):
+        if expected == "**":
+            return len(levels) > index
+        if index >= len(levels):
+            return False
+        level = levels[index]
+        if expected == "*":
+            if level == "#":
+                return False
+        elif level != expected:
+            return False
+    return len(levels) == len(pattern)

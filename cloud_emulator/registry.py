@@ -7,14 +7,27 @@ Device status:
     created     exists (added by an operator), no secret issued yet
     registered  a secret was issued by dynamic registration; the device never logged in
     activated   the device logged in over MQTT; registration is refused from now on
+
+Products belong to one cloud ("tencent", the default for products stored without the
+field, or "aliyun"); their id formats differ, so both live in one table.
 """
 
 import re
+import secrets
+import string
 import time
 from typing import Any
 
+CLOUD_TENCENT = "tencent"
+CLOUD_ALIYUN = "aliyun"
+CLOUDS = (CLOUD_TENCENT, CLOUD_ALIYUN)
+
 PRODUCT_ID_RULE = re.compile(r"[A-Z0-9]{10}\Z")  # Tencent ProductIds: 10 upper-case alphanumerics
 DEVICE_NAME_RULE = re.compile(r"[A-Za-z0-9:_-]{1,48}\Z")
+# Alibaba: ProductKeys are 11 alphanumerics (e.g. a1IoK3f7xyz); DeviceNames 4-32 characters of
+# letters, digits and - _ @ . : (the console rule, error 6280 "devicename not meet specs").
+ALIYUN_PRODUCT_KEY_RULE = re.compile(r"[A-Za-z0-9]{11}\Z")
+ALIYUN_DEVICE_NAME_RULE = re.compile(r"[A-Za-z0-9_.@:-]{4,32}\Z")
 MIN_PRODUCT_SECRET_LENGTH = 16  # the payload key is the first 16 bytes of the ProductSecret
 
 AUTH_MODES = ("key", "cert")
@@ -25,11 +38,18 @@ STATUS_CREATED = "created"
 STATUS_REGISTERED = "registered"
 STATUS_ACTIVATED = "activated"
 
-_ISSUED_SECRET_FIELDS = ("psk", "cert_pem", "key_pem", "cert_sha256")
+# Everything one registration issues; a newer registration (or a reset) replaces all of it.
+_ISSUED_SECRET_FIELDS = ("psk", "cert_pem", "key_pem", "cert_sha256", "device_secret", "device_token", "client_id")
+_SHOWN_SECRET_FIELDS = ("psk", "cert_pem", "key_pem", "device_secret", "device_token")
+ALIYUN_FLAGS = ("regnwl", "gateway", "subdevice", "securemode3")
 
 
 class RegistryError(ValueError):
     """An operator request that the console would refuse (bad id, unknown product, ...)."""
+
+
+def product_cloud(product: dict[str, Any]) -> str:
+    return product.get("cloud", CLOUD_TENCENT)
 
 
 def put_product(
@@ -37,14 +57,41 @@ def put_product(
     product_id: str,
     secret: str,
     *,
+    cloud: str = CLOUD_TENCENT,
     auth: str = "key",
     dynreg: bool = True,
-    mode: str = "autocreate",
+    mode: str | None = None,
     limit: int = DEFAULT_DEVICE_LIMIT,
+    regnwl: bool = False,
+    gateway: bool = False,
+    subdevice: bool = False,
+    securemode3: bool = False,
 ) -> bool:
-    """Create or update a product; returns True when it was created."""
-    if not PRODUCT_ID_RULE.match(product_id):
-        raise RegistryError(f"product id {product_id!r} must be 10 characters A-Z 0-9")
+    """Create or update a product; returns True when it was created.
+
+    Tencent: `mode` precreate|autocreate (default autocreate). Alibaba: devices must be
+    pre-registered (mode is always precreate) except through pre-registration-free MQTT
+    registration (`regnwl`), which creates devices up to `limit`; `gateway` and `subdevice`
+    mark the node type; `securemode3` allows DeviceSecret logins over plain TCP.
+    """
+    if cloud not in CLOUDS:
+        raise RegistryError(f"cloud must be one of {CLOUDS}")
+    if cloud == CLOUD_TENCENT:
+        if not PRODUCT_ID_RULE.match(product_id):
+            raise RegistryError(f"product id {product_id!r} must be 10 characters A-Z 0-9")
+        if regnwl or gateway or subdevice or securemode3:
+            raise RegistryError("regnwl, gateway, subdevice and securemode3 are Alibaba product settings")
+        mode = "autocreate" if mode is None else mode
+    else:
+        if not ALIYUN_PRODUCT_KEY_RULE.match(product_id):
+            raise RegistryError(f"product key {product_id!r} must be 11 characters A-Z a-z 0-9")
+        if auth != "key":
+            raise RegistryError("Alibaba products use key authentication (auth key)")
+        if mode not in (None, "precreate"):
+            raise RegistryError("Alibaba devices are pre-registered (use --regnwl on for registration-free)")
+        if gateway and subdevice:
+            raise RegistryError("a product is either a gateway or a sub-device product")
+        mode = "precreate"
     if len(secret) < MIN_PRODUCT_SECRET_LENGTH or not secret.isascii():
         raise RegistryError(f"product secret must be at least {MIN_PRODUCT_SECRET_LENGTH} ASCII characters")
     if auth not in AUTH_MODES:
@@ -54,9 +101,16 @@ def put_product(
     if limit < 0:
         raise RegistryError("limit must not be negative")
     products = state["products"]
-    created = product_id not in products
+    existing = products.get(product_id)
+    if existing is not None and product_cloud(existing) != cloud:
+        raise RegistryError(f"product {product_id} belongs to {product_cloud(existing)}")
+    created = existing is None
     product = products.setdefault(product_id, {"devices": {}})
-    product.update({"secret": secret, "auth": auth, "dynreg": bool(dynreg), "mode": mode, "limit": int(limit)})
+    product.update({"cloud": cloud, "secret": secret, "auth": auth, "dynreg": bool(dynreg), "mode": mode,
+                    "limit": int(limit)})
+    if cloud == CLOUD_ALIYUN:
+        product.update({"regnwl": bool(regnwl), "gateway": bool(gateway), "subdevice": bool(subdevice),
+                        "securemode3": bool(securemode3)})
     return created
 
 
@@ -76,8 +130,15 @@ def _require_product(state: dict[str, Any], product_id: str) -> dict[str, Any]:
     return product
 
 
+def random_alphanumeric(length: int) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
 def new_device(product: dict[str, Any], device_name: str, origin: str) -> dict[str, Any]:
     device = {"status": STATUS_CREATED, "origin": origin, "created_at": int(time.time()), "registrations": 0}
+    if product_cloud(product) == CLOUD_ALIYUN:
+        device["iot_id"] = random_alphanumeric(20) + "000100"  # the shape of Alibaba iotIds
     product["devices"][device_name] = device
     return device
 
@@ -85,7 +146,10 @@ def new_device(product: dict[str, Any], device_name: str, origin: str) -> dict[s
 def add_device(state: dict[str, Any], product_id: str, device_name: str) -> dict[str, Any]:
     """Operator pre-creates a device (needed for products in pre-create mode)."""
     product = _require_product(state, product_id)
-    if not DEVICE_NAME_RULE.match(device_name):
+    if product_cloud(product) == CLOUD_ALIYUN:
+        if not ALIYUN_DEVICE_NAME_RULE.match(device_name):
+            raise RegistryError(f"device name {device_name!r} must match [A-Za-z0-9_.@:-]{{4,32}}")
+    elif not DEVICE_NAME_RULE.match(device_name):
         raise RegistryError(f"device name {device_name!r} must match [A-Za-z0-9:_-]{{1,48}}")
     if device_name in product["devices"]:
         raise RegistryError(f"device {product_id}/{device_name} already exists")
@@ -124,6 +188,7 @@ def describe_device(
     view = {
         "product_id": product_id,
         "device_name": device_name,
+        "cloud": product_cloud(product),
         "auth": product["auth"],
         "status": device["status"],
         "origin": device.get("origin"),
@@ -134,8 +199,13 @@ def describe_device(
     }
     if "cert_sha256" in device:
         view["cert_sha256"] = device["cert_sha256"]  # a fingerprint, not a secret
+    for field in ("iot_id", "client_id", "gateway"):  # identifiers and topology, not secrets
+        if field in device:
+            view[field] = device[field]
+    if "sub_devices" in device:
+        view["sub_devices"] = list(device["sub_devices"])
     if with_secrets:
-        for field in ("psk", "cert_pem", "key_pem"):
+        for field in _SHOWN_SECRET_FIELDS:
             if field in device:
                 view[field] = device[field]
     return view

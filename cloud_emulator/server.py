@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .aliyun import AliyunCloud
 from .broker import PLAIN_LISTENER, TLS_LISTENER, DeviceGate, EmulatorBroker, broker_config
 from .crypto import TlsMaterial, ensure_tls_material
 from .http_server import HttpLimits, HttpListener
@@ -88,7 +89,8 @@ async def _serve(options: ServeOptions) -> None:
     with _only_server_for(store):
         ready_path.unlink(missing_ok=True)
         tls = ensure_tls_material(store.folder)
-        clouds = [TencentCloud(store, tls.ca)]
+        # Tencent first: it claims only usernames with ";", Alibaba the "<dn>&<pk>" ones.
+        clouds = [TencentCloud(store, tls.ca), AliyunCloud(store)]
         routes = [route for cloud in clouds for route in cloud.http_routes()]
         limits = HttpLimits(client_timeout=options.client_timeout)
         listeners: list[HttpListener] = []
@@ -103,6 +105,7 @@ async def _serve(options: ServeOptions) -> None:
                     broker_config(gate, options.host, options.mqtt_port, options.mqtts_port,
                                   tls.server_cert_path, tls.server_key_path, tls.ca_pem_path),
                     connect_timeout=options.client_timeout,
+                    store=store,
                 )
                 await broker.start()
             except OSError as error:

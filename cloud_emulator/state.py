@@ -33,7 +33,8 @@ READY_FILE = "ready.json"
 
 # Field names that must never reach the request log, whatever a caller passes in.
 _SECRET_FIELDS = frozenset(
-    {"secret", "product_secret", "psk", "signature", "password", "key_pem", "client_key", "private_key"}
+    {"secret", "product_secret", "psk", "signature", "password", "key_pem", "client_key", "private_key",
+     "sign", "device_secret", "deviceSecret", "device_token", "deviceToken", "token"}
 )
 
 

@@ -30,6 +30,7 @@ from .cloud import (
     LoginVerdict,
     MqttLogin,
     Route,
+    topic_filter_within,
 )
 from .crypto import CertificateAuthority, encrypt_registration_payload
 from .state import StateStore
@@ -352,7 +353,7 @@ class TencentCloud:
     def _register_locked(self, state: dict[str, Any], request: RegistrationRequest) -> Registration | Refusal:
         now = self.clock()
         product = registry.get_product(state, request.product_id)
-        if product is None:
+        if product is None or registry.product_cloud(product) != registry.CLOUD_TENCENT:
             return PRODUCT_NOT_FOUND
         if abs(now - request.timestamp) > TIMESTAMP_WINDOW_SECONDS:
             return TIMESTAMP_EXPIRED
@@ -434,7 +435,7 @@ class TencentCloud:
         with self.store.transaction() as state:
             product = registry.get_product(state, product_id)
             device = registry.get_device(state, product_id, device_name)
-            if product is None:
+            if product is None or registry.product_cloud(product) != registry.CLOUD_TENCENT:
                 return verdict(CONNACK_NOT_AUTHORIZED, "unknown-product", product_id, device_name)
             if device is None:
                 return verdict(CONNACK_NOT_AUTHORIZED, "unknown-device", product_id, device_name)
@@ -474,25 +475,7 @@ def _psk_password_matches(psk: str, username: str, password: str) -> bool:
     return _same_text(expected, password)
 
 
-def _filter_within(levels: list[str], pattern: list[str]) -> bool:
-    """True when every topic a filter (or plain topic) can match lies inside `pattern`.
-
-    Pattern levels: a literal; "*" any one level (a "+" there is fine); "**" one or more
-    further levels, wildcards included. A "#" elsewhere, or a "+" on a literal, could reach
-    other devices' topics, so it is refused.
-    """
-    for index, expected in enumerate(pattern):
-        if expected == "**":
-            return len(levels) > index
-        if index >= len(levels):
-            return False
-        level = levels[index]
-        if expected == "*":
-            if level == "#":
-                return False
-        elif level != expected:
-            return False
-    return len(levels) == len(pattern)
+_filter_within = topic_filter_within  # shared with the other clouds
 
 
 def _v2_error_body(code: str, message: str, request_id: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@
 
     with running_emulator(tmp_path / "cloud") as cloud:
         cloud.add_product("ABCDEFGHIJ", "a-product-secret-16+", auth="key", mode="autocreate")
+        cloud.add_product("a1IoK3f7xyz", "6vEu5Qlj5S0abcd1", cloud="aliyun", regnwl=True)
         ...  # point the device code at 127.0.0.1:cloud.http_port / cloud.https_port / cloud.mqtt_port
         assert cloud.device("ABCDEFGHIJ", "dev1")["status"] == "activated"
 
@@ -69,10 +70,21 @@ class RunningEmulator:
         secret: str,
         auth: str = "key",
         dynreg: bool = True,
-        mode: str = "autocreate",
+        mode: str | None = None,
         limit: int = 100,
+        *,
+        cloud: str = "tencent",
+        regnwl: bool = False,
+        gateway: bool = False,
+        subdevice: bool = False,
+        securemode3: bool = False,
     ) -> None:
-        admin.add_product(self.store, product_id, secret, auth=auth, dynreg=dynreg, mode=mode, limit=limit)
+        """Tencent (default; mode defaults to autocreate) or, with cloud="aliyun", an Alibaba
+        product: ProductKey of 11 alphanumerics, devices pre-registered, `regnwl` for
+        pre-registration-free MQTT registration, `gateway` / `subdevice` node types,
+        `securemode3` to accept DeviceSecret logins over plain TCP."""
+        admin.add_product(self.store, product_id, secret, cloud=cloud, auth=auth, dynreg=dynreg, mode=mode,
+                          limit=limit, regnwl=regnwl, gateway=gateway, subdevice=subdevice, securemode3=securemode3)
 
     def add_device(self, product_id: str, device_name: str) -> None:
         admin.add_device(self.store, product_id, device_name)
@@ -81,7 +93,9 @@ class RunningEmulator:
         admin.reset_device(self.store, product_id, device_name)
 
     def device(self, product_id: str, device_name: str) -> dict[str, Any] | None:
-        """Status and issued secret (psk, or cert_pem and key_pem) of a device; None if unknown."""
+        """Status and issued secret of a device; None if unknown. Tencent: psk, or cert_pem and
+        key_pem. Alibaba: device_secret, or device_token and client_id (regnwl); iot_id; and
+        the topology: gateway ("<pk>/<dn>") on a sub-device, sub_devices on a gateway."""
         return admin.describe_device(self.store, product_id, device_name, with_secrets=True)
 
     def devices(self) -> list[dict[str, Any]]:
