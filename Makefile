@@ -37,3 +37,6 @@ bench: setup
 
 clean:
 	rm -rf build
+
+# Firmware builds, manifest checks, provisioning and the virtual bench.
+include boards/boards.mk

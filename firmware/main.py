@@ -1,5 +1,6 @@
 # The board application: network, clock, register once (dynreg.ensure), connect, publish a
-# status message. Site settings (WiFi, topic) come from site.json beside the info.
+# status message. Site settings (WiFi, topic) come from site.json beside the info. Skipped on
+# a safe boot (see boot.py).
 import json
 import time
 
@@ -7,19 +8,10 @@ import board
 import dynreg
 
 INFO = "device_info.json"
-SITE = "site.json"
 
 
 def log(text):
     print(text)
-
-
-def load_site():
-    try:
-        with open(SITE) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
 
 
 def device_name_for(info_path):
@@ -31,6 +23,7 @@ def device_name_for(info_path):
 
 
 def run(site):
+    board.info_from_nvs(INFO, log)
     board.network_up(site, log)
     board.sync_clock(site, log)
     info = dynreg.ensure(INFO, device_name=device_name_for(INFO))
@@ -42,7 +35,11 @@ def run(site):
 
 
 def main():
-    site = load_site()
+    reason = board.safe_boot()
+    if reason:
+        log("safe boot (%s): the application does not start" % reason)
+        return 0
+    site = board.load_site()
     delay_ms = site.get("retry_ms", 5000)
     for attempt in range(site.get("boot_attempts", 3)):
         try:

@@ -1,0 +1,59 @@
+# The unix port as a board that a host reaches over a serial line (see serial_board.py):
+# mounts the littlefs2 image at /flash, makes it the working folder and gives sys.path a
+# board's shape, then, with --boot, runs boot.py and main.py from the image as a board does
+# at power-on. Run with `micropython -i` so that the port's own REPL follows, with the raw
+# REPL and raw-paste mode that mpremote speaks:
+#   MICROPYPATH=lib:build/deps micropython -i boards/unix/repl.py IMAGE [--format] [--boot]
+# MICROPYPATH stands in for the frozen modules. A soft reset ends the unix process, so
+# mpremote must `resume` instead of resetting.
+import os
+import sys
+
+HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+sys.path.insert(0, HERE)
+from blockdev import FileBlockDevice  # noqa: E402
+
+FLASH = "/flash"
+
+
+def mount(image, fresh):
+    import vfs
+
+    device = FileBlockDevice(image, blocks=64 if fresh else None)
+    if fresh:
+        vfs.VfsLfs2.mkfs(device)
+    vfs.mount(vfs.VfsLfs2(device), FLASH)
+    os.chdir(FLASH)
+
+
+def board_path():
+    # A board searches '' (the flash root), then its frozen modules, then /lib; mip installs
+    # into the first entry that ends in /lib, so /flash/lib must come before any host folder
+    # of that name.
+    frozen = [p for p in sys.path if p not in ("", HERE, ".frozen") and not p.startswith(FLASH)]
+    sys.path[:] = ["", ".frozen"] + frozen + [FLASH + "/lib"]
+
+
+def run_file(name):
+    # As the board's pyexec does: run the file if it exists, report an error, carry on.
+    try:
+        os.stat(name)
+    except OSError:
+        return
+    try:
+        with open(name) as f:
+            code = f.read()
+        exec(code, {"__name__": "__main__", "__file__": name})
+    except Exception as e:  # noqa: BLE001 -- a board prints any error and goes on to the REPL
+        sys.print_exception(e)
+
+
+def main(argv):
+    mount(argv[0], "--format" in argv)
+    board_path()
+    if "--boot" in argv:
+        run_file("boot.py")
+        run_file("main.py")
+
+
+main(sys.argv[1:])

@@ -1,0 +1,206 @@
+# The virtual bench: the MicroPython unix port behind a pseudo-terminal is a board that the
+# real mpremote talks to (boards/unix/serial_board.py), booting from a littlefs2 image. It is
+# provisioned with tools/provision.py, boots the provisioned firmware against the local cloud
+# emulator, and is read back and booted again over mpremote, as a bench person would do with
+# a real board. Also: mip installs package.json onto it from a local index.
+import functools
+import hashlib
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from cloud_emulator.testing import running_emulator
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "boards", "unix"))
+from serial_board import VirtualBoard  # noqa: E402
+
+PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+MPREMOTE = os.path.join(ROOT, ".venv", "bin", "mpremote")
+PROVISION = os.path.join(ROOT, "tools", "provision.py")
+PRODUCT = "BENCH00001"
+SECRET = "b3nch-Pr0duct-S3cret-0123"
+UNIQUE_ID = "a1b2c3d4e5f6"  # the virtual board's machine.unique_id(), in hex
+
+
+@pytest.fixture(autouse=True)
+def need_mpremote():
+    if not os.path.exists(MPREMOTE):
+        pytest.fail("mpremote is missing from .venv: it is pinned in requirements.txt (make setup)")
+
+
+def mpremote(board, *commands, check=True):
+    proc = subprocess.run([MPREMOTE, "connect", board.port, "resume"] + list(commands),
+                          capture_output=True, text=True, timeout=30)
+    if check and proc.returncode:
+        raise AssertionError("mpremote %s failed (%d):\n%s%s\n-- board console --\n%s"
+                             % (" ".join(commands)[:80], proc.returncode, proc.stdout, proc.stderr, board.console_text()))
+    return proc.stdout
+
+
+def boot(image, timeout=60):
+    # Power on: boot.py, then main.py from the image, then the REPL (the board stays up).
+    return VirtualBoard(image, boot=True, env={"DYNREG_UNIQUE_ID": UNIQUE_ID}, ready_timeout=timeout)
+
+
+def wait_until(condition, explain, timeout=5.0):
+    # Broker events reach the emulator's log asynchronously.
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, explain()
+        time.sleep(0.05)
+
+
+def registrations(cloud):
+    return [e for e in cloud.log() if e.get("api", "").startswith("tencent") and e.get("device") == UNIQUE_ID]
+
+
+def logins(cloud):
+    return [e["result"] for e in cloud.log() if e.get("api") == "mqtt-connect" and e.get("device") == UNIQUE_ID]
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    with running_emulator(tmp_path_factory.mktemp("cloud")) as cloud:
+        cloud.add_product(PRODUCT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=10)
+        yield cloud
+
+
+def product_files(folder, cloud):
+    # What the factory holds: one info for the whole batch (no secret in it), the secret
+    # apart, and the site settings.
+    info = folder / "product_info.json"
+    info.write_text(json.dumps({
+        "dynreg": 1, "cloud": "tencent", "product_id": PRODUCT, "device_name_from": "unique_id",
+        "register_url": "https://localhost:%d" % cloud.https_port,
+        "mqtt_url": "mqtts://localhost:%d" % cloud.mqtts_port, "credential": {"psk": ""}}))
+    secret = folder / "secret.txt"
+    secret.write_text(SECRET + "\n")
+    site = folder / "site.json"
+    site.write_text(json.dumps({"boot_attempts": 1, "wifi_password": "w1fi-passw0rd"}))
+    return info, secret, site
+
+
+def provision(board, cloud, info, secret, site, *extra):
+    proc = subprocess.run([PYTHON, PROVISION, "--ports", board.port, "--resume", "--info", str(info),
+                           "--secret-file", str(secret), "--ca", cloud.ca_der_path, "--site", str(site),
+                           "--app", os.path.join(ROOT, "firmware")] + list(extra),
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    return proc, proc.stdout + proc.stderr
+
+
+def test_provisioned_board_registers_once_and_keeps_its_credential(cloud, tmp_path):
+    image = str(tmp_path / "flash.img")
+    info, secret, site = product_files(tmp_path, cloud)
+
+    with VirtualBoard(image, fresh=True, env={"DYNREG_UNIQUE_ID": UNIQUE_ID}) as board:
+        proc, output = provision(board, cloud, info, secret, site)
+        assert proc.returncode == 0, output + board.console_text()
+        assert "provisioned" in output and "ok (6 files)" in output and UNIQUE_ID in output, output
+        assert SECRET not in output and "w1fi-passw0rd" not in output
+        stored = json.loads(mpremote(board, "fs", "cat", ":device_info.json"))
+        assert stored["product_secret"] == SECRET and stored["ca"] == "ca.der"
+        mpremote(board, "fs", "touch", ":safe_boot")
+
+    with boot(image) as board:  # safe boot: boot.py says so, main.py does not start the application
+        console = board.console_text()
+        assert "safe boot (flag file safe_boot): main.py will not start the application" in console, console
+        assert "safe boot (flag file safe_boot): the application does not start" in console, console
+        assert registrations(cloud) == [], board.console_text()
+        mpremote(board, "fs", "rm", ":safe_boot")  # the REPL is free to mend the files
+
+    with boot(image) as board:  # first real boot: registers, stores, connects, publishes
+        console = board.console_text()
+        assert "credential stored" in console and "published status on" in console, console
+        stored = json.loads(mpremote(board, "fs", "cat", ":device_info.json"))
+    issued = cloud.device(PRODUCT, UNIQUE_ID)
+    assert stored["credential"]["psk"] == issued["psk"] and issued["status"] == "activated"
+    assert stored["device_name"] == UNIQUE_ID
+    assert [e["result"] for e in registrations(cloud)] == ["ok"]
+
+    with boot(image) as board:  # second boot: straight to MQTT with the stored credential
+        console = board.console_text()
+        assert "holds a credential: no registration" in console and "published status on" in console, console
+    assert len(registrations(cloud)) == 1, cloud.log()
+    wait_until(lambda: logins(cloud) == ["ok", "ok"], lambda: "MQTT logins: %s" % logins(cloud))
+    for secret_text in (SECRET, issued["psk"]):
+        assert secret_text not in console
+
+    with VirtualBoard(image, env={"DYNREG_UNIQUE_ID": UNIQUE_ID}) as board:  # re-provisioning is refused
+        proc, output = provision(board, cloud, info, secret, site)
+        assert proc.returncode == 1 and "holds a credential" in output, output
+        assert json.loads(mpremote(board, "fs", "cat", ":device_info.json"))["credential"] == stored["credential"]
+
+
+def test_provision_many_boards_at_once_and_report_each(cloud, tmp_path):
+    info, secret, site = product_files(tmp_path, cloud)
+    missing = str(tmp_path / "no-such-port")
+    first = VirtualBoard(str(tmp_path / "a.img"), fresh=True, env={"DYNREG_UNIQUE_ID": "0000000a"})
+    second = VirtualBoard(str(tmp_path / "b.img"), fresh=True, env={"DYNREG_UNIQUE_ID": "0000000b"})
+    with first, second:
+        proc = subprocess.run([PYTHON, PROVISION, "--ports", ",".join((first.port, missing, second.port)),
+                               "--resume", "--info", str(info), "--ca", cloud.ca_der_path, "--app", "firmware"],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT,
+                              env=dict(os.environ, DYNREG_PRODUCT_SECRET=SECRET))
+        for board in (first, second):
+            assert "ca.der" in mpremote(board, "fs", "ls", ":")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output  # not every board was provisioned
+    rows = {line.split()[0]: line.split()[1:] for line in output.splitlines() if line.startswith("/")}
+    assert rows[first.port] == ["0000000a", "provisioned", "ok", "(5", "files)"], output
+    assert rows[second.port] == ["0000000b", "provisioned", "ok", "(5", "files)"], output
+    assert rows[missing][1:4] == ["failed:", "failed", "to"] and rows[missing][-1] == "-", output
+    assert "[%s] copying 5 files" % first.port in output and "2 of 3 board(s) provisioned" in output
+    assert SECRET not in output
+
+
+@pytest.fixture
+def local_index(tmp_path):
+    # micropython-lib's index layout (package/py/NAME/latest.json, file/XX/HASH) serving
+    # umqtt.simple from build/deps, on 127.0.0.1.
+    source = open(os.path.join(ROOT, "build", "deps", "umqtt", "simple.py"), "rb").read()
+    short = hashlib.sha256(source).hexdigest()[:8]
+    index = tmp_path / "index"
+    (index / "file" / short[:2]).mkdir(parents=True)
+    (index / "file" / short[:2] / short).write_bytes(source)
+    (index / "package" / "py" / "umqtt.simple").mkdir(parents=True)
+    (index / "package" / "py" / "umqtt.simple" / "latest.json").write_text(
+        json.dumps({"hashes": [["umqtt/simple.py", short]], "version": "1.3.4"}))
+    handler = functools.partial(_QuietHandler, directory=str(index))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield "http://127.0.0.1:%d" % server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_mip_installs_package_json_onto_a_board_without_frozen_dynreg(tmp_path, local_index):
+    # The repository's package.json as it is; its umqtt.simple dependency from a local index
+    # (mip over the network is what `mip install github:...` does on a bench with internet).
+    with VirtualBoard(str(tmp_path / "flash.img"), fresh=True, frozen=()) as board:
+        assert "ImportError" in mpremote(board, "exec", "try:\n import dynreg\nexcept ImportError as e:\n print('ImportError')")
+        env = dict(os.environ, no_proxy="127.0.0.1,localhost", NO_PROXY="127.0.0.1,localhost")
+        proc = subprocess.run([MPREMOTE, "connect", board.port, "resume", "mip", "install", "--no-mpy",
+                               "--index", local_index, os.path.join(ROOT, "package.json")],
+                              capture_output=True, text=True, timeout=60, env=env)
+        assert proc.returncode == 0 and "Done" in proc.stdout, proc.stdout + proc.stderr
+        with open(os.path.join(ROOT, "package.json")) as f:
+            package = json.load(f)
+        expected = {dest: os.path.join(ROOT, src) for dest, src in package["urls"]}
+        expected["umqtt/simple.py"] = os.path.join(ROOT, "build", "deps", "umqtt", "simple.py")
+        for dest, src in expected.items():
+            on_board = mpremote(board, "fs", "sha256sum", ":lib/" + dest).split()[-1]
+            assert on_board == hashlib.sha256(open(src, "rb").read()).hexdigest(), dest
+        out = mpremote(board, "exec", "import dynreg, umqtt.simple, dynreg.store; print(dynreg.__file__)")
+        assert out.strip() == "/flash/lib/dynreg/__init__.py", out

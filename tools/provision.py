@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Provision boards over their serial ports with mpremote: the product identity (dynreg's
+device_info.json), the cloud's CA certificate and, optionally, the application and site
+settings. Many boards at once, one per port.
+
+    DYNREG_PRODUCT_SECRET=... tools/provision.py --ports /dev/ttyUSB0,/dev/ttyACM0 \\
+        --info device_info.json --ca ca.der [--app firmware] [--site site.json]
+    tools/provision.py --ports auto --info device_info.json --secret-file secret.txt ...
+
+The ProductSecret comes from --secret-file, the environment (DYNREG_PRODUCT_SECRET) or the
+info file itself, never from the command line, and every line printed is masked. Each file
+is copied to a temporary name and renamed on the board (atomic on littlefs), then its
+SHA-256 is computed on the board and compared with the local copy. A board whose info
+already holds a credential is left alone unless --force: overwriting it would make the
+device register again, which the cloud refuses once it has logged in.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+INFO = "device_info.json"
+SITE = "site.json"
+SECRET_ENV = "DYNREG_PRODUCT_SECRET"
+MASK = "****"
+
+# Run on the board: does the info there hold a credential? (no value is printed)
+PROBE = """
+import json, sys
+def held():
+    try:
+        with open(%(info)r) as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return False
+    values = list((doc.get("credential") or {}).values())
+    values.append((doc.get("key_deviceinfo") or {}).get("deviceSecret"))
+    values.append((doc.get("cert_deviceinfo") or {}).get("devCertFile"))
+    return any(isinstance(v, str) and v not in %(placeholders)r for v in values)
+print("PROVISION " + json.dumps({"platform": sys.platform, "credential": held()}))
+"""
+
+# Run on the board after the copies: rename each temporary file over its final name, hash
+# the results, and name the device as the firmware will.
+FINALIZE = """
+import json, os, hashlib, binascii
+def put(name):
+    try:
+        os.rename(name + ".tmp", name)
+    except OSError:  # FAT cannot rename onto an existing file
+        os.remove(name)
+        os.rename(name + ".tmp", name)
+def sha256(name):
+    h = hashlib.sha256()
+    with open(name, "rb") as f:
+        while True:
+            chunk = f.read(512)
+            if not chunk:
+                break
+            h.update(chunk)
+    return binascii.hexlify(h.digest()).decode()
+def device(rule):
+    try:
+        import board
+        return board.device_name(rule or "unique_id")
+    except Exception:
+        try:
+            import machine
+            return binascii.hexlify(machine.unique_id()).decode()
+        except Exception:
+            return "?"
+names = %(names)r
+for name in names:
+    put(name)
+print("PROVISION " + json.dumps({"sha256": {n: sha256(n) for n in names},
+                                 "device": %(device)r or device(%(rule)r)}))
+"""
+PLACEHOLDERS = ("", "YOUR_IOT_PSK", "YOUR_DEVICE_CERT_FILE_NAME", "YOUR_DEVICE_PRIVATE_KEY_FILE_NAME")
+
+
+class ProvisionError(Exception):
+    pass
+
+
+class Masker:
+    def __init__(self, secrets):
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text):
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+
+class Console:
+    # Progress lines from many threads, each masked.
+    def __init__(self, mask, out=print):
+        self.mask = mask
+        self.out = out
+        self.lock = threading.Lock()
+
+    def say(self, port, text):
+        with self.lock:
+            self.out(self.mask("[%s] %s" % (port, text)))
+
+
+def read_secret(args, info_doc):
+    if args.secret_file:
+        with open(args.secret_file) as f:
+            return f.read().strip()
+    secret = os.environ.get(SECRET_ENV) or info_doc.get("product_secret")
+    if not secret:
+        raise ProvisionError("no ProductSecret: give --secret-file FILE or set %s "
+                             "(never on the command line)" % SECRET_ENV)
+    return secret
+
+
+def build_payload(args, scratch):
+    """(files, secrets, info): the files to put on every board as [(local path, name on the
+    board)], the secrets to mask, and the info as it goes to the boards."""
+    with open(args.info) as f:
+        doc = json.load(f)
+    if not isinstance(doc, dict) or doc.get("dynreg") != 1:
+        raise ProvisionError("%s is not in dynreg's info format ({\"dynreg\": 1, ...})" % args.info)
+    product_field = "product_key" if doc.get("cloud") == "aliyun" else "product_id"
+    if not doc.get(product_field):
+        raise ProvisionError("%s names no %s" % (args.info, product_field))
+    secret = read_secret(args, doc)
+    doc["product_secret"] = secret
+    doc.setdefault("credential", {})
+    files = []
+    if args.ca:
+        doc["ca"] = doc.get("ca") or "ca.der"
+        files.append((args.ca, doc["ca"]))
+    info_path = os.path.join(scratch, INFO)
+    fd = os.open(info_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+    secrets = [secret]
+    if args.site:
+        with open(args.site) as f:
+            secrets.append(json.load(f).get("wifi_password"))
+        files.append((args.site, SITE))
+    if args.app:
+        for name in sorted(os.listdir(args.app)):
+            if name.endswith(".py"):
+                files.append((os.path.join(args.app, name), name))
+    files.append((info_path, INFO))  # last: a board with an info has all it needs
+    return files, secrets, doc
+
+
+def sha256_of(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class Board:
+    def __init__(self, port, args, console):
+        self.port = port
+        self.args = args
+        self.console = console
+
+    def mpremote(self, *commands):
+        argv = [self.args.mpremote, "connect", self.port] + (["resume"] if self.args.resume else []) + list(commands)
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.args.timeout)
+        except subprocess.TimeoutExpired:
+            raise ProvisionError("mpremote did not finish within %d s" % self.args.timeout)
+        if proc.returncode:
+            last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+            raise ProvisionError(last[len("mpremote: "):] if last.startswith("mpremote: ") else last)
+        for line in reversed(proc.stdout.splitlines()):
+            if line.startswith("PROVISION "):
+                return json.loads(line[len("PROVISION "):])
+        return None
+
+    def provision(self, files, doc):
+        result = {"port": self.port, "device": "?", "result": "", "sha256": "-"}
+        try:
+            self.console.say(self.port, "checking the board")
+            probe = self.mpremote("exec", PROBE % {"info": INFO, "placeholders": PLACEHOLDERS})
+            if probe["credential"] and not self.args.force:
+                result["result"] = "skipped: holds a credential (--force overwrites it)"
+                self.console.say(self.port, result["result"])
+                return result
+            self.console.say(self.port, "copying %d files (%s)" % (len(files), probe["platform"]))
+            commands = []
+            for local, name in files:
+                commands += ["fs", "cp", local, ":%s.tmp" % name, "+"]
+            names = [name for _, name in files]
+            commands += ["exec", FINALIZE % {"names": names, "device": doc.get("device_name"),
+                                             "rule": doc.get("device_name_from")}]
+            final = self.mpremote(*commands)
+            result["device"] = final["device"]
+            wrong = [name for local, name in files if final["sha256"].get(name) != sha256_of(local)]
+            result["sha256"] = "MISMATCH: " + ", ".join(wrong) if wrong else "ok (%d files)" % len(files)
+            result["result"] = "failed" if wrong else "provisioned"
+        except (ProvisionError, KeyError, TypeError, ValueError) as e:
+            result["result"] = "failed: %s" % e
+        self.console.say(self.port, "%s; sha256 %s" % (result["result"], result["sha256"]))
+        return result
+
+
+def find_ports(mpremote):
+    # `mpremote devs`: port, serial number, vid:pid, maker, product; USB devices only.
+    out = subprocess.run([mpremote, "devs"], capture_output=True, text=True, timeout=30).stdout
+    ports = [line.split()[0] for line in out.splitlines() if len(line.split()) > 2 and line.split()[2] != "0000:0000"]
+    if not ports:
+        raise ProvisionError("no board found by `mpremote devs`; name the ports with --ports")
+    return ports
+
+
+def table(results, mask):
+    rows = [("port", "device", "result", "sha256")] + [(r["port"], r["device"], r["result"], r["sha256"]) for r in results]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
+    return "\n".join(mask("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip()) for row in rows)
+
+
+def default_mpremote():
+    beside = os.path.join(os.path.dirname(sys.executable), "mpremote")
+    return beside if os.path.exists(beside) else (shutil.which("mpremote") or "mpremote")
+
+
+def parse_args(argv):
+    # No abbreviations: "--secret VALUE" must be an error, not --secret-file VALUE.
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                     epilog="ProductSecret: --secret-file or $%s, never an argument." % SECRET_ENV)
+    parser.add_argument("--ports", required=True, help="comma-separated serial ports, or auto")
+    parser.add_argument("--info", required=True, help="the product's info in dynreg's format (device_info.json)")
+    parser.add_argument("--ca", help="the cloud's CA certificate (DER or PEM), stored as the info's 'ca'")
+    parser.add_argument("--secret-file", help="file holding the ProductSecret")
+    parser.add_argument("--site", help="site.json (WiFi, topic) to put beside the info")
+    parser.add_argument("--app", help="folder whose .py files go to the board's root (e.g. firmware)")
+    parser.add_argument("--force", action="store_true", help="overwrite an info that holds a credential")
+    parser.add_argument("--resume", action="store_true",
+                        help="no soft reset before each step (mpremote resume; needed by the virtual board)")
+    parser.add_argument("--mpremote", default=default_mpremote(), help="the mpremote command")
+    parser.add_argument("--timeout", type=int, default=120, help="seconds per mpremote run")
+    return parser.parse_args(argv)
+
+
+def main(argv=None, out=print):
+    args = parse_args(argv)
+    mask = Masker([os.environ.get(SECRET_ENV)])
+    scratch = tempfile.mkdtemp(prefix="provision-")
+    try:
+        files, secrets, doc = build_payload(args, scratch)
+        mask = Masker(secrets)
+        ports = find_ports(args.mpremote) if args.ports == "auto" else [p for p in args.ports.split(",") if p]
+        console = Console(mask, out)
+        out("provisioning %d board(s): %s" % (len(ports), ", ".join(name for _, name in files)))
+        with ThreadPoolExecutor(max_workers=len(ports)) as pool:
+            results = list(pool.map(lambda port: Board(port, args, console).provision(files, doc), ports))
+    except (ProvisionError, OSError, ValueError) as e:
+        out(mask("provision: %s" % e))
+        return 2
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    out(table(results, mask))
+    ok = sum(r["result"] == "provisioned" for r in results)
+    out("%d of %d board(s) provisioned" % (ok, len(results)))
+    return 0 if ok == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
