@@ -8,6 +8,7 @@ import board
 import dynreg
 
 INFO = "device_info.json"
+STATUS_TOPICS = {"tencent": "%s/%s/data", "aliyun": "/%s/%s/user/update"}  # site "status_topic" overrides
 
 
 def log(text):
@@ -28,10 +29,23 @@ def run(site):
     board.sync_clock(site, log)
     info = dynreg.ensure(INFO, device_name=device_name_for(INFO))
     client = dynreg.connect(info)
-    topic = site.get("status_topic", "%s/%s/data") % (info.product, info.device_name)
+    topic = site.get("status_topic", STATUS_TOPICS[info.cloud]) % (info.product, info.device_name)
     client.publish(topic.encode(), json.dumps({"status": "online", "uptime_ms": time.ticks_ms()}).encode())
     log("published status on %s" % topic)
+    if site.get("subdevices"):
+        register_subdevices(client, info, site["subdevices"])
     client.disconnect()
+
+
+def register_subdevices(client, info, subdevices):
+    # A gateway (Alibaba): its sub-devices get their secrets once, stored in subdevices.json.
+    from dynreg import gateway
+
+    registered, errors = gateway.register_subdevices(client, info, [tuple(s) for s in subdevices])
+    for key in registered:
+        log("sub-device %s/%s: secret on flash, in the gateway's topology" % key)
+    for key, (code, message) in errors.items():
+        log("sub-device %s/%s: refused by the cloud (%s %s)" % (key[0], key[1], code, message))
 
 
 def main():

@@ -30,6 +30,17 @@ def write_info(folder, cloud, product_id, device_name="dev001", secret=SECRET, s
     return path
 
 
+def write_aliyun_info(folder, cloud, product_key, device_name, secret=SECRET, api="https", **fields):
+    doc = {"dynreg": 1, "cloud": "aliyun", "product_key": product_key, "product_secret": secret,
+           "device_name": device_name, "api": api, "register_url": "https://localhost:%d" % cloud.https_port,
+           "mqtt_url": "mqtts://localhost:%d" % cloud.mqtts_port, "ca": cloud.ca_der_path, "credential": {}}
+    doc.update(fields)
+    path = os.path.join(str(folder), "device_info.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path
+
+
 def run_device(info, ensure=None, connect=None, publish=None, timeout=60, heap=None, **spec):
     spec.update({"info": info, "ensure": dict({"log": None}, **(ensure or {})), "connect": connect,
                  "publish": publish})

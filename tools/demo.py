@@ -1,7 +1,9 @@
-# `make demo`: a fresh device registers against the local cloud emulator, on the MicroPython
-# unix port booting from a littlefs2 image, then boots again without registering.
+# `make demo`: fresh devices register against the local cloud emulator on the MicroPython unix
+# port, each booting firmware/main.py from its own littlefs2 image, then boot again without
+# registering: a Tencent device (HTTPS registration), an Alibaba device (MQTT registration)
+# and an Alibaba gateway that registers two sub-devices.
 # Prints the story step by step; exits 0 only if every step happened as told. No secret is
-# printed: the output is checked for them before the verdict.
+# printed: the output is checked for every secret before the verdict.
 import json
 import os
 import shutil
@@ -16,11 +18,16 @@ WORK = os.path.join(ROOT, "build", "demo")
 MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
 RUN_BOARD = os.path.join(ROOT, "boards", "unix", "run.py")
 MICROPYPATH = ":".join(os.path.join(ROOT, p) for p in ("firmware", "lib", "build/deps"))
-PRODUCT_ID = "DEMO000001"
-PRODUCT_SECRET = "dEm0-Pr0duct-S3cret-f0r-l0cal-use"
-UNIQUE_ID = "3c71bf0a1b2c"  # what machine.unique_id() gives this virtual board, in hex
+SECRETS = {"tencent": "dEm0-Pr0duct-S3cret-f0r-l0cal-use", "aliyun": "aLiDem0Pr0dS3cret9",
+           "gateway": "gAtewayDem0S3cret7", "sub": "sUbDev1ceDem0S3cr"}
+TENCENT_PRODUCT = "DEMO000001"
+ALIYUN_PRODUCT = "a1DemoOven1"
+GATEWAY_PRODUCT = "a1DemoGatew"
+SUB_PRODUCT = "a1DemoSensr"
+SUB_DEVICES = [[SUB_PRODUCT, "sensor-0001"], [SUB_PRODUCT, "sensor-0002"]]
 
 printed = []
+checks = []
 
 
 def say(text=""):
@@ -28,12 +35,13 @@ def say(text=""):
     print(text, flush=True)
 
 
-def step(n, total, text):
-    say("\n[%d/%d] %s" % (n, total, text))
+def check(what, ok):
+    checks.append((what, ok))
+    say("      %s %s" % ("ok  " if ok else "FAIL", what))
 
 
-def board(image, *args):
-    env = dict(os.environ, MICROPYPATH=MICROPYPATH, DYNREG_UNIQUE_ID=UNIQUE_ID)
+def board(image, *args, unique_id="3c71bf0a1b2c"):
+    env = dict(os.environ, MICROPYPATH=MICROPYPATH, DYNREG_UNIQUE_ID=unique_id)
     proc = subprocess.run([MICROPYTHON, RUN_BOARD, image] + list(args), capture_output=True, text=True,
                           env=env, timeout=120)
     for line in (proc.stdout + proc.stderr).splitlines():
@@ -42,81 +50,119 @@ def board(image, *args):
 
 
 def read_from_image(image, name):
-    code = "import sys, vfs; sys.path.insert(0, %r); from blockdev import FileBlockDevice; " \
-           "vfs.mount(vfs.VfsLfs2(FileBlockDevice(%r)), '/flash'); print(open('/flash/%s').read())" % (
-               os.path.dirname(RUN_BOARD), image, name)
-    return subprocess.run([MICROPYTHON, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = ("import sys, vfs; sys.path.insert(0, %r); from blockdev import FileBlockDevice; "
+            "vfs.mount(vfs.VfsLfs2(FileBlockDevice(%r)), '/flash'); print(open('/flash/%s').read())"
+            % (os.path.dirname(RUN_BOARD), image, name))
+    return json.loads(subprocess.run([MICROPYTHON, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def flash(name, cloud, info, site=None):
+    # A fresh board: a littlefs2 image with the identity (no secret), the CA and site settings.
+    folder = os.path.join(WORK, name)
+    os.makedirs(folder)
+    files = {"device_info.json": info, "site.json": dict({"boot_attempts": 1}, **(site or {}))}
+    puts = ["--put", cloud.ca_der_path, "ca.der"]
+    for file_name, doc in files.items():
+        path = os.path.join(folder, file_name)
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        puts += ["--put", path, file_name]
+    image = os.path.join(folder, "flash.img")
+    board(image, "--format", "--no-main", *puts)
+    for file_name in files:
+        os.remove(os.path.join(folder, file_name))  # the identity now lives on the board's flash only
+    say("      %s: littlefs2 image with device_info.json (no secret), ca.der, site.json"
+        % os.path.relpath(image, ROOT))
+    return image
+
+
+def events(cloud, device, apis):
+    return [e for e in cloud.log() if e.get("device") == device and e.get("api") in apis]
+
+
+def two_boots(cloud, image, device, registration_apis, **board_args):
+    say("    First boot:")
+    check("exit status 0", board(image, **board_args) == 0)
+    check("the cloud saw one registration of %s, answered ok" % device,
+          [e["result"] for e in events(cloud, device, registration_apis)] == ["ok"])
+    try:
+        cloud.wait_for_log(lambda e: e.get("api") == "mqtt-publish" and e.get("device") == device
+                           and "/thing/" not in e["topic"], timeout=5)
+    except Exception:
+        pass
+    pubs = [e for e in events(cloud, device, ("mqtt-publish",)) if "/thing/" not in e["topic"]]
+    check("the broker accepted its login and received %s" % (
+        "%s on %s" % (pubs[0]["payload"], pubs[0]["topic"]) if pubs else "nothing"), len(pubs) == 1)
+    say("    Second boot:")
+    check("exit status 0", board(image, **board_args) == 0)
+    check("still exactly one registration of %s in the cloud's log" % device,
+          len(events(cloud, device, registration_apis)) == 1)
+    check("a second login, accepted", [e["result"] for e in events(cloud, device, ("mqtt-connect",))] == ["ok", "ok"])
 
 
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
-    total = 7
-    checks = []
-
-    def check(what, ok):
-        checks.append((what, ok))
-        say("      %s %s" % ("ok  " if ok else "FAIL", what))
-
-    step(1, total, "Starting the local cloud emulator (HTTPS registration, MQTT broker over TLS)")
+    issued = []
+    say("[1/5] Starting the local cloud emulator (HTTPS registration, MQTT broker over TLS)")
     with running_emulator(os.path.join(WORK, "cloud")) as cloud:
-        say("      registration https://localhost:%d, MQTT mqtts://localhost:%d, test CA %s"
-            % (cloud.https_port, cloud.mqtts_port, os.path.relpath(cloud.ca_der_path, ROOT)))
+        https = "https://localhost:%d" % cloud.https_port
+        mqtts = "mqtts://localhost:%d" % cloud.mqtts_port
+        say("      registration %s, MQTT %s, test CA %s" % (https, mqtts, os.path.relpath(cloud.ca_der_path, ROOT)))
 
-        step(2, total, "Creating product %s in the cloud: key auth, dynamic registration on, auto-create" % PRODUCT_ID)
-        cloud.add_product(PRODUCT_ID, PRODUCT_SECRET, auth="key", dynreg=True, mode="autocreate", limit=1000)
+        say("\n[2/5] Tencent: product %s (key auth, dynamic registration, auto-create); a fresh board whose "
+            "DeviceName comes from its chip id" % TENCENT_PRODUCT)
+        cloud.add_product(TENCENT_PRODUCT, SECRETS["tencent"], auth="key", dynreg=True, mode="autocreate", limit=1000)
+        image = flash("tencent", cloud, {"dynreg": 1, "cloud": "tencent", "product_id": TENCENT_PRODUCT,
+                                         "product_secret": SECRETS["tencent"], "device_name_from": "unique_id",
+                                         "register_url": https, "mqtt_url": mqtts, "ca": "ca.der",
+                                         "credential": {"psk": ""}})
+        device = "3c71bf0a1b2c"
+        two_boots(cloud, image, device, ("tencent-v2", "tencent-legacy"))
+        psk = read_from_image(image, "device_info.json")["credential"].get("psk", "")
+        issued.append(psk)
+        check("the psk on flash (%d characters) is the one the cloud issued" % len(psk),
+              bool(psk) and cloud.device(TENCENT_PRODUCT, device).get("psk") == psk)
 
-        step(3, total, "Flashing a fresh device: littlefs2 image with the product identity, an empty secret and the CA")
-        info = {"dynreg": 1, "cloud": "tencent", "product_id": PRODUCT_ID, "product_secret": PRODUCT_SECRET,
-                "device_name_from": "unique_id", "register_url": "https://localhost:%d" % cloud.https_port,
-                "mqtt_url": "mqtts://localhost:%d" % cloud.mqtts_port, "ca": "ca.der", "credential": {"psk": ""}}
-        info_file = os.path.join(WORK, "device_info.json")
-        with open(info_file, "w") as f:
-            json.dump(info, f)
-        site_file = os.path.join(WORK, "site.json")
-        with open(site_file, "w") as f:
-            json.dump({"boot_attempts": 1}, f)
-        image = os.path.join(WORK, "device.img")
-        board(image, "--format", "--put", info_file, "device_info.json", "--put", cloud.ca_der_path, "ca.der",
-              "--put", site_file, "site.json", "--no-main")
-        os.remove(info_file)  # the identity now lives on the device's flash only
-        say("      %s: 256 KiB littlefs2, files: device_info.json (no secret), ca.der, site.json"
-            % os.path.relpath(image, ROOT))
-        device = UNIQUE_ID  # DeviceName derived from the chip id on the board
+        say("\n[3/5] Alibaba: product %s, device oven-0042 pre-registered in the console; the board registers "
+            "over MQTT (TLS) and receives its DeviceSecret on /ext/register" % ALIYUN_PRODUCT)
+        cloud.add_product(ALIYUN_PRODUCT, SECRETS["aliyun"], cloud="aliyun")
+        cloud.add_device(ALIYUN_PRODUCT, "oven-0042")
+        image = flash("aliyun", cloud, {"dynreg": 1, "cloud": "aliyun", "product_key": ALIYUN_PRODUCT,
+                                        "product_secret": SECRETS["aliyun"], "device_name": "oven-0042",
+                                        "api": "mqtt", "mqtt_url": mqtts, "ca": "ca.der", "credential": {}})
+        two_boots(cloud, image, "oven-0042", ("aliyun-mqtt-register", "aliyun-https-register"))
+        secret = read_from_image(image, "device_info.json")["credential"].get("device_secret", "")
+        issued.append(secret)
+        check("the DeviceSecret on flash is the one the cloud issued",
+              bool(secret) and cloud.device(ALIYUN_PRODUCT, "oven-0042").get("device_secret") == secret)
 
-        step(4, total, "First boot: the device registers, stores its credential, connects and publishes")
-        rc1 = board(image)
-        log = cloud.log()
-        regs = [e for e in log if e.get("api", "").startswith("tencent") and e.get("device") == device]
-        check("exit status 0", rc1 == 0)
-        check("the cloud saw one registration of %s, answered ok" % device,
-              [e["result"] for e in regs] == ["ok"])
-        stored = json.loads(read_from_image(image, "device_info.json"))
-        psk = stored.get("credential", {}).get("psk", "")
-        check("the credential is on the device's flash (psk of %d characters, matching the one the cloud issued)"
-              % len(psk), bool(psk) and cloud.device(PRODUCT_ID, device).get("psk") == psk)
-        cloud.wait_for_log(lambda e: e.get("api") == "mqtt-publish" and e.get("device") == device, timeout=5)
-        pubs = [e for e in cloud.log() if e.get("api") == "mqtt-publish" and e.get("device") == device]
-        check("the broker accepted its MQTT login and received %s" % (
-            "%s on %s" % (pubs[0]["payload"], pubs[0]["topic"]) if pubs else "no message"), len(pubs) == 1)
+        say("\n[4/5] Alibaba gateway: gateway gw-0001 registers over HTTPS, then registers two sub-devices "
+            "through its MQTT session and adds them to its topology")
+        cloud.add_product(GATEWAY_PRODUCT, SECRETS["gateway"], cloud="aliyun", gateway=True)
+        cloud.add_product(SUB_PRODUCT, SECRETS["sub"], cloud="aliyun", subdevice=True)
+        cloud.add_device(GATEWAY_PRODUCT, "gw-0001")
+        for pk, dn in SUB_DEVICES:
+            cloud.add_device(pk, dn)
+        image = flash("gateway", cloud, {"dynreg": 1, "cloud": "aliyun", "product_key": GATEWAY_PRODUCT,
+                                         "product_secret": SECRETS["gateway"], "device_name": "gw-0001",
+                                         "api": "https", "register_url": https, "mqtt_url": mqtts, "ca": "ca.der",
+                                         "credential": {}}, site={"subdevices": SUB_DEVICES})
+        two_boots(cloud, image, "gw-0001", ("aliyun-https-register",))
+        issued.append(read_from_image(image, "device_info.json")["credential"].get("device_secret", ""))
+        stored = read_from_image(image, "subdevices.json")["devices"]
+        issued += [entry["device_secret"] for entry in stored.values()]
+        check("both sub-device secrets are on the gateway's flash and match the cloud's",
+              all(stored.get("%s/%s" % (pk, dn), {}).get("device_secret") == cloud.device(pk, dn).get("device_secret")
+                  for pk, dn in SUB_DEVICES))
+        check("the cloud's topology: %s" % ", ".join(sorted(cloud.device(GATEWAY_PRODUCT, "gw-0001")["sub_devices"])),
+              sorted(cloud.device(GATEWAY_PRODUCT, "gw-0001")["sub_devices"]) == sorted("%s/%s" % tuple(s) for s in SUB_DEVICES))
+        check("sub-devices registered once although the gateway booted twice",
+              len(events(cloud, "gw-0001", ("aliyun-sub-register",))) == 1)
 
-        step(5, total, "Second boot: the credential is on flash, so no registration, straight to MQTT")
-        rc2 = board(image)
-        log = cloud.log()
-        regs = [e for e in log if e.get("api", "").startswith("tencent") and e.get("device") == device]
-        logins = [e for e in log if e.get("api") == "mqtt-connect" and e.get("device") == device]
-        check("exit status 0", rc2 == 0)
-        check("the cloud's log still holds exactly one registration of %s" % device, len(regs) == 1)
-        check("the broker saw a second login, accepted", [e["result"] for e in logins] == ["ok", "ok"])
-
-        step(6, total, "The cloud's view of the device")
-        view = cloud.device(PRODUCT_ID, device)
-        say("      %s/%s: status %s, registrations %s" % (PRODUCT_ID, device, view["status"], view["registrations"]))
-        check("status is activated after one registration", view["status"] == "activated" and view["registrations"] == 1)
-
-    step(7, total, "Stopped the emulator; checking that no secret was printed")
-    leaked = [s for s in (PRODUCT_SECRET, psk) if s and any(s in line for line in printed)]
-    check("no secret in this output", not leaked)
+    say("\n[5/5] Stopped the emulator; checking that no secret was printed")
+    leaked = [s for s in list(SECRETS.values()) + issued if s and any(s in line for line in printed)]
+    check("none of the %d secrets (products' and issued) in this output" % (len(SECRETS) + len(issued)), not leaked)
     failed = [what for what, ok in checks if not ok]
     say("\nDEMO %s: %d of %d checks passed" % ("PASSED" if not failed else "FAILED", len(checks) - len(failed), len(checks)))
     return 0 if not failed else 1

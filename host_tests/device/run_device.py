@@ -1,7 +1,8 @@
 # Runs the dynreg flow on the MicroPython unix port for the end-to-end tests, as a device
 # would: ensure, then optionally connect and publish. The test passes one JSON argument:
 #   {"info": path, "ensure": {options}, "connect": {options} | null, "publish": topic | null,
-#    "clock_offset": seconds, "nonce": fixed nonce, "preload": bool}
+#    "clock_offset": seconds, "nonce": fixed nonce, "preload": bool,
+#    "subdevices": [[product_key, device_name], ...] registered through the connected gateway}
 # and reads the last line: RESULT {"ok": .., "error": .., "code": .., "credential": [field names]}
 import json
 import sys
@@ -29,6 +30,13 @@ def main(spec):
             if spec.get("publish"):
                 client.publish(spec["publish"].encode(), b'{"status":"online"}')
                 result["published"] = spec["publish"]
+            if spec.get("subdevices"):
+                from dynreg import gateway
+
+                registered, errors = gateway.register_subdevices(client, info, [tuple(s) for s in spec["subdevices"]],
+                                                                 timeout_ms=5000)
+                result["registered"] = ["%s/%s" % key for key in registered]
+                result["errors"] = dict(("%s/%s" % key, value[0]) for key, value in errors.items())
             client.disconnect()
             result["connected"] = True
     except dynreg.Error as e:

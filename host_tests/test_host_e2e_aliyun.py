@@ -1,0 +1,216 @@
+# End to end for Alibaba on the MicroPython unix port against the local cloud emulator: HTTPS
+# and MQTT registration, the pre-registration-free mode, every login, gateway sub-devices,
+# every listed error with "nothing stored", and "never registers twice" from the request log.
+import json
+import os
+
+import pytest
+
+from cloud_emulator.testing import running_emulator
+from e2e import SECRET, write_aliyun_info, run_device, read_json
+
+PK = "a1DynRegPk1"  # pre-registered devices, HTTPS and MQTT registration
+FREE_PK = "a1FreeRegPk"  # pre-registration-free (regnwl)
+OFF_PK = "a1DisabledX"  # dynamic registration off
+GW_PK = "a1GatewayPk"
+SUB_PK = "a1SubDevice"
+FAST = {"attempts": 3, "backoff_ms": 50, "timeout_ms": 3000}
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    with running_emulator(tmp_path_factory.mktemp("cloud")) as cloud:
+        cloud.add_product(PK, SECRET, cloud="aliyun")
+        cloud.add_product(FREE_PK, SECRET, cloud="aliyun", regnwl=True)
+        cloud.add_product(OFF_PK, SECRET, cloud="aliyun", dynreg=False)
+        cloud.add_product(GW_PK, SECRET, cloud="aliyun", gateway=True)
+        cloud.add_product(SUB_PK, SECRET, cloud="aliyun", subdevice=True)
+        for name in ["https-md5", "https-sha1", "https-sha256", "https-UPPER", "mqtt-reg", "twice-01",
+                     "active-01", "badsign-1", "badsign-m", "relogin1", "wrongsecret", "plainmqtt", "off-0001"]:
+            cloud.add_device(OFF_PK if name == "off-0001" else PK, name)
+        for name in ["gateway-01", "gateway-02"]:
+            cloud.add_device(GW_PK, name)
+        for name in ["sensor-0001", "sensor-0002", "sensor-0003"]:
+            cloud.add_device(SUB_PK, name)
+        yield cloud
+
+
+def _device(tmp_path, cloud, name, product=PK, **fields):
+    folder = tmp_path / name
+    folder.mkdir()
+    return write_aliyun_info(folder, cloud, product, name, **fields)
+
+
+def _log(cloud, api=None, device=None):
+    return [e for e in cloud.log() if (api is None or e.get("api") == api) and (device is None or e.get("device") == device)]
+
+
+REGISTRATION_APIS = ("aliyun-https-register", "aliyun-mqtt-register", "aliyun-mqtt-regnwl")
+
+
+def _registrations(cloud, device):
+    return [e for e in cloud.log() if e.get("api") in REGISTRATION_APIS and e.get("device") == device]
+
+
+def _untouched(info, before):
+    assert open(info).read() == before
+    assert os.listdir(os.path.dirname(info)) == ["device_info.json"]
+
+
+# -- registration paths -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["hmacmd5", "hmacsha1", "hmacsha256"])
+def test_https_registration_then_device_secret_login(cloud, tmp_path, method):
+    name = "https-" + method[4:]
+    info = _device(tmp_path, cloud, name, algorithm=method)
+    topic = "/%s/%s/user/update" % (PK, name)
+    result = run_device(info, ensure={}, connect={}, publish=topic)
+    assert result["ok"] and result["connected"], result
+    stored = read_json(info)["credential"]
+    view = cloud.device(PK, name)
+    assert stored == {"device_secret": view["device_secret"]} and view["status"] == "activated"
+    [registration] = _registrations(cloud, name)
+    assert registration["api"] == "aliyun-https-register" and registration["result"] == "ok"
+    assert [e["result"] for e in _log(cloud, "mqtt-connect", name)] == ["ok"]
+    cloud.wait_for_log(lambda e: e.get("api") == "mqtt-publish" and e.get("device") == name)
+    assert [e["topic"] for e in _log(cloud, "mqtt-publish", name)] == [topic]
+
+
+def test_mqtt_registration_then_login(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "mqtt-reg", api="mqtt")
+    result = run_device(info, ensure={}, connect={})
+    assert result["ok"] and result["connected"], result
+    assert read_json(info)["credential"] == {"device_secret": cloud.device(PK, "mqtt-reg")["device_secret"]}
+    assert [e["api"] for e in _registrations(cloud, "mqtt-reg")] == ["aliyun-mqtt-register"]
+    assert [e["result"] for e in _log(cloud, "mqtt-connect", "mqtt-reg") if e.get("result") == "ok"]
+
+
+def test_registration_free_mode_stores_client_id_and_token_then_connwl_login(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "newdev-01", product=FREE_PK, api="regnwl")
+    result = run_device(info, ensure={}, connect={}, publish="/%s/newdev-01/user/update" % FREE_PK)
+    assert result["ok"] and result["connected"], result
+    stored = read_json(info)["credential"]
+    view = cloud.device(FREE_PK, "newdev-01")
+    assert stored == {"client_id": view["client_id"], "device_token": view["device_token"]}
+    assert [e["api"] for e in _registrations(cloud, "newdev-01")] == ["aliyun-mqtt-regnwl"]
+    again = run_device(info, ensure={}, connect={})
+    assert again["connected"] and "no registration" in again["output"]
+    assert len(_registrations(cloud, "newdev-01")) == 1
+
+
+def test_second_boot_never_registers(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "twice-01")
+    assert run_device(info, ensure={}, connect={})["connected"]
+    stored = read_json(info)
+    second = run_device(info, ensure={}, connect={})
+    assert second["connected"] and read_json(info) == stored
+    assert len(_registrations(cloud, "twice-01")) == 1
+    assert [e["result"] for e in _log(cloud, "mqtt-connect", "twice-01")] == ["ok", "ok"]
+
+
+def test_new_secret_before_login_replaces_the_old_one(cloud, tmp_path):
+    first = _device(tmp_path, cloud, "relogin1")
+    assert run_device(first, ensure={})["ok"]
+    (tmp_path / "again").mkdir()
+    second = write_aliyun_info(tmp_path / "again", cloud, PK, "relogin1")
+    assert run_device(second, ensure={})["ok"]
+    assert read_json(first)["credential"] != read_json(second)["credential"]
+    refused = run_device(first, ensure={}, connect={})
+    assert not refused["ok"] and refused["error"] == "RejectedError", refused
+    assert run_device(second, ensure={}, connect={})["connected"]
+
+
+# -- errors: RejectedError with the cloud's code, nothing stored, no retry loop -------------------
+
+def _rejected(info, code, spec_ensure=None):
+    before = open(info).read()
+    result = run_device(info, ensure=dict(FAST, **(spec_ensure or {})))
+    assert not result["ok"] and result["error"] == "RejectedError", result
+    assert result["code"] == code, result
+    _untouched(info, before)
+    assert "retrying" not in result["output"]
+    return result
+
+
+def test_already_active_6289_and_the_stored_secret_still_works(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "active-01")
+    assert run_device(info, ensure={}, connect={})["connected"]
+    (tmp_path / "lost").mkdir()
+    lost = write_aliyun_info(tmp_path / "lost", cloud, PK, "active-01")  # a board that lost its secret
+    result = _rejected(lost, 6289)
+    assert "already active" in result["message"]
+    assert run_device(info, ensure={}, connect={})["connected"]
+
+
+def test_bad_sign_over_https(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "badsign-1", secret="WrongProductSecret01")
+    _rejected(info, 401)
+    assert [e["result"] for e in _registrations(cloud, "badsign-1")] != ["ok"]
+
+
+def test_wrong_product_secret_over_mqtt_is_one_connack_refusal(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "badsign-m", api="mqtt", secret="WrongProductSecret01")
+    result = _rejected(info, 4)
+    assert len(_registrations(cloud, "badsign-m")) == 1  # refused once, never retried in a loop
+
+
+def test_unknown_product(cloud, tmp_path):
+    _rejected(_device(tmp_path, cloud, "nobody-1", product="a1NoSuchPrd"), 6250)
+
+
+def test_device_not_pre_registered(cloud, tmp_path):
+    _rejected(_device(tmp_path, cloud, "stranger1"), 6100)
+
+
+def test_dynamic_registration_disabled(cloud, tmp_path):
+    _rejected(_device(tmp_path, cloud, "off-0001", product=OFF_PK), 403)
+
+
+def test_mqtt_registration_refuses_a_plain_endpoint_before_connecting(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "plainmqtt", api="mqtt", mqtt_url="mqtt://localhost:%d" % cloud.mqtt_port)
+    before = open(info).read()
+    result = run_device(info, ensure=dict(FAST))
+    assert result["error"] == "ConfigError" and "TLS" in result["message"], result
+    _untouched(info, before)
+    assert _registrations(cloud, "plainmqtt") == []
+
+
+def test_wrong_device_secret_is_refused_by_broker(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "wrongsecret")
+    assert run_device(info, ensure={})["ok"]
+    doc = read_json(info)
+    doc["credential"]["device_secret"] = "0" * 32
+    with open(info, "w") as f:
+        json.dump(doc, f)
+    result = run_device(info, ensure={}, connect={})
+    assert result["error"] == "RejectedError" and result["code"] == 4, result
+
+
+# -- gateway sub-devices ------------------------------------------------------------------------
+
+def test_gateway_registers_two_subdevices_persists_secrets_and_adds_topology(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "gateway-01", product=GW_PK)
+    subs = [[SUB_PK, "sensor-0001"], [SUB_PK, "sensor-0002"]]
+    result = run_device(info, ensure={}, connect={}, subdevices=subs)
+    assert result["ok"], result
+    assert sorted(result["registered"]) == ["%s/sensor-0001" % SUB_PK, "%s/sensor-0002" % SUB_PK]
+    assert result["errors"] == {}
+    stored = read_json(os.path.join(os.path.dirname(info), "subdevices.json"))["devices"]
+    for pk, dn in subs:
+        entry = stored["%s/%s" % (pk, dn)]
+        assert entry["device_secret"] == cloud.device(pk, dn)["device_secret"] and entry["topo"] is True
+    assert sorted(cloud.device(GW_PK, "gateway-01")["sub_devices"]) == sorted("%s/%s" % (pk, dn) for pk, dn in subs)
+    again = run_device(info, ensure={}, connect={}, subdevices=subs)  # nothing left to do
+    assert again["ok"] and sorted(again["registered"]) == sorted(result["registered"])
+    assert len(_log(cloud, "aliyun-sub-register", "gateway-01")) == 1
+    assert len(_log(cloud, "aliyun-topo-add", "gateway-01")) == 1
+
+
+def test_gateway_subdevice_errors_are_reported_and_nothing_is_stored(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "gateway-02", product=GW_PK)
+    result = run_device(info, ensure={}, connect={},
+                        subdevices=[[SUB_PK, "sensor-0003"], [SUB_PK, "sensor-9999"]])
+    assert result["ok"] and result["registered"] == [], result
+    assert result["errors"] == {"%s/sensor-0003" % SUB_PK: 6100, "%s/sensor-9999" % SUB_PK: 6100}
+    assert not os.path.exists(os.path.join(os.path.dirname(info), "subdevices.json"))
+    assert _log(cloud, "aliyun-topo-add", "gateway-02") == []
