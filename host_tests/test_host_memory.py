@@ -66,10 +66,13 @@ def _sweep(cloud, mpy_path, tmp_path, scheme):
         folder.mkdir(parents=True, exist_ok=True)
         return write_info(folder, cloud, PRODUCT, device_name="%s-%s" % (scheme, name), scheme=scheme)
 
+    # Success is not monotonic in the heap size (the GC's layout), so the search only finds
+    # the neighbourhood; the sweep walks down through it until enough boots were cut short.
     threshold = smallest_heap(mpy_path, make_info, connect=True)
     outcomes = {"MemoryError": 0, "ok": 0, "after the cloud answered": 0}
-    for step in range(1, 33):
-        heap = threshold - step * 128
+    heap, step = threshold + 2048, 0
+    while outcomes["MemoryError"] < 16 and heap > threshold - 16384:
+        heap, step = heap - 128, step + 1
         info = make_info("cut%d" % step)
         before = open(info).read()
         first = boot(mpy_path, info, heap, connect=True)
@@ -84,7 +87,7 @@ def _sweep(cloud, mpy_path, tmp_path, scheme):
         assert second["ok"] and second.get("connected"), second
         stored = read_json(info)["credential"]["psk"]
         assert stored == cloud.device(PRODUCT, "%s-cut%d" % (scheme, step))["psk"]
-    print("memory (%s): registration and connect complete from %d bytes of heap; %d boots cut short by MemoryError "
+    print("memory (%s): registration and connect complete from about %d bytes of heap; %d boots cut short by MemoryError "
           "(%d of them after the cloud had answered), %d completed; each followed by a good boot"
           % (scheme, threshold, outcomes["MemoryError"], outcomes["after the cloud answered"], outcomes["ok"]))
     return outcomes
@@ -93,5 +96,5 @@ def _sweep(cloud, mpy_path, tmp_path, scheme):
 def test_memory_error_leaves_no_half_state_and_next_boot_succeeds(cloud, mpy_path, tmp_path):
     # Where a cut lands depends on the GC; over both schemes some land after the cloud's answer.
     totals = [_sweep(cloud, mpy_path, tmp_path, scheme) for scheme in ("http", "https")]
-    assert sum(t["MemoryError"] for t in totals) >= 20
+    assert sum(t["MemoryError"] for t in totals) >= 32
     assert sum(t["after the cloud answered"] for t in totals) >= 1
