@@ -70,4 +70,4 @@ provision: setup
 		$(if $(SITE),--site "$(SITE)") $(if $(APP),--app "$(APP)") $(PROVISION_ARGS)
 
 bench-board: setup
-	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider host_tests/test_host_bench.py
+	@$(VENV)/bin/python -m pytest -q -s -p no:cacheprovider host_tests/test_host_bench.py -k registers_once

@@ -95,6 +95,13 @@ def provision(board, cloud, info, secret, site, *extra):
     return proc, proc.stdout + proc.stderr
 
 
+def tell(title, text=""):
+    # The bench's story, shown by `make bench-board` (pytest -s); never holds a secret.
+    print("\n== " + title)
+    for line in text.strip().splitlines():
+        print("   | " + line)
+
+
 def test_provisioned_board_registers_once_and_keeps_its_credential(cloud, tmp_path):
     image = str(tmp_path / "flash.img")
     info, secret, site = product_files(tmp_path, cloud)
@@ -104,6 +111,7 @@ def test_provisioned_board_registers_once_and_keeps_its_credential(cloud, tmp_pa
         assert proc.returncode == 0, output + board.console_text()
         assert "provisioned" in output and "ok (6 files)" in output and UNIQUE_ID in output, output
         assert SECRET not in output and "w1fi-passw0rd" not in output
+        tell("provisioned the virtual board %s with tools/provision.py over mpremote" % board.port, output)
         stored = json.loads(mpremote(board, "fs", "cat", ":device_info.json"))
         assert stored["product_secret"] == SECRET and stored["ca"] == "ca.der"
         mpremote(board, "fs", "touch", ":safe_boot")
@@ -113,16 +121,20 @@ def test_provisioned_board_registers_once_and_keeps_its_credential(cloud, tmp_pa
         assert "safe boot (flag file safe_boot): main.py will not start the application" in console, console
         assert "safe boot (flag file safe_boot): the application does not start" in console, console
         assert registrations(cloud) == [], board.console_text()
+        tell("boot with /safe_boot on flash", console)
         mpremote(board, "fs", "rm", ":safe_boot")  # the REPL is free to mend the files
 
     with boot(image) as board:  # first real boot: registers, stores, connects, publishes
         console = board.console_text()
         assert "credential stored" in console and "published status on" in console, console
+        tell("first boot (safe_boot removed over mpremote)", console)
         stored = json.loads(mpremote(board, "fs", "cat", ":device_info.json"))
     issued = cloud.device(PRODUCT, UNIQUE_ID)
     assert stored["credential"]["psk"] == issued["psk"] and issued["status"] == "activated"
     assert stored["device_name"] == UNIQUE_ID
     assert [e["result"] for e in registrations(cloud)] == ["ok"]
+    tell("read back over mpremote: credential psk of %d characters, equal to the one the emulator issued; "
+         "emulator status %s" % (len(stored["credential"]["psk"]), issued["status"]))
 
     with boot(image) as board:  # second boot: straight to MQTT with the stored credential
         console = board.console_text()
@@ -131,6 +143,8 @@ def test_provisioned_board_registers_once_and_keeps_its_credential(cloud, tmp_pa
     wait_until(lambda: logins(cloud) == ["ok", "ok"], lambda: "MQTT logins: %s" % logins(cloud))
     for secret_text in (SECRET, issued["psk"]):
         assert secret_text not in console
+    tell("second boot", console)
+    tell("emulator log: %d registration(s), MQTT logins %s" % (len(registrations(cloud)), logins(cloud)))
 
     with VirtualBoard(image, env={"DYNREG_UNIQUE_ID": UNIQUE_ID}) as board:  # re-provisioning is refused
         proc, output = provision(board, cloud, info, secret, site)
