@@ -139,7 +139,7 @@ def test_nothing_is_stored_from_a_bad_answer():
                            "device_name": "xyz", "register_url": "http://localhost:1", "credential": {"psk": ""}})
     answer = [b""]  # the one the fake transport returns next
     real_post = http.post
-    http.post = lambda url, headers, body, ca=None, timeout_ms=0: (200, answer[0])
+    http.post = lambda url, headers, body, ca=None, timeout_ms=0: (200, answer[0], None)
     stored = refused = 0
     unexpected = []
     try:

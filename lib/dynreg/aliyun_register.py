@@ -1,7 +1,7 @@
 # One Alibaba registration attempt: over HTTPS, or over MQTT (TLS only) where the result
 # arrives as a PUBLISH on /ext/register (pre-registered) or /ext/regnwl (pre-registration-free).
 from dynreg import ConfigError, NetworkError, ProtocolError, aliyun, http, mqtt
-from dynreg.flow import random_int, say
+from dynreg.flow import check_status, random_int, say
 
 
 def register(info, ca, opts, attempt):
@@ -16,9 +16,8 @@ def _over_https(info, ca, opts):
     url, headers, body = aliyun.register_request(info.product, info.device_name, info.product_secret,
                                                  random_int(), info.algorithm, info.region or aliyun.DEFAULT_REGION,
                                                  info.register_url)
-    status, answer = http.post(url, headers, body, ca, opts["timeout_ms"])
-    if status >= 500 or status == 429:
-        raise NetworkError("server answered HTTP %d" % status)
+    status, answer, retry_after = http.post(url, headers, body, ca, opts["timeout_ms"])
+    check_status(status, retry_after)
     return {"device_secret": aliyun.parse_register_response(answer)["deviceSecret"]}
 
 

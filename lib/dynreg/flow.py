@@ -7,7 +7,8 @@ from dynreg import ConfigError, NetworkError, TLSError, store, clock
 DEFAULTS = {
     "attempts": 4,  # registration requests at most, on network errors and 5xx only
     "backoff_ms": 1000,  # first wait; doubles each attempt, with jitter
-    "max_backoff_ms": 16000,
+    "max_backoff_ms": 16000,  # also the longest Retry-After honoured; a longer one ends the tries
+    "total_ms": 60000,  # all attempts and waits together
     "timeout_ms": 10000,  # connect, each read, and the whole response
     "ca": None,  # CA certificate bytes, or a file name; default: the info's "ca"
     "device_name": None,  # when the info names none (derived from the chip id by the firmware)
@@ -63,20 +64,36 @@ def ensure(info_path, **given):
     return info
 
 
+def check_status(status, retry_after):
+    # 5xx and 429 are the server's trouble: a NetworkError, retried (after Retry-After when
+    # given). Any other status goes on to the cloud's answer, which says what went wrong.
+    if status >= 500 or status == 429:
+        e = NetworkError("server answered HTTP %d" % status)
+        e.retry_after_ms = retry_after * 1000 if retry_after is not None else None
+        raise e
+
+
 def with_retries(opts, attempt_once):
-    # Network errors and 5xx (raised as NetworkError) are retried with exponential backoff and
-    # jitter; a TLS refusal, a cloud rejection or a bad answer ends at once.
+    # Network errors, 5xx and 429 (raised as NetworkError) are retried with exponential
+    # backoff and jitter, within `attempts` and `total_ms`; a TLS refusal, a cloud rejection
+    # or a bad answer ends at once.
     attempts = opts["attempts"]
     delay = opts["backoff_ms"]
+    start = clock.ticks_ms()
     for attempt in range(1, attempts + 1):
         try:
             return attempt_once(attempt)
         except TLSError:
             raise
         except NetworkError as e:
-            if attempt == attempts:
-                raise NetworkError("registration failed after %d attempts: %s" % (attempts, e))
             wait = delay // 2 + random_int(16) % (delay // 2 + 1)
+            asked = getattr(e, "retry_after_ms", None)
+            if asked is not None:
+                wait = max(wait, asked)
+            spent = clock.ticks_diff(clock.ticks_ms(), start)
+            if attempt == attempts or wait > opts["max_backoff_ms"] or spent + wait > opts["total_ms"]:
+                raise NetworkError("registration failed after %d attempt%s in %d ms: %s"
+                                   % (attempt, "s" if attempt > 1 else "", spent, e))
             say(opts, "attempt %d failed (%s); retrying in %d ms" % (attempt, e, wait))
             clock.sleep_ms(wait)
             delay = min(delay * 2, opts["max_backoff_ms"])

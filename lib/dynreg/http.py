@@ -75,8 +75,9 @@ def connect(host, port, timeout_ms):
 
 
 def post(url, headers, body, ca=None, timeout_ms=10000, limit=MAX_RESPONSE):
-    # Returns (status, body). Network trouble, a timeout or a body cut short is a
-    # NetworkError; a body over `limit` or a garbled answer is a ProtocolError.
+    # Returns (status, body, retry_after): retry_after is the Retry-After header in seconds,
+    # or None. Network trouble, a timeout or a body cut short is a NetworkError; a body over
+    # `limit` or a garbled answer is a ProtocolError.
     scheme, host, port, path = split_url(url)
     ctx = tls_context(ca) if scheme == "https" else None
     sock = connect(host, port, timeout_ms)
@@ -125,7 +126,7 @@ def _read_response(sock, deadline, limit):
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
         raise ProtocolError("not an HTTP response")
     status = int(parts[1])
-    length = None
+    length = retry_after = None
     for _ in range(_MAX_HEADERS):
         line = _readline(sock, deadline)
         if not line:
@@ -141,6 +142,8 @@ def _read_response(sock, deadline, limit):
             length = int(value)
             if length > limit:
                 raise ProtocolError("response larger than %d bytes" % limit)
+        elif name == b"retry-after" and value.strip().isdigit():
+            retry_after = int(value.strip())  # seconds; an HTTP-date is ignored
         elif name == b"transfer-encoding" and value.strip().lower() != b"identity":
             raise ProtocolError("transfer encodings are not supported")
     else:
@@ -157,4 +160,4 @@ def _read_response(sock, deadline, limit):
         raise ProtocolError("response larger than %d bytes" % limit)
     if length is not None and len(body) < length:
         raise NetworkError("response body cut short (%d of %d bytes)" % (len(body), length))
-    return status, bytes(body)
+    return status, bytes(body), retry_after

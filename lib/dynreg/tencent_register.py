@@ -1,7 +1,7 @@
 # One Tencent registration attempt over HTTP(S): a fresh timestamp and nonce, the request of
 # the API the info selects, and the parsed credential.
-from dynreg import NetworkError, tencent, http, clock
-from dynreg.flow import random_int, say
+from dynreg import tencent, http, clock
+from dynreg.flow import check_status, random_int, say
 
 
 def register(info, ca, opts, attempt):
@@ -15,7 +15,6 @@ def register(info, ca, opts, attempt):
                                                       endpoint=info.register_url)
     say(opts, "registering %s/%s with Tencent (%s API, attempt %d of %d)"
         % (info.product, info.device_name, info.api, attempt, opts["attempts"]))
-    status, answer = http.post(url, headers, body, ca, opts["timeout_ms"])
-    if status >= 500 or status == 429:
-        raise NetworkError("server answered HTTP %d" % status)
+    status, answer, retry_after = http.post(url, headers, body, ca, opts["timeout_ms"])
+    check_status(status, retry_after)
     return tencent.parse_response(answer, info.product_secret)

@@ -1,0 +1,98 @@
+# dynreg.flow's retry policy (runs on CPython and MicroPython): which errors are retried, how
+# long it waits (exponential backoff with jitter, Retry-After honoured), and its bounds.
+from support import exact
+import dynreg
+from dynreg import clock, flow
+
+
+class Attempts:
+    # Fails with the given errors in turn, then returns "credential"; records the waits, which
+    # advance its own clock.
+    def __init__(self, *errors):
+        self.errors = list(errors)
+        self.calls = 0
+        self.waits = []
+        self.now_ms = 0
+
+    def sleep_ms(self, ms):
+        self.waits.append(ms)
+        self.now_ms += ms
+
+    def __call__(self, attempt):
+        self.calls += 1
+        assert attempt == self.calls
+        if self.errors:
+            raise self.errors.pop(0)
+        return "credential"
+
+
+def _run(attempts_fn, **given):
+    opts = flow.options(dict({"log": None}, **given))
+    real = clock.sleep_ms, clock.ticks_ms, clock.ticks_diff
+    clock.sleep_ms = attempts_fn.sleep_ms
+    clock.ticks_ms = lambda: attempts_fn.now_ms
+    clock.ticks_diff = lambda end, start: end - start
+    try:
+        return flow.with_retries(opts, attempts_fn)
+    finally:
+        clock.sleep_ms, clock.ticks_ms, clock.ticks_diff = real
+
+
+def _server_error(status, retry_after=None):
+    try:
+        flow.check_status(status, retry_after)
+    except dynreg.NetworkError as e:
+        return e
+    raise AssertionError("no error for HTTP %d" % status)
+
+
+def test_network_errors_and_5xx_are_retried_with_growing_jittered_waits():
+    attempts = Attempts(dynreg.NetworkError("reset"), _server_error(503), _server_error(500))
+    assert _run(attempts, attempts=4, backoff_ms=1000, max_backoff_ms=16000) == "credential"
+    assert attempts.calls == 4 and len(attempts.waits) == 3
+    for wait, base in zip(attempts.waits, (1000, 2000, 4000)):
+        assert base // 2 <= wait <= base, attempts.waits
+
+
+def test_gives_up_after_the_last_attempt():
+    attempts = Attempts(*[_server_error(502) for _ in range(5)])
+    e = exact(dynreg.NetworkError, _run, attempts, attempts=3, backoff_ms=10)
+    assert attempts.calls == 3 and len(attempts.waits) == 2
+    assert "after 3 attempts" in str(e) and "502" in str(e)
+
+
+def test_retry_after_is_honoured():
+    attempts = Attempts(_server_error(429, retry_after=5), _server_error(503, retry_after=0))
+    assert _run(attempts, backoff_ms=100, max_backoff_ms=16000) == "credential"
+    assert attempts.waits[0] == 5000 and attempts.waits[1] <= 200
+
+
+def test_a_retry_after_beyond_the_longest_wait_ends_the_tries():
+    attempts = Attempts(_server_error(429, retry_after=3600))
+    e = exact(dynreg.NetworkError, _run, attempts, max_backoff_ms=16000)
+    assert attempts.calls == 1 and attempts.waits == [] and "429" in str(e)
+
+
+def test_total_time_bounds_the_tries():
+    attempts = Attempts(*[_server_error(503, retry_after=4) for _ in range(9)])
+    exact(dynreg.NetworkError, _run, attempts, attempts=10, total_ms=10000)
+    assert sum(attempts.waits) <= 10000 and attempts.calls == 3
+
+
+def test_rejections_tls_and_bad_answers_are_never_retried():
+    for error in (dynreg.RejectedError(1010, "Check signature failed"), dynreg.TLSError("wrong CA"),
+                  dynreg.ProtocolError("garbage"), dynreg.ConfigError("bad"), dynreg.ClockError("unset")):
+        attempts = Attempts(error)
+        e = exact(type(error), _run, attempts)
+        assert e is error and attempts.calls == 1 and attempts.waits == []
+
+
+def test_4xx_goes_on_to_the_cloud_answer():
+    for status in (200, 400, 401, 403, 404):
+        flow.check_status(status, None)  # no NetworkError: the body says what went wrong
+    assert _server_error(429).retry_after_ms is None
+    assert _server_error(503, 7).retry_after_ms == 7000
+
+
+def test_unknown_option_is_config_error():
+    exact(dynreg.ConfigError, flow.options, {"attempt": 3})
