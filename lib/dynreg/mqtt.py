@@ -59,33 +59,33 @@ def login(info, tls):
                              info.algorithm, tls)
 
 
-class _TLS:
-    # What umqtt.simple calls to wrap its socket, for both generations of its API:
+class _SocketHook:
+    # What umqtt.simple calls right after its TCP connect, for both generations of its API:
     # >= 1.4 calls `ssl.wrap_socket(sock, server_hostname=...)` on the object it was given;
     # <= 1.3 (PyPI) calls `ussl.wrap_socket(sock, **ssl_params)`, and firmware since 1.21 has
-    # no `ussl`, so this object stands in for that module too. It also bounds the TLS
-    # handshake and every later read with the timeout umqtt itself never sets.
+    # no `ussl`, so this object stands in for that module too. It bounds the TLS handshake
+    # and every later read (a CONNACK that never comes) with the timeout umqtt never sets,
+    # and wraps the socket in TLS only when there is a context.
     def __init__(self, ctx, timeout_ms):
         self.ctx = ctx
         self.timeout = timeout_ms / 1000
 
     def wrap_socket(self, sock, server_hostname=None, **ignored):
         sock.settimeout(self.timeout)
-        return http.wrap(sock, self.ctx, server_hostname)
+        return http.wrap(sock, self.ctx, server_hostname) if self.ctx else sock
 
 
 def open_client(client_id, host, port, user, password, ctx, keepalive=60, timeout_ms=10000, callback=None):
     from umqtt.simple import MQTTClient
 
     c = MQTTClient(client_id, host, port, user, password, keepalive)
-    if ctx:
-        tls = _TLS(ctx, timeout_ms)
-        if hasattr(c, "ssl_params"):  # umqtt.simple <= 1.3
-            sys.modules["ussl"] = tls
-            c.ssl = True
-            c.ssl_params = {"server_hostname": host}
-        else:
-            c.ssl = tls
+    hook = _SocketHook(ctx, timeout_ms)
+    if hasattr(c, "ssl_params"):  # umqtt.simple <= 1.3
+        sys.modules["ussl"] = hook
+        c.ssl = True
+        c.ssl_params = {"server_hostname": host}
+    else:
+        c.ssl = hook
     if callback:
         c.set_callback(callback)
     connect_client(c)
@@ -107,6 +107,8 @@ def connect_client(c):
     except IndexError:
         close(c)  # umqtt indexes an empty read when the broker closes the connection
         raise NetworkError("MQTT broker closed the connection")
+    # The timeout covered the handshake and the CONNACK; the application's wait_msg() blocks.
+    c.sock.setblocking(True)
 
 
 def wait_for(c, done, timeout_ms):
