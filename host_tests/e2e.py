@@ -50,6 +50,10 @@ def run_device(info, ensure=None, connect=None, publish=None, timeout=60, heap=N
     proc = subprocess.run([MICROPYTHON] + heap_option + [os.path.join(ROOT, "host_tests", "device", "run_device.py"),
                                                          json.dumps(spec)],
                           capture_output=True, text=True, timeout=timeout, env=device_env(), cwd=ROOT)
+    transcript = os.environ.get("DYNREG_TRANSCRIPT")
+    if transcript:  # every device's output, for the secrets scan of `make test`
+        with open(transcript, "a") as f:
+            f.write(proc.stdout + proc.stderr)
     lines = proc.stdout.strip().splitlines()
     if not lines or not lines[-1].startswith("RESULT "):
         raise AssertionError("device did not finish: rc=%s\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr))

@@ -12,6 +12,7 @@ from dynreg import aliyun, tencent, http, store, flow
 SEED = 20261121
 PER_SHAPE = 1700  # mutations of each valid answer; 7 shapes: over 10 000 inputs a runtime
 SECRET = "hzvf5LF9S0isvBhDSauWMaIk"
+PSK = "lDZ6Uqt+I9E0wW7rvDUs7Q=="  # what PSK_PAYLOAD decrypts to
 PSK_PAYLOAD = "s6FB3a1BA/YYbcmSE12XpeDVmQNDcf1QgVD141RRbmmAnFwQfp1ECAu5O016mCOvYlJJ6V59yM4OqQSiWphfTg=="
 REQUESTED = [("a1SubProd01", "sensor-0001"), ("a1SubProd01", "sensor-0002")]
 SHAPES = [
@@ -100,8 +101,10 @@ def test_mutated_answers_end_in_credential_or_dynreg_error():
                 try:
                     parse(body)
                     counts["accepted"] += 1
-                except dynreg.Error:
+                except dynreg.Error as e:
                     counts["refused"] += 1
+                    if SECRET in str(e) or PSK in str(e):
+                        unexpected.append("%s #%d: a secret in the message: %s" % (shape, i, e))
                 except Exception as e:
                     unexpected.append("%s #%d: %s: %s" % (shape, i, type(e).__name__, e))
     # The accepted count differs by runtime: MicroPython's json also takes documents with a
@@ -151,9 +154,10 @@ def test_nothing_is_stored_from_a_bad_answer():
                 assert info.credential["psk"] == "lDZ6Uqt+I9E0wW7rvDUs7Q==", "a wrong psk was stored"
                 assert store.load(path).credential == info.credential
                 stored += 1
-            except dynreg.Error:
+            except dynreg.Error as e:
                 refused += 1
                 assert read(path) == original, "the info changed after a refused answer"
+                assert SECRET not in str(e) and PSK not in str(e), "a secret in an error message"
             except Exception as e:
                 unexpected.append("#%d: %s: %s" % (i, type(e).__name__, e))
     finally:
