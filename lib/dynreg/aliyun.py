@@ -8,8 +8,6 @@ DEFAULT_REGION = "cn-shanghai"
 REGISTER_PATH = "/auth/register/device"
 _METHODS = {"hmacmd5": "md5", "hmacsha1": "sha1", "hmacsha256": "sha256"}
 _TOPO_METHODS = {"hmacmd5": "hmacMd5", "hmacsha1": "hmacSha1", "hmacsha256": "hmacSha256"}
-_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-_NAME_EXTRA = "-_@.:"
 
 
 def _hash(method):
@@ -28,19 +26,11 @@ def _digits(value, what):
 
 
 def check_product_key(product_key):
-    if not isinstance(product_key, str) or not 1 <= len(product_key) <= 32:
-        raise ConfigError("ProductKey must be 1 to 32 letters and digits")
-    for c in product_key:
-        if c not in _SAFE:
-            raise ConfigError("ProductKey must be 1 to 32 letters and digits")
+    codec.check_name(product_key, 1, 32, "", "ProductKey must be 1 to 32 letters and digits")
 
 
 def check_device_name(name):
-    if not isinstance(name, str) or not 4 <= len(name) <= 32:
-        raise ConfigError("DeviceName must be 4 to 32 characters")
-    for c in name:
-        if c not in _SAFE and c not in _NAME_EXTRA:
-            raise ConfigError("DeviceName may only hold A-Z a-z 0-9 - _ @ . :")
+    codec.check_name(name, 4, 32, "-_@.:", "DeviceName must be 4 to 32 of A-Z a-z 0-9 - _ @ . :")
 
 
 def _check(product_key, device_name, secret, what):
@@ -65,7 +55,7 @@ def sign(product_key, device_name, product_secret, random, method="hmacsha256"):
 def _quote(text):
     out = []
     for c in text:
-        out.append(c if c in _SAFE or c in "-_.~" else "".join("%%%02X" % b for b in c.encode()))
+        out.append(c if c in codec.ALNUM or c in "-_.~" else "".join("%%%02X" % b for b in c.encode()))
     return "".join(out)
 
 

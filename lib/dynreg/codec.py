@@ -1,10 +1,23 @@
-# Decoding what the clouds send: size limit, base64, AES-CBC with zero padding, JSON.
-# Every failure becomes a ProtocolError, the same on CPython and on MicroPython.
+# Values on the wire: identities checked before they are signed, and what the clouds send
+# decoded (size limit, base64, AES-CBC with zero padding, JSON). Every decoding failure
+# becomes a ProtocolError, the same on CPython and on MicroPython.
 from micropython import const
-from dynreg import ProtocolError
+from dynreg import ConfigError, ProtocolError
+
+ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 MAX_RESPONSE = const(8192)  # largest response body accepted, in bytes
 MAX_CONTAINERS = const(128)  # JSON objects and arrays in one response; deeper is hostile
+
+
+def check_name(value, shortest, longest, extra, rule):
+    # An identity (ProductId, ProductKey, DeviceName): `shortest` to `longest` characters of
+    # letters, digits and `extra`; ConfigError with the rule otherwise, never the value.
+    if not isinstance(value, str) or not shortest <= len(value) <= longest:
+        raise ConfigError(rule)
+    for c in value:
+        if c not in ALNUM and c not in extra:
+            raise ConfigError(rule)
 
 
 def check_size(data):

@@ -16,10 +16,10 @@ DEFAULTS = {
 }
 
 
-def options(given):
-    opts = dict(DEFAULTS)
+def options(given, defaults=DEFAULTS):
+    opts = dict(defaults)
     for name in given:
-        if name not in DEFAULTS:
+        if name not in defaults:
             raise ConfigError("unknown option %s" % name)
         opts[name] = given[name]
     return opts

@@ -3,20 +3,11 @@
 import sys
 from micropython import const
 from dynreg import ConfigError, NetworkError, RejectedError, store, clock, http
-from dynreg.flow import load_ca, say
+from dynreg.flow import load_ca, options, say
 
 _LOGIN_LIFETIME = const(86400)  # seconds a Tencent login stays valid
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 DEFAULTS = {"ca": None, "mqtt_url": None, "keepalive": 60, "timeout_ms": 10000, "log": print}
-
-
-def _options(given):
-    opts = dict(DEFAULTS)
-    for name in given:
-        if name not in DEFAULTS:
-            raise ConfigError("unknown option %s" % name)
-        opts[name] = given[name]
-    return opts
 
 
 def connid():
@@ -141,7 +132,7 @@ def tls_context_for(info, ca):
 
 
 def connect(info_or_path, **given):
-    opts = _options(given)
+    opts = options(given, DEFAULTS)
     info = store.load(info_or_path) if isinstance(info_or_path, str) else info_or_path
     if info.needs_registration:
         raise ConfigError("no credential stored: run dynreg.ensure first")

@@ -11,23 +11,14 @@ LEGACY_PATH = "/register/dev"
 _SDK_VERSION = "12010126"
 _IV = b"0000000000000000"
 _JSON = "application/json; charset=utf-8"
-_NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_-"
 
 
 def check_device_name(name):
-    if not isinstance(name, str) or not 1 <= len(name) <= 48:
-        raise ConfigError("DeviceName must be 1 to 48 characters")
-    for c in name:
-        if c not in _NAME_CHARS:
-            raise ConfigError("DeviceName may only hold A-Z a-z 0-9 : _ -")
+    codec.check_name(name, 1, 48, ":_-", "DeviceName must be 1 to 48 of A-Z a-z 0-9 : _ -")
 
 
 def check_product_id(product_id):
-    if not isinstance(product_id, str) or not 1 <= len(product_id) <= 32:
-        raise ConfigError("ProductId must be 1 to 32 letters and digits")
-    for c in product_id:
-        if c not in _NAME_CHARS[:62]:
-            raise ConfigError("ProductId must be 1 to 32 letters and digits")
+    codec.check_name(product_id, 1, 32, "", "ProductId must be 1 to 32 letters and digits")
 
 
 def check_product_secret(secret):
