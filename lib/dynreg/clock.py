@@ -34,6 +34,12 @@ def ticks_ms():
     return int(time.monotonic() * 1000)
 
 
+def ticks_add(ticks, delta):
+    if hasattr(time, "ticks_add"):
+        return time.ticks_add(ticks, delta)
+    return ticks + delta
+
+
 def ticks_diff(end, start):
     if hasattr(time, "ticks_diff"):
         return time.ticks_diff(end, start)

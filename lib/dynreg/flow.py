@@ -79,8 +79,11 @@ def with_retries(opts, attempt_once):
     # or a bad answer ends at once.
     attempts = opts["attempts"]
     delay = opts["backoff_ms"]
+    timeout = opts["timeout_ms"]
     start = clock.ticks_ms()
     for attempt in range(1, attempts + 1):
+        # An attempt gets at most what is left of the budget.
+        opts["timeout_ms"] = max(1, min(timeout, opts["total_ms"] - clock.ticks_diff(clock.ticks_ms(), start)))
         try:
             return attempt_once(attempt)
         except TLSError:

@@ -41,12 +41,18 @@ def tls_context(ca, cert=None, key=None):
         if cert:
             ctx.load_cert_chain(pem_to_der(cert), pem_to_der(key))
     except (ValueError, OSError, ProtocolError) as e:
-        raise ConfigError("CA or client certificate is not valid DER/PEM (%s)" % _reason(e))
+        raise ConfigError("CA or client certificate is not valid DER/PEM (%s)" % reason(e))
     return ctx
 
 
-def _reason(e):
-    return str(e.args[0]).strip() if e.args else type(e).__name__
+_ERRNO_WORDS = {11: "timed out", 110: "timed out", 116: "timed out", 103: "connection aborted",
+                104: "connection reset", 111: "connection refused", 113: "no route to host"}
+
+
+def reason(e):
+    if not e.args:
+        return type(e).__name__
+    return _ERRNO_WORDS.get(e.args[0]) or str(e.args[0]).strip()
 
 
 def wrap(sock, ctx, host):
@@ -54,9 +60,9 @@ def wrap(sock, ctx, host):
         return ctx.wrap_socket(sock, server_hostname=host)
     except ValueError as e:
         # mbedTLS reports certificate and host name failures as ValueError.
-        raise TLSError("TLS: %s refused: %s" % (host, _reason(e)))
+        raise TLSError("TLS: %s refused: %s" % (host, reason(e)))
     except OSError as e:
-        raise NetworkError("TLS handshake with %s failed (%s)" % (host, _reason(e)))
+        raise NetworkError("TLS handshake with %s failed (%s)" % (host, reason(e)))
 
 
 def connect(host, port, timeout_ms):
@@ -70,7 +76,7 @@ def connect(host, port, timeout_ms):
         sock.connect(addr)
     except OSError as e:
         sock.close()
-        raise NetworkError("cannot connect to %s:%d (%s)" % (host, port, _reason(e)))
+        raise NetworkError("cannot connect to %s:%d (%s)" % (host, port, reason(e)))
     return sock
 
 
@@ -80,8 +86,8 @@ def post(url, headers, body, ca=None, timeout_ms=10000, limit=MAX_RESPONSE):
     # `limit` or a garbled answer is a ProtocolError.
     scheme, host, port, path = split_url(url)
     ctx = tls_context(ca) if scheme == "https" else None
-    sock = connect(host, port, timeout_ms)
-    deadline = clock.ticks_ms() + timeout_ms  # bounds a server that trickles bytes
+    sock = raw = connect(host, port, timeout_ms)
+    deadline = clock.ticks_add(clock.ticks_ms(), timeout_ms)  # bounds a server that trickles bytes
     try:
         if ctx:
             sock = wrap(sock, ctx, host)
@@ -94,32 +100,56 @@ def post(url, headers, body, ca=None, timeout_ms=10000, limit=MAX_RESPONSE):
         try:
             sock.write("\r\n".join(lines).encode())
             sock.write(body)
-            return _read_response(sock, deadline, limit)
+            return _read_response(_Reader(sock, raw, deadline), limit)
         except OSError as e:
-            raise NetworkError("%s:%d: %s" % (host, port, "timed out" if _timed_out(e) else _reason(e)))
+            raise NetworkError("%s:%d: %s" % (host, port, reason(e)))
     finally:
         sock.close()
 
 
-def _timed_out(e):
-    return e.args and e.args[0] in (11, 110, 116)  # EAGAIN, ETIMEDOUT (unix, lwIP)
+class _Reader:
+    # The response through one deadline: every receive waits at most what is left of it, so
+    # a server that trickles bytes cannot stretch a line or the body past timeout_ms.
+    def __init__(self, sock, raw, deadline):
+        self.raw = raw  # the TCP socket under TLS, which holds the timeout
+        # recv returns what has arrived; a TLS socket without it is read a byte at a time,
+        # since a read(n) that times out part way loses what it had.
+        self.recv = getattr(sock, "recv", None) or (lambda n: sock.read(1))
+        self.deadline = deadline
+        self.buf = b""
+
+    def _fill(self):
+        remaining = clock.ticks_diff(self.deadline, clock.ticks_ms())
+        if remaining <= 0:
+            raise NetworkError("response too slow")
+        self.raw.settimeout(remaining / 1000)
+        data = self.recv(512)
+        self.buf += data
+        return bool(data)
+
+    def readline(self, limit):
+        while self.buf.find(b"\n", 0, limit) < 0 and len(self.buf) < limit and self._fill():
+            pass
+        end = self.buf.find(b"\n", 0, limit) + 1 or min(len(self.buf), limit)
+        line, self.buf = self.buf[:end], self.buf[end:]
+        return line
+
+    def read(self, n):
+        if not self.buf:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
 
 
-def _check_deadline(deadline):
-    if clock.ticks_diff(deadline, clock.ticks_ms()) < 0:
-        raise NetworkError("response too slow")
-
-
-def _readline(sock, deadline):
-    line = sock.readline(_MAX_LINE + 1)
-    _check_deadline(deadline)
+def _readline(reader):
+    line = reader.readline(_MAX_LINE + 1)
     if len(line) > _MAX_LINE:
         raise ProtocolError("HTTP header line too long")
     return line
 
 
-def _read_response(sock, deadline, limit):
-    status_line = _readline(sock, deadline)
+def _read_response(reader, limit):
+    status_line = _readline(reader)
     if not status_line:
         raise NetworkError("connection closed before the status line")
     parts = status_line.split(None, 2)
@@ -128,7 +158,7 @@ def _read_response(sock, deadline, limit):
     status = int(parts[1])
     length = retry_after = None
     for _ in range(_MAX_HEADERS):
-        line = _readline(sock, deadline)
+        line = _readline(reader)
         if not line:
             raise NetworkError("connection closed in the headers")
         if line in (b"\r\n", b"\n"):
@@ -151,8 +181,7 @@ def _read_response(sock, deadline, limit):
     want = limit + 1 if length is None else length
     body = bytearray()
     while len(body) < want:
-        chunk = sock.read(min(want - len(body), 1024))
-        _check_deadline(deadline)
+        chunk = reader.read(min(want - len(body), 1024))
         if not chunk:
             break
         body.extend(chunk)

@@ -94,7 +94,7 @@ def connect_client(c):
         raise RejectedError(code, "MQTT CONNECT refused (CONNACK %s)" % code)
     except OSError as e:
         close(c)
-        raise NetworkError("MQTT connection failed (%s)" % (e.args[0] if e.args else e))
+        raise NetworkError("MQTT connection failed (%s)" % http.reason(e))
     except IndexError:
         close(c)  # umqtt indexes an empty read when the broker closes the connection
         raise NetworkError("MQTT broker closed the connection")
@@ -104,7 +104,7 @@ def connect_client(c):
 
 def wait_for(c, done, timeout_ms):
     # Polls for incoming messages until done() or the timeout; returns done().
-    deadline = clock.ticks_ms() + timeout_ms
+    deadline = clock.ticks_add(clock.ticks_ms(), timeout_ms)
     while not done():
         if clock.ticks_diff(deadline, clock.ticks_ms()) < 0:
             return False
