@@ -19,6 +19,12 @@ A few overrides of amqtt internals are needed, all pinned to amqtt 0.12.1:
 
 Replies to device requests (Alibaba gateway topics) are published through amqtt's internal
 broadcast, so they reach whoever subscribed to the reply topic, as on the real cloud.
+
+Faults (faults.py): the MQTTS listener's context gets an SNI callback (called for every
+handshake, with or without SNI) that takes a "tls" fault and swaps in the fault's certificate;
+an "mqtt" fault is taken once a connection's CONNECT was read: `mqtt_no_connack` holds the
+connection without answering, `mqtt_close_after_connack` lets the login be judged, then
+closes an accepted connection right after CONNACK 0, before any delivery.
 """
 
 import asyncio
@@ -51,6 +57,8 @@ from .cloud import (
     LoginVerdict,
     MqttLogin,
 )
+from .crypto import fault_server_context
+from .faults import TARGET_MQTT, TARGET_TLS, take_fault
 from .state import StateStore
 
 LOGGED_PAYLOAD_CHARS = 200
@@ -65,6 +73,9 @@ TLS_LISTENER = "tls"
 # so a refused attempt must not overwrite the identity of an accepted one.
 _IDENTITY = "cloud_emulator.identity"  # LoginVerdict of the last accepted login
 _LAST_VERDICT = "cloud_emulator.last_verdict"  # LoginVerdict of the login being answered
+_FAULT = "cloud_emulator.fault"  # kind of the "mqtt" fault this connection took, if any
+
+API_TLS = "tls"  # request-log name for TLS faults, as the HTTPS listener logs them
 
 
 class DeviceGate:
@@ -230,6 +241,23 @@ class EmulatorBroker(Broker):
         except (ssl.SSLError, ConnectionError):
             pass  # the client closed while amqtt was closing (e.g. after a refused CONNACK over TLS)
 
+    def _create_ssl_context(self, listener: Any) -> ssl.SSLContext:  # a staticmethod in amqtt
+        context = Broker._create_ssl_context(listener)
+        context.sni_callback = self._tls_fault
+        return context
+
+    def _tls_fault(self, ssl_object: Any, server_name: str | None, context: ssl.SSLContext) -> None:
+        """SNI callback of the MQTTS listener: a queued TLS fault picks the certificate presented.
+        Runs on the event loop during the handshake (one short locked read of the fault queue)."""
+        if self.store is None:
+            return
+        fault = take_fault(self.store, TARGET_TLS)
+        if fault is None:
+            return
+        kind = fault["kind"]
+        self.store.append_log(API_TLS, transport="mqtts", result=f"fault:{kind}", fault=kind)
+        ssl_object.context = fault_server_context(self.store.folder, kind, client_certificates=True)
+
     async def _initialize_client_session(self, reader: Any, writer: Any, *args: Any) -> Any:
         try:
             # amqtt waits for the CONNECT packet without any time limit.
@@ -240,10 +268,35 @@ class EmulatorBroker(Broker):
             await writer.close()
             raise NoDataError("no CONNECT received in time") from None
         handler.__class__ = _CloudConnackHandler  # same state, one overridden method
+        fault = await asyncio.to_thread(take_fault, self.store, TARGET_MQTT) if self.store is not None else None
+        if fault is not None:
+            kind = fault["kind"]
+            transport = "mqtts" if session.ssl_object is not None else "mqtt"
+            await asyncio.to_thread(self.store.append_log, API_MQTT_CONNECT, transport=transport,
+                                    result=f"fault:{kind}", fault=kind, seconds=fault.get("seconds"))
+            if kind == "mqtt_no_connack":
+                await self._hold_unanswered(reader, writer, fault.get("seconds", self.connect_timeout))
+                raise NoDataError("CONNECT left unanswered (injected fault)")
+            session.attributes[_FAULT] = kind
         return handler, session
 
+    @staticmethod
+    async def _hold_unanswered(reader: Any, writer: Any, seconds: float) -> None:
+        """Never answer: wait until the client closes (or `seconds` pass), then close."""
+        try:
+            await asyncio.wait_for(reader.read(-1), seconds)  # returns at EOF; anything sent is ignored
+        except (asyncio.TimeoutError, ConnectionError, OSError, ssl.SSLError):
+            pass
+        try:
+            await writer.close()
+        except (ConnectionError, OSError, ssl.SSLError):
+            pass
+
     async def _handle_client_session(self, reader: Any, writer: Any, client_session: Session, *args: Any) -> None:
-        await super()._handle_client_session(reader, writer, client_session, *args)
+        try:
+            await super()._handle_client_session(reader, writer, client_session, *args)
+        finally:
+            client_session.attributes.pop(_FAULT, None)  # a refused login never used it
         if _IDENTITY not in client_session.attributes:
             # amqtt keeps a refused session registered (as connected); a later clean_session=0
             # login would resume it and be told "session present".
@@ -273,6 +326,9 @@ class EmulatorBroker(Broker):
         # Called by amqtt 0.12.1 right after CONNACK 0 and handler.start(), before the message loop.
         verdict = session.attributes.get(_LAST_VERDICT)
         handler = self._get_handler(session)
+        if session.attributes.pop(_FAULT, None) == "mqtt_close_after_connack" and handler is not None:
+            await self._close_connection(handler)  # nothing delivered: a registration result is lost
+            return
         if isinstance(verdict, LoginVerdict) and verdict.accepted and verdict.deliveries and handler is not None:
             for delivery in verdict.deliveries:
                 try:

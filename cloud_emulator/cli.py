@@ -2,12 +2,14 @@
 
 import argparse
 import json
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 from . import admin, registry
-from .faults import FAULT_KINDS, FaultError, queue_fault
+from .faults import FAULT_KINDS, Blackhole, FaultError, queue_fault
 from .server import ServeOptions, run
 from .state import StateStore
 
@@ -137,8 +139,30 @@ def _cmd_fault(args: argparse.Namespace) -> int:
         for fault in store.list_faults():
             print(json.dumps(fault, sort_keys=True))
         return 0
-    fault = queue_fault(store, args.kind, count=args.count, status=args.status, seconds=args.seconds)
+    fault = queue_fault(store, args.kind, count=args.count, status=args.status, seconds=args.seconds,
+                        retry_after=args.retry_after, interval=args.interval, body_bytes=args.body_bytes)
     print("queued " + json.dumps(fault, sort_keys=True))
+    return 0
+
+
+def _cmd_blackhole(args: argparse.Namespace) -> int:
+    try:
+        hole = Blackhole(args.host, args.port)
+    except OSError as error:
+        print(f"error: cannot open the blackhole port: {error}", file=sys.stderr)
+        return 1
+    with hole:
+        print(f"blackhole on {hole.host}:{hole.port}: connect() never completes; Ctrl-C to stop", flush=True)
+        def stop(*_: Any) -> None:
+            raise KeyboardInterrupt
+
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, stop)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
@@ -200,11 +224,23 @@ def _parser() -> argparse.ArgumentParser:
 
     fault = command("fault", _cmd_fault, "queue an injected fault for the next requests")
     fault.add_argument("--kind", choices=sorted(FAULT_KINDS))
-    fault.add_argument("--status", type=int, help="HTTP status for http_status")
-    fault.add_argument("--seconds", type=float, help="seconds for delay")
+    fault.add_argument("--status", type=int, help="HTTP status for http_status (and wrong_content_type)")
+    fault.add_argument("--seconds", type=float,
+                       help="seconds for delay; for mqtt_no_connack, how long the connection is held")
+    fault.add_argument("--retry-after", type=int, metavar="S", help="http_status: send Retry-After: S")
+    fault.add_argument("--interval", type=float, metavar="S", help="trickle: seconds between bytes")
+    fault.add_argument("--body-bytes", type=int, metavar="N",
+                       help="truncate, reset: body bytes sent before the cut (default half)")
     fault.add_argument("--count", type=int, default=1, help="how many requests it applies to (default 1)")
     fault.add_argument("--list", action="store_true", help="show the queue")
     fault.add_argument("--clear", action="store_true", help="empty the queue")
+
+    hole = commands.add_parser("blackhole", help="hold a port where connect() never completes (a connect timeout)",
+                               description="hold a port where connect() never completes (a connect timeout): "
+                               "a listener that never accepts, its accept queue full")
+    hole.add_argument("--host", default="127.0.0.1")
+    hole.add_argument("--port", type=_port, default=0, help="0 picks a free port (printed)")
+    hole.set_defaults(handler=_cmd_blackhole)
     return parser
 
 

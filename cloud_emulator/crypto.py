@@ -7,6 +7,8 @@ import base64
 import datetime
 import hashlib
 import ipaddress
+import ssl
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,12 @@ CA_PEM_FILE = "ca.pem"
 CA_DER_FILE = "ca.der"
 SERVER_KEY_FILE = "server.key"
 SERVER_CERT_FILE = "server.pem"
+# Alternative server certificates for the TLS faults (faults.py), issued by the same CA on first use.
+FAULT_CERTIFICATES = {
+    "tls_expired": ("server-expired.pem", "server-expired.key"),
+    "tls_wrong_host": ("server-wrong-host.pem", "server-wrong-host.key"),
+}
+WRONG_HOST_NAME = "wrong-host.invalid"
 
 PAYLOAD_IV = b"0" * 16  # sixteen ASCII '0' characters, not zero bytes
 AES_BLOCK = 16
@@ -67,7 +75,9 @@ class CertificateAuthority:
         usage: x509.ObjectIdentifier,
         days: int,
         san: list[x509.GeneralName] | None = None,
+        not_before: datetime.datetime | None = None,
     ) -> x509.Certificate:
+        """Valid from `not_before` (default: a day ago) until `days` days from now (negative: expired)."""
         now = _utc_now()
         builder = (
             x509.CertificateBuilder()
@@ -75,7 +85,7 @@ class CertificateAuthority:
             .issuer_name(self.certificate.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _CLOCK_SKEW_ALLOWANCE)
+            .not_valid_before(not_before or now - _CLOCK_SKEW_ALLOWANCE)
             .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
@@ -192,6 +202,71 @@ def ensure_tls_material(folder: Path) -> TlsMaterial:
         server_cert_path=folder / SERVER_CERT_FILE,
         server_key_path=folder / SERVER_KEY_FILE,
     )
+
+
+def _issue_fault_certificate(ca: CertificateAuthority, kind: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = _new_key()
+    if kind == "tls_expired":  # right names, valid for thirty days that ended yesterday
+        certificate = ca.issue(
+            "localhost", key.public_key(), usage=ExtendedKeyUsageOID.SERVER_AUTH, days=-1,
+            san=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+            not_before=_utc_now() - datetime.timedelta(days=31),
+        )
+    elif kind == "tls_wrong_host":  # valid, but for a name no device connects to
+        certificate = ca.issue(WRONG_HOST_NAME, key.public_key(), usage=ExtendedKeyUsageOID.SERVER_AUTH, days=1825,
+                               san=[x509.DNSName(WRONG_HOST_NAME)])
+    else:
+        raise ValueError(f"no certificate for fault {kind!r}")
+    return certificate, key
+
+
+def _fault_certificate_is_usable(folder: Path, ca: CertificateAuthority, kind: str) -> bool:
+    cert_file, key_file = FAULT_CERTIFICATES[kind]
+    try:
+        certificate = x509.load_pem_x509_certificate((folder / cert_file).read_bytes())
+        key = serialization.load_pem_private_key((folder / key_file).read_bytes(), password=None)
+        certificate.verify_directly_issued_by(ca.certificate)
+    except Exception:
+        return False
+    if certificate.public_key() != key.public_key():
+        return False
+    if kind == "tls_expired":
+        return certificate.not_valid_after_utc < _utc_now()
+    return certificate.not_valid_after_utc > _utc_now()
+
+
+_fault_contexts: dict[tuple[str, str, bool], ssl.SSLContext] = {}
+_fault_contexts_lock = threading.Lock()
+
+
+def fault_server_context(folder: Path, kind: str, *, client_certificates: bool = False) -> ssl.SSLContext:
+    """A server context (TLS 1.2+, as the listeners use) presenting the certificate of a TLS fault
+    (`tls_expired`, `tls_wrong_host`); the certificate is issued by the folder's CA on first use,
+    stored beside server.pem and reused. With `client_certificates`, client certificates are
+    asked for and verified against the CA when sent (as the MQTTS listener does). Contexts are
+    cached per folder, kind and flag."""
+    folder = Path(folder)
+    cache_key = (str(folder), kind, client_certificates)
+    with _fault_contexts_lock:
+        context = _fault_contexts.get(cache_key)
+        if context is not None:
+            return context
+        ca = _load_ca(folder)
+        if ca is None:
+            raise ValueError("the state folder holds no CA")
+        cert_file, key_file = FAULT_CERTIFICATES[kind]
+        if not _fault_certificate_is_usable(folder, ca, kind):
+            certificate, key = _issue_fault_certificate(ca, kind)
+            write_file_atomically(folder / key_file, _private_key_pem(key), mode=0o600)
+            write_file_atomically(folder / cert_file, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(folder / cert_file, folder / key_file)
+        if client_certificates:
+            context.load_verify_locations(cafile=folder / CA_PEM_FILE)
+            context.verify_mode = ssl.CERT_OPTIONAL
+        _fault_contexts[cache_key] = context
+        return context
 
 
 def encrypt_registration_payload(plaintext: bytes, product_secret: str) -> tuple[str, int]:

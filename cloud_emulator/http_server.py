@@ -4,6 +4,10 @@ Written on sockets rather than http.server because the emulator must own the det
 device's HTTP client trips over: hard limits on the request line, headers and body, one
 deadline for the whole request (slow clients are cut off), exactly one response with
 Content-Length and "Connection: close", and fault injection at the socket level.
+
+Faults (faults.py): a "tls" fault is taken when a TLS connection arrives, before the
+handshake, and picks the certificate the server presents; an "http" fault is taken once the
+request was read in full, and decides what happens to the request and to its answer.
 """
 
 import contextlib
@@ -12,18 +16,24 @@ import logging
 import socket
 import socketserver
 import ssl
+import struct
 import threading
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Callable
 
 from .cloud import HttpError, HttpRequest, HttpResponse, Route
-from .faults import take_fault
+from .crypto import fault_server_context
+from .faults import TARGET_HTTP, TARGET_TLS, take_fault
 from .state import StateStore
 
 API_HTTP = "http"  # request-log name for requests that reach no route
+API_TLS = "tls"  # request-log name for TLS faults (applied before any request is read)
+RESET_PAUSE = 0.1  # seconds between the last bytes sent and the RST of a "reset" fault, so they arrive first
+FAULT_HTML = (b"<!DOCTYPE html>\n<html><head><title>Service notice</title></head>\n"
+              b"<body><h1>Service notice</h1><p>This page is not the API you called.</p></body></html>\n")
 
 _log = logging.getLogger(__name__)
 
@@ -36,7 +46,7 @@ class HttpLimits:
     max_header_bytes: int = 8192
     max_body: int = 4096
     client_timeout: float = 10.0  # TLS handshake + whole request; slower clients get 408
-    max_connections: int = 64
+    max_connections: int = 512  # served at once (a thread each); more are closed at once
 
 
 # Error codes for HTTP-layer refusals, in the Tencent API vocabulary (common error codes).
@@ -189,6 +199,9 @@ class _ThreadingTcpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
+    # listen() backlog; socketserver's default of 5 drops the SYNs of a fleet connecting at
+    # once, and each dropped SYN costs the device a 1 s (then 3 s) retransmission.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], listener: "HttpListener") -> None:
         self.listener = listener
@@ -206,6 +219,10 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         self.server.listener.serve_connection(self.request)
+
+
+_Answer = tuple[bytes, bytes]  # (status line and headers, body)
+_Sender = Callable[[socket.socket, _Answer], None]
 
 
 class HttpListener:
@@ -248,7 +265,7 @@ class HttpListener:
         deadline = time.monotonic() + self._limits.client_timeout
         try:
             if self._ssl_context is not None:
-                sock = self._handshake(sock, deadline)
+                sock = self._handshake(sock, deadline, self._tls_context_for_connection())
             try:
                 request = read_request(_SocketReader(sock, deadline), self._limits, self.transport)
             except _Reject as reject:
@@ -269,76 +286,143 @@ class HttpListener:
             self.connection_slots.release()
             self._close_gracefully(sock)
 
-    def _handshake(self, sock: socket.socket, deadline: float) -> ssl.SSLSocket:
+    def _tls_context_for_connection(self) -> ssl.SSLContext:
+        """The listener's context, or the one of a queued TLS fault (another server certificate)."""
         assert self._ssl_context is not None
-        tls_sock = self._ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        fault = take_fault(self._store, TARGET_TLS)
+        if fault is None:
+            return self._ssl_context
+        kind = fault["kind"]
+        self._store.append_log(API_TLS, transport=self.transport, result=f"fault:{kind}", fault=kind)
+        return fault_server_context(self._store.folder, kind)
+
+    def _handshake(self, sock: socket.socket, deadline: float, context: ssl.SSLContext) -> ssl.SSLSocket:
+        tls_sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         tls_sock.settimeout(max(0.001, deadline - time.monotonic()))
         tls_sock.do_handshake()
         return tls_sock
 
     def _dispatch(self, sock: socket.socket, request: HttpRequest) -> None:
         route = self._routes.get(request.path)
-        fault = take_fault(self._store, "http")
+        send: _Sender = self._send
+        fault = take_fault(self._store, TARGET_HTTP)
         if fault is not None:
-            if not self._apply_fault(sock, request, route, fault):
+            faulty_send = self._apply_fault(sock, request, route, fault)
+            if faulty_send is None:
                 return
+            send = faulty_send
         if route is None:
-            self._answer_error(sock, request.version, None, HttpError(404, error_code_for_status(404), "Not found"))
+            self._answer_error(sock, request.version, None, HttpError(404, error_code_for_status(404), "Not found"),
+                               send)
             return
         if request.method != route.method:
             error = HttpError(405, error_code_for_status(405), f"Use {route.method}")
-            self._answer_error(sock, request.version, route, error)
+            self._answer_error(sock, request.version, route, error, send)
             return
         response = route.handle(request)
-        self._send(sock, request.version, response)
+        send(sock, self._render(request.version, response))
 
-    def _apply_fault(self, sock: socket.socket, request: HttpRequest, route: Route | None, fault: dict[str, Any]) -> bool:
-        """Apply an injected fault; returns True when the request should still be processed."""
+    def _apply_fault(self, sock: socket.socket, request: HttpRequest, route: Route | None,
+                     fault: dict[str, Any]) -> "_Sender | None":
+        """Apply an injected fault. Returns None when the request was answered (or dropped) here,
+        else the function that sends the answer once the request is processed."""
         kind = fault["kind"]
         self._store.append_log(route.api if route else API_HTTP, transport=self.transport, result=f"fault:{kind}",
-                               fault=kind, status=fault.get("status"), seconds=fault.get("seconds"))
+                               fault=kind, status=fault.get("status"), seconds=fault.get("seconds"),
+                               retry_after=fault.get("retry_after"), interval=fault.get("interval"),
+                               body_bytes=fault.get("body_bytes"))
         if kind == "close":
-            return False
+            return None
         if kind == "http_status":
             status = fault["status"]
             error = HttpError(status, error_code_for_status(status), f"Injected fault: HTTP {status}")
             render = route.render_error if route else _neutral_error_body
             body, _ = render(error)
-            self._send(sock, request.version, HttpResponse(status, body))
-            return False
+            extra = [("Retry-After", str(fault["retry_after"]))] if "retry_after" in fault else []
+            self._send(sock, self._render(request.version, HttpResponse(status, body), extra_headers=extra))
+            return None
+        if kind == "wrong_content_type":
+            status = fault.get("status", 200)
+            self._send(sock, self._render_bytes(request.version, status, FAULT_HTML, "text/html; charset=utf-8"))
+            return None
         if kind == "delay":
             time.sleep(fault["seconds"])
-            return True
+            return self._send
+        if kind == "trickle":
+            return lambda sock, data: self._send_trickle(sock, data, fault["interval"])
+        if kind in ("truncate", "reset"):
+            return lambda sock, data: self._send_cut(sock, data, fault.get("body_bytes"), reset=kind == "reset")
         raise ValueError(f"fault kind {kind!r} has no HTTP behaviour")
 
-    def _answer_error(self, sock: socket.socket, version: str, route: Route | None, error: HttpError) -> None:
+    def _answer_error(self, sock: socket.socket, version: str, route: Route | None, error: HttpError,
+                      send: "_Sender | None" = None) -> None:
         body, result = (route.render_error if route else _neutral_error_body)(error)
         self._store.append_log(route.api if route else API_HTTP, transport=self.transport, result=result,
                                reason="http-" + str(error.status))
-        self._send(sock, version, HttpResponse(error.status, body))
+        (send or self._send)(sock, self._render(version, HttpResponse(error.status, body)))
 
-    def _send(self, sock: socket.socket, version: str, response: HttpResponse) -> None:
+    # -- answers --------------------------------------------------------------------------
+
+    def _render(self, version: str, response: HttpResponse,
+                extra_headers: list[tuple[str, str]] | None = None) -> "_Answer":
         payload = json.dumps(response.body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return self._render_bytes(version, response.status, payload, "application/json; charset=utf-8",
+                                  extra_headers)
+
+    @staticmethod
+    def _render_bytes(version: str, status: int, payload: bytes, content_type: str,
+                      extra_headers: list[tuple[str, str]] | None = None) -> "_Answer":
         try:
-            reason = HTTPStatus(response.status).phrase
+            reason = HTTPStatus(status).phrase
         except ValueError:
             reason = "Status"
+        extra = "".join(f"{name}: {value}\r\n" for name, value in extra_headers or [])
         head = (
-            f"{version} {response.status} {reason}\r\n"
-            "Content-Type: application/json; charset=utf-8\r\n"
+            f"{version} {status} {reason}\r\n"
+            f"Content-Type: {content_type}\r\n"
             f"Content-Length: {len(payload)}\r\n"
+            f"{extra}"
             "Connection: close\r\n"
             f"Date: {formatdate(usegmt=True)}\r\n"
             "Server: dynreg-cloud-emulator\r\n"
             "\r\n"
         ).encode("latin-1")
+        return head, payload
+
+    def _send(self, sock: socket.socket, answer: "_Answer") -> None:
+        head, payload = answer
         sock.settimeout(self._limits.client_timeout)
         sock.sendall(head + payload)
+
+    def _send_trickle(self, sock: socket.socket, answer: "_Answer", interval: float) -> None:
+        """One byte every `interval` seconds (each its own TLS record over HTTPS), until done or
+        until the client leaves (a send then fails and ends the connection)."""
+        head, payload = answer
+        sock.settimeout(self._limits.client_timeout)
+        data = head + payload
+        for index in range(len(data)):
+            sock.sendall(data[index:index + 1])
+            if index + 1 < len(data):
+                time.sleep(interval)
+
+    def _send_cut(self, sock: socket.socket, answer: "_Answer", body_bytes: int | None, *, reset: bool) -> None:
+        """The head (with the full Content-Length) and part of the body; then, for a reset, an RST
+        (SO_LINGER 0, no TLS close_notify); otherwise the usual clean close follows."""
+        head, payload = answer
+        keep = len(payload) // 2 if body_bytes is None else min(body_bytes, max(len(payload) - 1, 0))
+        sock.settimeout(self._limits.client_timeout)
+        sock.sendall(head + payload[:keep])
+        if reset:
+            time.sleep(RESET_PAUSE)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # the finally of serve_connection sees a closed socket and leaves it
 
     @staticmethod
     def _close_gracefully(sock: socket.socket) -> None:
         """Half-close, then drain briefly, so unread request bytes do not turn into an RST
         that destroys the response before the client has read it."""
+        if sock.fileno() < 0:
+            return  # already closed (a "reset" fault)
         try:
             if isinstance(sock, ssl.SSLSocket):
                 sock.settimeout(0.2)

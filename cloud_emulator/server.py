@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from .state import READY_FILE, StateStore, write_file_atomically
 from .tencent import TencentCloud
 
 SERVE_LOCK_FILE = "serve.lock"
+# listen() backlog of the MQTT listeners. amqtt's asyncio.start_server keeps asyncio's 100; a
+# fleet connecting at once overflows it, and each dropped SYN costs a device a 1 s retransmission.
+MQTT_LISTEN_BACKLOG = 1024
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,14 @@ def _only_server_for(store: StateStore) -> Iterator[None]:
         os.close(fd)
 
 
+def _deepen_listen_backlogs(broker: EmulatorBroker) -> None:
+    """listen() again on a listening socket changes only its backlog."""
+    for server in broker._servers.values():
+        for listening in getattr(getattr(server, "instance", None), "sockets", None) or ():
+            with socket.socket(fileno=os.dup(listening.fileno())) as duplicate:
+                duplicate.listen(MQTT_LISTEN_BACKLOG)
+
+
 def _server_ssl_context(tls: TlsMaterial) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -108,6 +120,7 @@ async def _serve(options: ServeOptions) -> None:
                     store=store,
                 )
                 await broker.start()
+                _deepen_listen_backlogs(broker)
             except OSError as error:
                 raise ServeError(f"cannot listen: {error}") from error
             except Exception as error:  # amqtt wraps bind failures in BrokerError

@@ -93,7 +93,9 @@ class StateStore:
             return default
 
     def _save_json(self, name: str, value: Any) -> None:
-        data = json.dumps(value, indent=1, sort_keys=True).encode("utf-8")
+        # Compact: json's C encoder runs only without indent (4x faster on a state of 200 devices,
+        # and every registration and login rewrites the whole file under the lock).
+        data = json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
         write_file_atomically(self.path(name), data)
 
     # -- products, devices, nonces -------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 from . import admin
 from .crypto import CA_DER_FILE, CA_PEM_FILE
-from .faults import queue_fault
+from .faults import Blackhole, queue_fault
 from .state import READY_FILE, StateStore
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding cloud_emulator/
@@ -101,8 +101,31 @@ class RunningEmulator:
     def devices(self) -> list[dict[str, Any]]:
         return admin.list_devices(self.store, with_secrets=True)
 
-    def fault(self, kind: str, count: int = 1, status: int | None = None, seconds: float | None = None) -> dict[str, Any]:
-        return queue_fault(self.store, kind, count=count, status=status, seconds=seconds)
+    def fault(
+        self,
+        kind: str,
+        count: int = 1,
+        status: int | None = None,
+        seconds: float | None = None,
+        *,
+        retry_after: int | None = None,
+        interval: float | None = None,
+        body_bytes: int | None = None,
+    ) -> dict[str, Any]:
+        """Queue `count` uses of a fault (kinds and parameters: faults.FAULT_KINDS)."""
+        return queue_fault(self.store, kind, count=count, status=status, seconds=seconds, retry_after=retry_after,
+                           interval=interval, body_bytes=body_bytes)
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The fault queue as it stands (uses left in `count`)."""
+        return self.store.list_faults()
+
+    @contextlib.contextmanager
+    def blackhole(self) -> Iterator[int]:
+        """A port on the emulator's host where connect() never completes (a connect timeout);
+        see faults.Blackhole. Yields the port."""
+        with Blackhole(self.host) as hole:
+            yield hole.port
 
     def clear_faults(self) -> None:
         self.store.clear_faults()
