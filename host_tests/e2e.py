@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
@@ -47,9 +48,14 @@ def run_device(info, ensure=None, connect=None, publish=None, timeout=60, heap=N
     if spec["ensure"]["log"] is None:
         del spec["ensure"]["log"]
     heap_option = ["-X", "heapsize=%d" % heap] if heap else []
-    proc = subprocess.run([MICROPYTHON] + heap_option + [os.path.join(ROOT, "host_tests", "device", "run_device.py"),
-                                                         json.dumps(spec)],
-                          capture_output=True, text=True, timeout=timeout, env=device_env(), cwd=ROOT)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="spec-", delete=False) as f:
+        json.dump(spec, f)  # a file: the unix port dies on an argument of 256 characters or more
+    try:
+        proc = subprocess.run([MICROPYTHON] + heap_option
+                              + [os.path.join(ROOT, "host_tests", "device", "run_device.py"), f.name],
+                              capture_output=True, text=True, timeout=timeout, env=device_env(), cwd=ROOT)
+    finally:
+        os.remove(f.name)
     transcript = os.environ.get("DYNREG_TRANSCRIPT")
     if transcript:  # every device's output, for the secrets scan of `make test`
         with open(transcript, "a") as f:
@@ -70,3 +76,20 @@ def read_json(path):
 def registrations(cloud, device_name=None):
     return [e for e in cloud.log() if e.get("api", "").startswith("tencent")
             and (device_name is None or e.get("device") == device_name)]
+
+
+def retry_waits(output):
+    # The waits (ms) the device announced between attempts ("... retrying in N ms").
+    import re
+
+    return [int(ms) for ms in re.findall(r"retrying in (\d+) ms", output)]
+
+
+def folder_snapshot(info):
+    # The device's folder as {file name: bytes}: compare before and after to prove nothing was stored.
+    folder = os.path.dirname(info)
+    snapshot = {}
+    for name in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), "rb") as f:
+            snapshot[name] = f.read()
+    return snapshot

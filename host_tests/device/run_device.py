@@ -1,8 +1,12 @@
 # Runs the dynreg flow on the MicroPython unix port for the end-to-end tests, as a device
-# would: ensure, then optionally connect and publish. The test passes one JSON argument:
+# would: ensure, then optionally connect and publish. The test passes the path of a JSON
+# spec file (not the JSON itself: the unix port dies on an argument of 256 characters or more):
 #   {"info": path, "ensure": {options}, "connect": {options} | null, "publish": topic | null,
 #    "clock_offset": seconds, "nonce": fixed nonce, "preload": bool,
-#    "subdevices": [[product_key, device_name], ...] registered through the connected gateway}
+#    "subdevices": [[product_key, device_name], ...] registered through the connected gateway,
+#    "elapsed": bool (adds "elapsed_ms": the device's own time for ensure/connect/publish),
+#    "squeeze_after_answer": bytes (once the cloud's answer is in, ballast leaves only this much
+#    heap free, so the flow runs out of memory between the answer and the flash or later)}
 # and reads the last line: RESULT {"ok": .., "error": .., "code": .., "credential": [field names]}
 import json
 import sys
@@ -11,16 +15,50 @@ import dynreg
 from dynreg import clock, flow
 
 
+ballast = []
+
+
+def squeeze(free_bytes):
+    import gc
+    from dynreg import http
+
+    real_post = http.post
+    ballast.extend([None] * 4096)  # preallocated: growing a list needs a bigger block of its own
+
+    def post(*args, **kwargs):
+        answer = real_post(*args, **kwargs)
+        # Fill the heap to the last block (the free heap is fragmented: ever smaller pieces),
+        # then give back whole chunks until `free_bytes` are free.
+        size, count = 256, 0  # 256-byte chunks: the headroom is set to within 256 bytes
+        while size and count < len(ballast):
+            try:
+                ballast[count] = bytes(size)
+                count += 1
+            except MemoryError:
+                size //= 2
+        released = 0  # the big chunks first: they were allocated first
+        while released < count and gc.mem_free() < free_bytes:
+            ballast[released] = None
+            released += 1
+            gc.collect()
+        return answer
+
+    http.post = post
+
+
 def main(spec):
     if spec.get("preload"):
         # Import the whole flow first, so a constrained heap runs out in the flow, not on import.
         for name in ("dynreg.tencent_register", "dynreg.http", "dynreg.mqtt", "dynreg.store", "umqtt.simple"):
             __import__(name)
+    if spec.get("squeeze_after_answer") is not None:
+        squeeze(spec["squeeze_after_answer"])
     if spec.get("clock_offset"):
         real = clock.unix_time
         clock.unix_time = lambda: real() + spec["clock_offset"]  # a device whose clock is off
     if spec.get("nonce") is not None:
         flow.random_int = lambda bits=31: spec["nonce"]
+    start = clock.ticks_ms()
     result = {"ok": True}
     try:
         info = dynreg.ensure(spec["info"], **spec.get("ensure", {}))
@@ -45,7 +83,10 @@ def main(spec):
             result["code"] = e.code
     except MemoryError:
         result = {"ok": False, "error": "MemoryError", "message": ""}
+    if spec.get("elapsed"):
+        result["elapsed_ms"] = clock.ticks_diff(clock.ticks_ms(), start)
     print("RESULT " + json.dumps(result))
 
 
-main(json.loads(sys.argv[1]))
+with open(sys.argv[1]) as spec_file:
+    main(json.load(spec_file))
