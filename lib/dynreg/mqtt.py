@@ -63,6 +63,12 @@ class _SocketHook:
 
     def wrap_socket(self, sock, server_hostname=None, **ignored):
         sock.settimeout(self.timeout)
+        try:
+            # umqtt writes CONNECT in several small pieces: without TCP_NODELAY each waits for
+            # the ACK of the one before. IPPROTO_TCP 6, TCP_NODELAY 1 on Linux and lwIP alike.
+            sock.setsockopt(6, 1, 1)
+        except OSError:
+            pass
         return http.wrap(sock, self.ctx, server_hostname) if self.ctx else sock
 
 
