@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:  # also when run as plain `pytest` from elsewhere
 
 from cloud_emulator import crypto, tencent  # noqa: E402
 from cloud_emulator.testing import running_emulator  # noqa: E402
+from raw_mqtt import RawMqtt  # noqa: E402
 V2 = "/device/register"
 LEGACY = "/register/dev"
 SDK_APPID = "12010126"
@@ -164,104 +165,11 @@ def error_code(response: dict) -> str:
     return response["Error"]["Code"]
 
 
-# -- a minimal MQTT 3.1.1 client (what a device does; the emulator's broker is amqtt) -------------
-
-
-def _mqtt_string(value: str) -> bytes:
-    data = value.encode()
-    return struct.pack("!H", len(data)) + data
-
-
-def _mqtt_packet(first_byte: int, body: bytes) -> bytes:
-    length, encoded = len(body), b""
-    while True:
-        length, digit = divmod(length, 128)
-        encoded += bytes([digit | (0x80 if length else 0)])
-        if not length:
-            return bytes([first_byte]) + encoded + body
-
-
-class MiniMqtt:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.packet_id = 0
-
-    @classmethod
-    def connect(cls, port: int, client_id: str, username: str | None = None, password: str | None = None, *,
-                tls: ssl.SSLContext | None = None) -> tuple["MiniMqtt", int]:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        if tls is not None:
-            sock = tls.wrap_socket(sock, server_hostname="localhost")
-        flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-        body = _mqtt_string("MQTT") + bytes([4, flags]) + struct.pack("!H", 60) + _mqtt_string(client_id)
-        body += (_mqtt_string(username) if username is not None else b"")
-        body += (_mqtt_string(password) if password is not None else b"")
-        client = cls(sock)
-        sock.sendall(_mqtt_packet(0x10, body))
-        kind, payload = client.read_packet()
-        assert kind >> 4 == 2, kind  # CONNACK
-        return client, payload[1]
-
-    def _read_exact(self, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = self.sock.recv(size - len(data))
-            if not chunk:
-                raise ConnectionError("closed by broker")
-            data += chunk
-        return data
-
-    def read_packet(self) -> tuple[int, bytes]:
-        first = self._read_exact(1)[0]
-        length, shift = 0, 0
-        while True:
-            digit = self._read_exact(1)[0]
-            length |= (digit & 0x7F) << shift
-            shift += 7
-            if not digit & 0x80:
-                break
-        return first, self._read_exact(length)
-
-    def subscribe(self, topic_filter: str, qos: int = 1) -> int:
-        self.packet_id += 1
-        body = struct.pack("!H", self.packet_id) + _mqtt_string(topic_filter) + bytes([qos])
-        self.sock.sendall(_mqtt_packet(0x82, body))
-        kind, payload = self.read_packet()
-        assert kind >> 4 == 9  # SUBACK
-        return payload[2]
-
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
-        self.packet_id += 1
-        body = _mqtt_string(topic) + (struct.pack("!H", self.packet_id) if qos else b"") + payload
-        self.sock.sendall(_mqtt_packet(0x30 | (qos << 1), body))
-        if qos:
-            kind, _ = self.read_packet()
-            assert kind >> 4 == 4  # PUBACK
-
-    def next_publish(self) -> tuple[str, bytes]:
-        while True:
-            kind, body = self.read_packet()
-            if kind >> 4 == 3:  # PUBLISH
-                (topic_length,) = struct.unpack("!H", body[:2])
-                topic = body[2 : 2 + topic_length].decode()
-                packet_id_length = 2 if (kind >> 1) & 3 else 0
-                return topic, body[2 + topic_length + packet_id_length :]
-
-    def ping(self) -> bool:
-        self.sock.sendall(b"\xc0\x00")
-        return self.read_packet()[0] == 0xD0  # PINGRESP
-
-    def close(self) -> None:
-        try:
-            self.sock.sendall(b"\xe0\x00")
-        except OSError:
-            pass
-        self.sock.close()
 
 
 def mqtt_login_code(port: int, client_id: str, username: str | None, password: str | None, *,
                     tls: ssl.SSLContext | None = None) -> int:
-    client, code = MiniMqtt.connect(port, client_id, username, password, tls=tls)
+    client, code = RawMqtt.connect(port, client_id, username, password, tls=tls)
     client.close()
     return code
 
@@ -678,23 +586,23 @@ def test_precreated_device_without_secret_cannot_log_in(cloud, product):
 
 def test_mqtt_topic_access_is_limited_to_the_device(cloud, registered):
     pid, dn, psk = registered
-    client, code = MiniMqtt.connect(cloud.mqtt_port, pid + dn, *mqtt_credentials(pid, dn, psk))
+    client, code = RawMqtt.connect(cloud.mqtt_port, pid + dn, *mqtt_credentials(pid, dn, psk))
     assert code == 0
     try:
-        assert client.subscribe(f"$thing/down/property/{pid}/{dn}") == 1
-        assert client.subscribe(f"$thing/down/+/{pid}/{dn}") == 1
+        assert client.subscribe(f"$thing/down/property/{pid}/{dn}", qos=1) == 1
+        assert client.subscribe(f"$thing/down/+/{pid}/{dn}", qos=1) == 1
         assert client.subscribe(f"{pid}/{dn}/#", qos=0) == 0
-        assert client.subscribe(f"{pid}/other/control") == 0x80
-        assert client.subscribe(f"{pid}/+/control") == 0x80
-        assert client.subscribe(f"$thing/down/#") == 0x80
-        assert client.subscribe(f"$thing/up/property/{pid}/{dn}") == 0x80
-        assert client.subscribe("#") == 0x80
+        assert client.subscribe(f"{pid}/other/control", qos=1) == 0x80
+        assert client.subscribe(f"{pid}/+/control", qos=1) == 0x80
+        assert client.subscribe(f"$thing/down/#", qos=1) == 0x80
+        assert client.subscribe(f"$thing/up/property/{pid}/{dn}", qos=1) == 0x80
+        assert client.subscribe("#", qos=1) == 0x80
 
-        client.publish(f"$thing/up/property/{pid}/{dn}", b'{"method":"report"}')
-        client.publish(f"{pid}/other/data", b"not mine")
+        client.publish(f"$thing/up/property/{pid}/{dn}", b'{"method":"report"}', qos=1)
+        client.publish(f"{pid}/other/data", b"not mine", qos=1)
         long_payload = ("y" * 300).encode()
-        client.publish(f"{pid}/{dn}/data", long_payload)
-        topic, payload = client.next_publish()  # own subscription: the broker delivers it back
+        client.publish(f"{pid}/{dn}/data", long_payload, qos=1)
+        topic, payload, _ = client.next_publish()  # own subscription: the broker delivers it back
         assert (topic, payload) == (f"{pid}/{dn}/data", long_payload)
         assert client.ping()  # still connected after a "$" topic and a refused publish
     finally:

@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
 
 from cloud_emulator import aliyun  # noqa: E402
 from cloud_emulator.testing import running_emulator  # noqa: E402
+from raw_mqtt import RawMqtt  # noqa: E402
 
 REGISTER_PATH = "/auth/register/device"
 CLIENT_TIMEOUT = 1.5  # also the grace period of a registration connection before the emulator closes it
@@ -123,111 +124,30 @@ def https_register(cloud, pk: str, dn: str, secret: str, *, method: str = "hmacs
     return reply
 
 
-# -- a raw-socket MQTT 3.1.1 client (what a device does; the broker is amqtt) -----------------------
+def mqtt_connect(cloud, client_id, username, password, *, tls=True, keepalive=60):
+    port = cloud.mqtts_port if tls else cloud.mqtt_port
+    return RawMqtt.connect(port, client_id, username, password, tls=cloud.client_ssl_context() if tls else None,
+                           keepalive=keepalive)
 
 
-def _string(value: str) -> bytes:
-    data = value.encode()
-    return struct.pack("!H", len(data)) + data
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    length, encoded = len(body), b""
-    while True:
-        length, digit = divmod(length, 128)
-        encoded += bytes([digit | (0x80 if length else 0)])
-        if not length:
-            return bytes([first]) + encoded + body
-
-
-class Mqtt:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.packet_id = 0
-
-    @classmethod
-    def connect(cls, cloud, client_id: str, username: str | None, password: str | None, *, tls: bool = True,
-                keepalive: int = 60) -> tuple["Mqtt", int]:
-        sock = socket.create_connection(("127.0.0.1", cloud.mqtts_port if tls else cloud.mqtt_port), timeout=5)
-        if tls:
-            sock = cloud.client_ssl_context().wrap_socket(sock, server_hostname="localhost")
-        flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-        body = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + _string(client_id)
-        body += _string(username) if username is not None else b""
-        body += _string(password) if password is not None else b""
-        client = cls(sock)
-        sock.sendall(_packet(0x10, body))
-        kind, payload = client.read_packet()
-        assert kind >> 4 == 2, kind  # CONNACK
-        return client, payload[1]
-
-    def _read_exact(self, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = self.sock.recv(size - len(data))
-            if not chunk:
-                raise ConnectionError("closed by broker")
-            data += chunk
-        return data
-
-    def read_packet(self) -> tuple[int, bytes]:
-        first = self._read_exact(1)[0]
-        length, shift = 0, 0
-        while True:
-            digit = self._read_exact(1)[0]
-            length |= (digit & 0x7F) << shift
-            shift += 7
-            if not digit & 0x80:
-                return first, self._read_exact(length)
-
-    def subscribe(self, topic_filter: str, qos: int = 0) -> int:
-        self.packet_id += 1
-        self.sock.sendall(_packet(0x82, struct.pack("!H", self.packet_id) + _string(topic_filter) + bytes([qos])))
-        kind, payload = self.read_packet()
-        assert kind >> 4 == 9  # SUBACK
-        return payload[2]
-
-    def publish(self, topic: str, payload: bytes) -> None:  # QoS 0
-        self.sock.sendall(_packet(0x30, _string(topic) + payload))
-
-    def next_publish(self, timeout: float = 5.0) -> tuple[str, bytes, int]:
-        """(topic, payload, fixed-header flags) of the next PUBLISH."""
-        self.sock.settimeout(timeout)
-        while True:
-            kind, body = self.read_packet()
-            if kind >> 4 == 3:
-                (topic_length,) = struct.unpack("!H", body[:2])
-                skip = 2 if (kind >> 1) & 3 else 0
-                return body[2 : 2 + topic_length].decode(), body[2 + topic_length + skip :], kind & 0x0F
-
-    def request(self, topic: str, message: dict) -> dict:
-        self.publish(topic, json.dumps(message).encode())
-        reply_topic, payload, _ = self.next_publish()
-        assert reply_topic == topic + "_reply"
-        return json.loads(payload)
-
-    def ping(self) -> bool:
-        self.sock.sendall(b"\xc0\x00")
-        return self.read_packet()[0] == 0xD0
-
-    def close(self) -> None:
-        try:
-            self.sock.sendall(b"\xe0\x00")
-        except OSError:
-            pass
-        self.sock.close()
+def request(client, topic, message):
+    # Publish a gateway request and return its reply.
+    client.publish(topic, json.dumps(message).encode())
+    reply_topic, payload, _ = client.next_publish()
+    assert reply_topic == topic + "_reply"
+    return json.loads(payload)
 
 
 def connack(cloud, client_id: str, username: str | None, password: str | None, *, tls: bool = True,
             keepalive: int = 60) -> int:
-    client, code = Mqtt.connect(cloud, client_id, username, password, tls=tls, keepalive=keepalive)
+    client, code = mqtt_connect(cloud, client_id, username, password, tls=tls, keepalive=keepalive)
     client.close()
     return code
 
 
 def mqtt_register(cloud, pk: str, dn: str, secret: str, **options) -> tuple[int, dict | None, str | None]:
     """Connect with registration parameters; (CONNACK code, result JSON, result topic)."""
-    client, code = Mqtt.connect(cloud, *registration_login(pk, dn, secret, **options))
+    client, code = mqtt_connect(cloud, *registration_login(pk, dn, secret, **options))
     try:
         if code != 0:
             return code, None, None
@@ -393,7 +313,7 @@ def test_mqtt_register_publishes_the_secret_right_after_connack(cloud, product, 
     dn = new_dn()
     cloud.add_device(pk, dn)
     options = {"securemode": "-2", "extra": ",instanceId=iot-06z00ax1o4qq7gd"} if form == "instance" else {}
-    client, code = Mqtt.connect(cloud, *registration_login(pk, dn, secret, method="hmacsha1", **options),
+    client, code = mqtt_connect(cloud, *registration_login(pk, dn, secret, method="hmacsha1", **options),
                                 keepalive=0)  # registration does not check the keepalive
     try:
         assert code == 0
@@ -500,7 +420,7 @@ def test_securemode_3_is_plain_tcp_only_and_off_by_default(cloud, product, regis
 
 def test_a_device_uses_only_its_own_topics(cloud, registered):
     pk, dn, device_secret = registered
-    client, code = Mqtt.connect(cloud, *login_fields(pk, dn, device_secret))
+    client, code = mqtt_connect(cloud, *login_fields(pk, dn, device_secret))
     assert code == 0
     try:
         assert client.subscribe(f"/sys/{pk}/{dn}/thing/service/+") == 0
@@ -533,7 +453,7 @@ def gateway(cloud):
     for name in subs:
         cloud.add_device(sub_pk, name)
     gw_device_secret = https_register(cloud, gw_pk, gw_dn, gw_secret)["data"]["deviceSecret"]
-    client, code = Mqtt.connect(cloud, *login_fields(gw_pk, gw_dn, gw_device_secret))
+    client, code = mqtt_connect(cloud, *login_fields(gw_pk, gw_dn, gw_device_secret))
     assert code == 0
     prefix = f"/sys/{gw_pk}/{gw_dn}/thing/"
     for topic in ("sub/register_reply", "topo/add_reply"):
@@ -543,7 +463,7 @@ def gateway(cloud):
 
 
 def sub_register(client, prefix: str, entries: list[dict], message_id: str = "7") -> dict:
-    return client.request(prefix + "sub/register", {"id": message_id, "version": "1.0", "params": entries,
+    return request(client, prefix + "sub/register", {"id": message_id, "version": "1.0", "params": entries,
                                                     "method": "thing.sub.register"})
 
 
@@ -585,8 +505,8 @@ def test_sub_device_registration_errors_are_all_or_nothing(cloud, gateway):
         assert (reply["id"], reply["code"], reply["message"], reply["data"]) == (str(100 + index), code, message, {})
     assert "device_secret" not in cloud.device(sub_pk, subs[0])  # the valid entry got nothing
     assert sub_register(client, prefix, [], "9")["code"] == 460
-    assert client.request(prefix + "sub/register", {"id": 9, "params": [good]})["code"] == 460  # id is a string
-    assert client.request(prefix + "sub/register", {"id": "9", "params": [good], "method": "thing.topo.add"})[
+    assert request(client, prefix + "sub/register", {"id": 9, "params": [good]})["code"] == 460  # id is a string
+    assert request(client, prefix + "sub/register", {"id": "9", "params": [good], "method": "thing.topo.add"})[
         "code"] == 460
     # "sys":{"ack":0} asks for no reply; the request is still processed.
     client.publish(prefix + "sub/register", json.dumps({"id": "10", "params": [good], "sys": {"ack": 0}}).encode())
@@ -598,7 +518,7 @@ def test_sub_device_registration_errors_are_all_or_nothing(cloud, gateway):
 
 def test_a_non_gateway_cannot_register_sub_devices(cloud, registered):
     pk, dn, device_secret = registered
-    client, code = Mqtt.connect(cloud, *login_fields(pk, dn, device_secret))
+    client, code = mqtt_connect(cloud, *login_fields(pk, dn, device_secret))
     try:
         assert code == 0 and client.subscribe(f"/sys/{pk}/{dn}/thing/sub/register_reply") == 0
         reply = sub_register(client, f"/sys/{pk}/{dn}/thing/", [{"deviceName": "abcd", "productKey": pk}])
@@ -620,7 +540,7 @@ def test_topo_add_checks_each_sub_device_signature(cloud, gateway):
         return {**fields, "signmethod": method, "sign": sign(key or secrets[name], fields, method)}
 
     def topo_add(entries: list[dict], message_id: str = "5") -> dict:
-        return client.request(prefix + "topo/add", {"id": message_id, "version": "1.0", "params": entries,
+        return request(client, prefix + "topo/add", {"id": message_id, "version": "1.0", "params": entries,
                                                     "method": "thing.topo.add"})
 
     bad = topo_add([entry(subs[0]), entry(subs[1], key=secrets[subs[0]])], "6")
