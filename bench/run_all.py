@@ -1,0 +1,251 @@
+# `make bench`: every benchmark of bench/README.md in one run. Prints each section as it goes,
+# then the table; writes build/bench.json (every figure), build/bench.md (the table and the
+# chart reference for the README's Performance section) and build/bench.png (the chart).
+# Figures are printed, never asserted: the exit status is 0 unless a section could not run.
+#   .venv/bin/python bench/run_all.py [--only flash,ram,time,fleet] [--fleet-sizes 10,50,200]
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+from common import ROOT, say  # noqa: E402
+
+SECTIONS = ("flash", "ram", "time", "fleet")
+OUT_JSON = os.path.join(ROOT, "build", "bench.json")
+OUT_MD = os.path.join(ROOT, "build", "bench.md")
+OUT_PNG = os.path.join(ROOT, "build", "bench.png")
+KIB = 1024
+
+
+def _kib(value):
+    return "%d B (%.1f KiB)" % (value, value / KIB)
+
+
+def _num(value, fmt="%.2f", none="-"):
+    return none if value is None else fmt % value
+
+
+def _target(met, text):
+    return "%s %s" % (text, "met" if met else "**not met**")
+
+
+def flash_rows(flash):
+    lines = ["| module (`lib/dynreg`) | bytecode | target |", "|---|---:|---|"]
+    for name, size in sorted(flash["modules"].items()):
+        lines.append("| `%s.py` | %d B | |" % (name, size))
+    total, builds, targets = flash["total"], flash["builds"], flash["targets"]
+    lines.append("| **whole library** | **%s** | %s |" % (_kib(total), _target(total <= targets["total"],
+                                                                              "<= %d KiB:" % (targets["total"] // KIB))))
+    for key, name in (("tencent_only", "Tencent only"), ("aliyun_only", "Alibaba only")):
+        lines.append("| **%s** (without %s) | **%s** | %s |" % (
+            name, ", ".join("`%s`" % m for m in flash["excluded"][key]), _kib(builds[key]),
+            _target(builds[key] <= targets["one_cloud"], "<= %d KiB:" % (targets["one_cloud"] // KIB))))
+    return lines
+
+
+def ram_rows(ram):
+    lines = ["| flow (unix port, library as .mpy) | smallest heap from which every probe succeeded | target | probes |",
+             "|---|---:|---|---:|"]
+    for figures in ram["flows"].values():
+        if "smallest_heap" not in figures:
+            lines.append("| %s | %s | | |" % (figures.get("label", "?"), figures["error"]))
+            continue
+        target = figures.get("target")
+        note = ""
+        if figures.get("successes_below"):
+            note = " (also succeeded at %s)" % ", ".join(str(s) for s in figures["successes_below"][:4])
+        lines.append("| %s | %s%s | %s | %d |" % (
+            figures["label"], _kib(figures["smallest_heap"]), note,
+            _target(figures["smallest_heap"] <= target, "<= %d KiB:" % (target // KIB)) if target else "",
+            figures["probes"]))
+    base = ram["baseline"]
+    lines.append("| baseline: the unix port running an empty program | %s | | |" % _kib(base["smallest_heap_empty"]))
+    if base.get("alloc_at_script_start") is not None:
+        lines.append("| baseline: heap in use when the device script starts, before `import dynreg` | %s | | |"
+                     % _kib(base["alloc_at_script_start"]))
+    if ram.get("loaded_tencent_flow"):
+        lines.append("| part of each figure above: the heap the Tencent flow and umqtt hold once imported from "
+                     ".mpy (frozen into firmware, their bytecode stays in flash) | %s | | |"
+                     % _kib(ram["loaded_tencent_flow"]))
+    if ram.get("tls_handshake_gc_bytes") is not None:
+        lines.append("| GC heap taken by one TLS handshake (mbedTLS allocates outside the GC heap on this build) "
+                     "| %d B | | |" % ram["tls_handshake_gc_bytes"])
+    return lines
+
+
+def time_rows(timing):
+    notes = []
+    lines = ["| what | dynreg (MicroPython unix port) | reference | ratio | target |", "|---|---:|---|---:|---|"]
+    hmac = timing.get("hmac")
+    if hmac:
+        rows = hmac["rows"]
+        raw = rows["raw two passes"]["us"]
+        lines.append("| HMAC-SHA256 of a 150-byte signing string, same key | %.2f us | two raw SHA-256 passes, %.2f us "
+                     "| %.2f | %s |" % (rows["hmac, same key"]["us"], raw, hmac["ratio"],
+                                        _target(hmac["ratio"] <= hmac["target"], "<= %.1f:" % hmac["target"])))
+        fresh = rows.get("hmac, new key each call")
+        if fresh:
+            lines.append("| HMAC-SHA256, a new key each call | %.2f us | the same, %.2f us | %.2f | |"
+                         % (fresh["us"], raw, fresh["ratio"]))
+    for name, row in (timing.get("decrypt") or {}).items():
+        lines.append("| `tencent.decrypt_payload` of a %s payload (%d B) | %.2f us | `cryptolib.aes` CBC decrypt of "
+                     "the same bytes, %.2f us | %.1f | |" % (name, row["bytes"], row["decrypt_us"], row["aes_us"],
+                                                             row["ratio"]))
+    for row in (timing.get("boot") or {}).values():
+        for measure, text in (("stored", "boot to credential stored"), ("connected", "boot to MQTT connected"),
+                              ("second_boot", "later boot (credential stored) to MQTT connected")):
+            figures = row[measure]
+            if figures.get("sdk_ms") is not None:
+                reference = "%s: %.0f ms" % (row["sdk"], figures["sdk_ms"])
+                ratio = "%.2f (%.2f without interpreter start)" % (figures["ratio"], figures["ratio_from_script"])
+            else:
+                note = figures.get("sdk_note")
+                if note and note not in notes:
+                    notes.append(note)
+                reference = "%s: %s" % (row["sdk"], "n/a (note %d)" % (notes.index(note) + 1) if note
+                                        else "no successful run")
+                ratio = "-"
+            lines.append("| %s: %s, over TLS (median of %d) | %s ms | %s | %s | |"
+                         % (row["label"], text, row["runs"], _num(figures["dynreg_ms"], "%.0f"), reference, ratio))
+    start = timing.get("interpreter_start_ms")
+    if start:
+        lines.append("| interpreter start, empty program (median of %d) | %.0f ms | CPython: %.0f ms | %.2f | |"
+                     % (start.get("runs", 15), start["micropython"], start["cpython"],
+                        start["micropython"] / start["cpython"]))
+    if notes:
+        lines.append("")
+        lines.extend("Note %d: %s." % (index + 1, note) for index, note in enumerate(notes))
+    return lines
+
+
+def fleet_rows(fleet):
+    target = fleet["targets"]
+    lines = ["| devices at once | registered | MQTT connected | registration p50 | registration p99 (range) | "
+             "target (N=200) | registrations/s | connected p99 | devices that retried | listen drops | CPU after "
+             "the start (devices + emulator) | CPU floor on %d cores | CPU of other processes meanwhile |"
+             % fleet["sizes"][0]["cores"],
+             "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = list(fleet["sizes"]) + ([fleet["register_only"]] if fleet.get("register_only") else [])
+    for row in rows:
+        at_target = row["devices"] == target["at"]
+        met = row["registration_success"] >= target["success"] and (row["registration_p99_s"] or 1e9) <= target["p99_s"]
+        low, high = row.get("registration_p99_range_s") or (None, None)
+        lines.append("| %d%s | %.0f %% | %s | %s s | %s s (%s-%s) | %s | %.1f | %s | %d | %d | %.1f s (%.1f + %.1f) "
+                     "| %.2f s | %.1f s |" % (
+                         row["devices"], "" if row["connect"] else ", registration only",
+                         100 * row["registration_success"],
+                         "%.0f %%" % (100 * row["mqtt_success"]) if row["mqtt_success"] is not None else "-",
+                         _num(row["registration_p50_s"]), _num(row["registration_p99_s"]), _num(low), _num(high),
+                         _target(met, "100 %, p99 <= 2 s:") if at_target else "",
+                         row["throughput_registrations_per_s"] or 0,
+                         "%s s" % _num(row["connected_p99_s"]) if row["connected_p99_s"] is not None else "-",
+                         row["devices_that_retried"], row["tcp_listen_drops"], row["cpu_after_start_s"],
+                         row["cpu_devices_s"], row["cpu_emulator_s"], row["cpu_floor_s"], row.get("cpu_other_s") or 0))
+    first, last = fleet["sizes"][0], fleet["sizes"][-1]
+    growth = ("Each fleet ran %d times: figures are medians, counts are totals over the runs. From %d to %d devices "
+              "(x%d): registration p50 x%.1f, p99 x%.1f, throughput x%.1f, CPU after the start x%.1f."
+              % (first.get("repeats", 1), first["devices"], last["devices"], last["devices"] // first["devices"],
+                 last["registration_p50_s"] / first["registration_p50_s"],
+                 last["registration_p99_s"] / first["registration_p99_s"],
+                 (last["throughput_registrations_per_s"] or 0) / (first["throughput_registrations_per_s"] or 1),
+                 last["cpu_after_start_s"] / first["cpu_after_start_s"]))
+    return lines, growth
+
+
+def markdown(results):
+    v = results["machine"]
+    out = ["### Benchmarks", "",
+           "`make bench` on %s: %d cores (`nproc`), %s; CPython %s; %s, unix port; %s; load average %.1f at the "
+           "start. Figures only, nothing is asserted; how each one is measured and how to read it: "
+           "[bench/README.md](bench/README.md)." % (v["date"], v["nproc"], v["cpu"], v["python"], v["micropython"],
+                                                   v["mpy_cross"], v["load_average_at_start"][0]), "",
+           "![dynreg benchmarks](build/bench.png)", ""]
+    sections = (("flash", "Flash", flash_rows), ("ram", "RAM", ram_rows), ("time", "Time", time_rows))
+    for key, title, fn in sections:
+        section = results.get(key)
+        if not section:
+            continue
+        out.append("**%s**" % title)
+        out.append("")
+        out.extend(["%s: could not run: %s" % (title, section["error"])] if "error" in section else fn(section))
+        out.append("")
+    fleet = results.get("fleet")
+    if fleet:
+        out.append("**Fleet** (Tencent HTTPS registration, then MQTT over TLS; every device its own unix-port "
+                   "process; one emulator)")
+        out.append("")
+        if "error" in fleet:
+            out.append("Fleet: could not run: %s" % fleet["error"])
+        else:
+            lines, growth = fleet_rows(fleet)
+            out.extend(lines)
+            out.extend(["", growth])
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections: " + ", ".join(SECTIONS))
+    parser.add_argument("--fleet-sizes", default=None, help="e.g. 10,50,200")
+    args = parser.parse_args()
+    chosen = [s for s in args.only.split(",") if s]
+    started = time.monotonic()
+    results = {"machine": common.versions()}
+    v = results["machine"]
+    say("dynreg benchmarks, %s, %d cores, %s, CPython %s, %s" % (v["date"], v["nproc"], v["cpu"], v["python"],
+                                                                  v["micropython"]))
+    failed = False
+    for name in SECTIONS:
+        if name not in chosen:
+            continue
+        say("\n== %s ==" % name)
+        section_start = time.monotonic()
+        try:
+            if name == "flash":
+                import flash
+                results[name] = flash.run()
+            elif name == "ram":
+                import ram
+                results[name] = ram.run()
+            elif name == "time":
+                import timing
+                results[name] = timing.run()
+            else:
+                import fleet
+                sizes = tuple(int(n) for n in args.fleet_sizes.split(",")) if args.fleet_sizes else fleet.SIZES
+                results[name] = fleet.run(sizes)
+        except Exception as error:  # the other sections still run; the error is reported
+            traceback.print_exc()
+            results[name] = {"error": "%s: %s" % (type(error).__name__, error)}
+            failed = True
+        say("  (%s took %.0f s)" % (name, time.monotonic() - section_start))
+    results["seconds"] = round(time.monotonic() - started, 1)
+    os.makedirs(os.path.dirname(OUT_JSON), exist_ok=True)
+    with open(OUT_JSON, "w") as f:
+        json.dump(results, f, indent=1, sort_keys=True)
+    text = markdown(results)
+    with open(OUT_MD, "w") as f:
+        f.write(text)
+    try:
+        import chart
+
+        chart.draw(results, OUT_PNG, "%s, %d cores, %s" % (v["date"], v["nproc"], v["cpu"]))
+        chart_note = OUT_PNG
+    except Exception as error:  # noqa: BLE001 - the figures stand without the chart
+        traceback.print_exc()
+        chart_note = "not drawn (%s)" % error
+        failed = True
+    say("\n" + text)
+    say("Wrote %s, %s and the chart %s in %.0f s." % (os.path.relpath(OUT_JSON, ROOT), os.path.relpath(OUT_MD, ROOT),
+                                                      os.path.relpath(chart_note, ROOT) if chart_note == OUT_PNG
+                                                      else chart_note, results["seconds"]))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
