@@ -49,17 +49,19 @@ def _elapsed_us(start):
     return _now_us() - start
 
 
-def timed_us(fn, repeats=7):
-    # Best of several runs of ROUNDS calls; garbage collection included, as on a device.
-    best = None
+def timed_us(fns, repeats=9):
+    # Best of several runs of ROUNDS calls of each function, the runs interleaved, so that
+    # load from elsewhere on the machine hits every function alike. GC included, as on a device.
+    best = [None] * len(fns)
     for _ in range(repeats):
-        gc.collect()
-        start = _now_us()
-        for _ in range(ROUNDS):
-            fn()
-        took = _elapsed_us(start)
-        best = took if best is None or took < best else best
-    return best / ROUNDS
+        for i, fn in enumerate(fns):
+            gc.collect()
+            start = _now_us()
+            for _ in range(ROUNDS):
+                fn()
+            took = _elapsed_us(start)
+            best[i] = took if best[i] is None or took < best[i] else best[i]
+    return [b / ROUNDS for b in best]
 
 
 def allocated_bytes(fn):
@@ -77,12 +79,12 @@ def allocated_bytes(fn):
 
 
 def main():
-    base = timed_us(raw_passes)
     rows = [("raw two passes", raw_passes), ("hmac, same key", same_key), ("hmac, new key each call", fresh_key)]
+    times = timed_us([fn for _, fn in rows])
+    base = times[0]
     print("%-26s %10s %8s %12s" % ("what", "us/call", "ratio", "bytes/call"))
     results = {}
-    for name, fn in rows:
-        t = timed_us(fn)
+    for (name, fn), t in zip(rows, times):
         a = allocated_bytes(fn)
         results[name] = (t, t / base, a)
         print("%-26s %10.2f %8.2f %12s" % (name, t, t / base, a))

@@ -1,6 +1,9 @@
 # Values on the wire: identities checked before they are signed, and what the clouds send
 # decoded (size limit, base64, AES-CBC with zero padding, JSON). Every decoding failure
 # becomes a ProtocolError, the same on CPython and on MicroPython.
+import json
+from binascii import a2b_base64
+from cryptolib import aes
 from micropython import const
 from dynreg import ConfigError, ProtocolError
 
@@ -26,8 +29,6 @@ def check_size(data):
 
 
 def b64decode(text):
-    from binascii import a2b_base64
-
     if not isinstance(text, (str, bytes)):
         raise ProtocolError("base64 value is not a string")
     try:
@@ -48,8 +49,6 @@ def decrypt_cbc(ciphertext, key, iv, length=None):
     if length is not None:
         if type(length) is not int or length < 0 or length > len(ciphertext):
             raise ProtocolError("payload length does not fit the data")
-    from cryptolib import aes
-
     plain = aes(key, 2, iv).decrypt(ciphertext)
     if length is not None:
         return plain[:length]
@@ -62,8 +61,6 @@ def decrypt_cbc(ciphertext, key, iv, length=None):
 def json_object(data):
     # Parses a JSON object from bytes. Non-UTF-8, invalid JSON, nesting too deep for the
     # parser, or a top level that is not an object all raise ProtocolError.
-    import json
-
     if isinstance(data, str):
         data = data.encode()
     # Counting openers is C-speed and bounds the parser's nesting stack before it grows.
