@@ -58,7 +58,8 @@ def ensure(info_path, **given):
         from dynreg.tencent_register import register
     else:
         from dynreg.aliyun_register import register
-    credential = with_retries(opts, lambda attempt: register(info, load_ca(info, opts["ca"]), opts, attempt))
+    ca = load_ca(info, opts["ca"])
+    credential = with_retries(opts, lambda attempt: register(info, ca, opts, attempt))
     info.save_credential(credential)
     say(opts, "credential stored in %s" % info.path)
     return info

@@ -11,16 +11,16 @@ SUBDEVICES_FILE = "subdevices.json"
 
 def load(path):
     # {"pk/dn": {"device_secret": .., "iot_id": .., "topo": bool}}; missing file -> {}
-    if not store.exists(path):
+    if not store.exists(path) and not store.exists(path + ".bak"):
         return {}
-    try:
-        doc = json.loads(store.read_file(path, store.MAX_INFO).decode())
-    except ValueError:
-        raise ConfigError("%s is not valid JSON" % path)
-    devices = doc.get("devices") if isinstance(doc, dict) else None
+    devices = store.read_json(path).get("devices")
     if not isinstance(devices, dict):
         raise ConfigError("%s: field devices must be an object" % path)
     return devices
+
+
+def _key(product_key, device_name):
+    return product_key + "/" + device_name
 
 
 def _save(path, devices):
@@ -52,7 +52,7 @@ def register_subdevices(client, gateway_info, subdevices, path=None, timeout_ms=
     path = path or gateway_info.file(SUBDEVICES_FILE)
     devices = load(path)
     wanted = [(pk, dn) for pk, dn in subdevices]
-    new = [key for key in wanted if key[0] + "/" + key[1] not in devices]
+    new = [key for key in wanted if _key(*key) not in devices]
     errors = {}
     if new:
         message_id = random_int()
@@ -61,18 +61,18 @@ def register_subdevices(client, gateway_info, subdevices, path=None, timeout_ms=
         reply = _request(client, topic, reply_topic, payload, timeout_ms)
         secrets, errors = aliyun.parse_sub_register_reply(reply, message_id, new)
         for (pk, dn), secret in secrets.items():
-            devices[pk + "/" + dn] = {"device_secret": secret["deviceSecret"], "iot_id": secret["iotId"], "topo": False}
+            devices[_key(pk, dn)] = {"device_secret": secret["deviceSecret"], "iot_id": secret["iotId"], "topo": False}
         if secrets:
             _save(path, devices)  # before topo.add or anything else uses them
-    pending = [key for key in wanted if key not in errors and not devices[key[0] + "/" + key[1]].get("topo")]
+    pending = [key for key in wanted if key not in errors and not devices[_key(*key)].get("topo")]
     if pending:
         message_id = random_int()
         topic, reply_topic, payload = aliyun.topo_add_message(
             gateway_info.product, gateway_info.device_name,
-            [(pk, dn, devices[pk + "/" + dn]["device_secret"]) for pk, dn in pending],
+            [(pk, dn, devices[_key(pk, dn)]["device_secret"]) for pk, dn in pending],
             clock.unix_time() * 1000, message_id, method)
         aliyun.parse_topo_add_reply(_request(client, topic, reply_topic, payload, timeout_ms), message_id)
-        for pk, dn in pending:
-            devices[pk + "/" + dn]["topo"] = True
+        for key in pending:
+            devices[_key(*key)]["topo"] = True
         _save(path, devices)
     return [key for key in wanted if key not in errors], errors

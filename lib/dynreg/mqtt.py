@@ -2,18 +2,17 @@
 # RejectedError with the CONNACK code, never a retry loop.
 import sys
 from micropython import const
-from dynreg import ConfigError, NetworkError, RejectedError, store, clock, http
+from dynreg import ConfigError, NetworkError, RejectedError, store, clock, codec, http
 from dynreg.flow import load_ca, options, say
 
 _LOGIN_LIFETIME = const(86400)  # seconds a Tencent login stays valid
-_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 DEFAULTS = {"ca": None, "mqtt_url": None, "keepalive": 60, "timeout_ms": 10000, "log": print}
 
 
 def connid():
     from os import urandom
 
-    return "".join(_ALNUM[b % 62] for b in urandom(5))
+    return "".join(codec.ALNUM[b % 62] for b in urandom(5))
 
 
 def endpoint(info, url=None):
@@ -26,7 +25,9 @@ def endpoint(info, url=None):
         return info.product + ".iotcloud.tencentdevices.com", 8883, True
     if info.instance_id:
         return info.instance_id + ".mqtt.iothub.aliyuncs.com", 8883, True
-    return "%s.iot-as-mqtt.%s.aliyuncs.com" % (info.product, info.region or "cn-shanghai"), 8883, True
+    from dynreg.aliyun import DEFAULT_REGION
+
+    return "%s.iot-as-mqtt.%s.aliyuncs.com" % (info.product, info.region or DEFAULT_REGION), 8883, True
 
 
 def login(info, tls):

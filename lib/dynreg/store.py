@@ -190,21 +190,26 @@ def _text(doc, name, allowed=None, default=None):
     return value
 
 
-def load(path):
+def read_json(path):
+    # A JSON object from flash: ConfigError when missing, too large, not JSON or not an
+    # object. Falls back to the .bak a FAT rename left when it was cut between its two steps.
     import json
 
     if not exists(path) and exists(path + ".bak"):
-        path_to_read = path + ".bak"  # a FAT rename was cut between its two steps
+        data = read_file(path + ".bak", MAX_INFO)
     else:
-        path_to_read = path
-    data = read_file(path_to_read, MAX_INFO)
+        data = read_file(path, MAX_INFO)
     try:
         doc = json.loads(data.decode())
     except (ValueError, RuntimeError):
         raise ConfigError("%s is not valid JSON" % path)
     if not isinstance(doc, dict):
         raise ConfigError("%s is not a JSON object" % path)
-    return Info(path, doc)
+    return doc
+
+
+def load(path):
+    return Info(path, read_json(path))
 
 
 def needs_registration(info):
