@@ -73,8 +73,15 @@ def read_json(path):
         return json.load(f)
 
 
-def registrations(cloud, device_name=None):
-    return [e for e in cloud.log() if e.get("api", "").startswith("tencent")
+REGISTRATION_APIS = ("tencent-v2", "tencent-legacy", "aliyun-https-register", "aliyun-mqtt-register",
+                     "aliyun-mqtt-regnwl")
+
+
+def registrations(log, device_name=None):
+    # The registration requests on the emulator's log (a running emulator, or records already
+    # read), of one device or all.
+    records = log.log() if hasattr(log, "log") else log
+    return [e for e in records if e.get("api") in REGISTRATION_APIS
             and (device_name is None or e.get("device") == device_name)]
 
 

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from cloud_emulator.testing import running_emulator
+from e2e import registrations
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "boards", "unix"))
@@ -55,10 +56,6 @@ def wait_until(condition, explain, timeout=5.0):
     while not condition():
         assert time.monotonic() < deadline, explain()
         time.sleep(0.05)
-
-
-def registrations(cloud):
-    return [e for e in cloud.log() if e.get("api", "").startswith("tencent") and e.get("device") == UNIQUE_ID]
 
 
 def logins(cloud):
@@ -120,7 +117,7 @@ def test_provisioned_board_registers_once_and_keeps_its_credential(cloud, tmp_pa
         console = board.console_text()
         assert "safe boot (flag file safe_boot): main.py will not start the application" in console, console
         assert "safe boot (flag file safe_boot): the application does not start" in console, console
-        assert registrations(cloud) == [], board.console_text()
+        assert registrations(cloud, UNIQUE_ID) == [], board.console_text()
         tell("boot with /safe_boot on flash", console)
         mpremote(board, "fs", "rm", ":safe_boot")  # the REPL is free to mend the files
 
@@ -132,19 +129,19 @@ def test_provisioned_board_registers_once_and_keeps_its_credential(cloud, tmp_pa
     issued = cloud.device(PRODUCT, UNIQUE_ID)
     assert stored["credential"]["psk"] == issued["psk"] and issued["status"] == "activated"
     assert stored["device_name"] == UNIQUE_ID
-    assert [e["result"] for e in registrations(cloud)] == ["ok"]
+    assert [e["result"] for e in registrations(cloud, UNIQUE_ID)] == ["ok"]
     tell("read back over mpremote: credential psk of %d characters, equal to the one the emulator issued; "
          "emulator status %s" % (len(stored["credential"]["psk"]), issued["status"]))
 
     with boot(image) as board:  # second boot: straight to MQTT with the stored credential
         console = board.console_text()
         assert "holds a credential: no registration" in console and "published status on" in console, console
-    assert len(registrations(cloud)) == 1, cloud.log()
+    assert len(registrations(cloud, UNIQUE_ID)) == 1, cloud.log()
     wait_until(lambda: logins(cloud) == ["ok", "ok"], lambda: "MQTT logins: %s" % logins(cloud))
     for secret_text in (SECRET, issued["psk"]):
         assert secret_text not in console
     tell("second boot", console)
-    tell("emulator log: %d registration(s), MQTT logins %s" % (len(registrations(cloud)), logins(cloud)))
+    tell("emulator log: %d registration(s), MQTT logins %s" % (len(registrations(cloud, UNIQUE_ID)), logins(cloud)))
 
     with VirtualBoard(image, env={"DYNREG_UNIQUE_ID": UNIQUE_ID}) as board:  # re-provisioning is refused
         proc, output = provision(board, cloud, info, secret, site)

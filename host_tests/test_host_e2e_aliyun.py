@@ -7,7 +7,7 @@ import os
 import pytest
 
 from cloud_emulator.testing import running_emulator
-from e2e import SECRET, write_aliyun_info, run_device, read_json
+from e2e import SECRET, write_aliyun_info, run_device, read_json, registrations
 
 PK = "a1DynRegPk1"  # pre-registered devices, HTTPS and MQTT registration
 FREE_PK = "a1FreeRegPk"  # pre-registration-free (regnwl)
@@ -45,13 +45,6 @@ def _log(cloud, api=None, device=None):
     return [e for e in cloud.log() if (api is None or e.get("api") == api) and (device is None or e.get("device") == device)]
 
 
-REGISTRATION_APIS = ("aliyun-https-register", "aliyun-mqtt-register", "aliyun-mqtt-regnwl")
-
-
-def _registrations(cloud, device):
-    return [e for e in cloud.log() if e.get("api") in REGISTRATION_APIS and e.get("device") == device]
-
-
 def _untouched(info, before):
     assert open(info).read() == before
     assert os.listdir(os.path.dirname(info)) == ["device_info.json"]
@@ -69,7 +62,7 @@ def test_https_registration_then_device_secret_login(cloud, tmp_path, method):
     stored = read_json(info)["credential"]
     view = cloud.device(PK, name)
     assert stored == {"device_secret": view["device_secret"]} and view["status"] == "activated"
-    [registration] = _registrations(cloud, name)
+    [registration] = registrations(cloud, name)
     assert registration["api"] == "aliyun-https-register" and registration["result"] == "ok"
     assert [e["result"] for e in _log(cloud, "mqtt-connect", name)] == ["ok"]
     cloud.wait_for_log(lambda e: e.get("api") == "mqtt-publish" and e.get("device") == name)
@@ -81,7 +74,7 @@ def test_mqtt_registration_then_login(cloud, tmp_path):
     result = run_device(info, ensure={}, connect={})
     assert result["ok"] and result["connected"], result
     assert read_json(info)["credential"] == {"device_secret": cloud.device(PK, "mqtt-reg")["device_secret"]}
-    assert [e["api"] for e in _registrations(cloud, "mqtt-reg")] == ["aliyun-mqtt-register"]
+    assert [e["api"] for e in registrations(cloud, "mqtt-reg")] == ["aliyun-mqtt-register"]
     assert [e["result"] for e in _log(cloud, "mqtt-connect", "mqtt-reg") if e.get("result") == "ok"]
 
 
@@ -92,10 +85,10 @@ def test_registration_free_mode_stores_client_id_and_token_then_connwl_login(clo
     stored = read_json(info)["credential"]
     view = cloud.device(FREE_PK, "newdev-01")
     assert stored == {"client_id": view["client_id"], "device_token": view["device_token"]}
-    assert [e["api"] for e in _registrations(cloud, "newdev-01")] == ["aliyun-mqtt-regnwl"]
+    assert [e["api"] for e in registrations(cloud, "newdev-01")] == ["aliyun-mqtt-regnwl"]
     again = run_device(info, ensure={}, connect={})
     assert again["connected"] and "no registration" in again["output"]
-    assert len(_registrations(cloud, "newdev-01")) == 1
+    assert len(registrations(cloud, "newdev-01")) == 1
 
 
 def test_second_boot_never_registers(cloud, tmp_path):
@@ -104,7 +97,7 @@ def test_second_boot_never_registers(cloud, tmp_path):
     stored = read_json(info)
     second = run_device(info, ensure={}, connect={})
     assert second["connected"] and read_json(info) == stored
-    assert len(_registrations(cloud, "twice-01")) == 1
+    assert len(registrations(cloud, "twice-01")) == 1
     assert [e["result"] for e in _log(cloud, "mqtt-connect", "twice-01")] == ["ok", "ok"]
 
 
@@ -145,13 +138,13 @@ def test_already_active_6289_and_the_stored_secret_still_works(cloud, tmp_path):
 def test_bad_sign_over_https(cloud, tmp_path):
     info = _device(tmp_path, cloud, "badsign-1", secret="WrongProductSecret01")
     _rejected(info, 401)
-    assert [e["result"] for e in _registrations(cloud, "badsign-1")] != ["ok"]
+    assert [e["result"] for e in registrations(cloud, "badsign-1")] != ["ok"]
 
 
 def test_wrong_product_secret_over_mqtt_is_one_connack_refusal(cloud, tmp_path):
     info = _device(tmp_path, cloud, "badsign-m", api="mqtt", secret="WrongProductSecret01")
     result = _rejected(info, 4)
-    assert len(_registrations(cloud, "badsign-m")) == 1  # refused once, never retried in a loop
+    assert len(registrations(cloud, "badsign-m")) == 1  # refused once, never retried in a loop
 
 
 def test_unknown_product(cloud, tmp_path):
@@ -172,7 +165,7 @@ def test_mqtt_registration_refuses_a_plain_endpoint_before_connecting(cloud, tmp
     result = run_device(info, ensure=dict(FAST))
     assert result["error"] == "ConfigError" and "TLS" in result["message"], result
     _untouched(info, before)
-    assert _registrations(cloud, "plainmqtt") == []
+    assert registrations(cloud, "plainmqtt") == []
 
 
 def test_wrong_device_secret_is_refused_by_broker(cloud, tmp_path):

@@ -11,13 +11,12 @@ import time
 import pytest
 
 from cloud_emulator.testing import running_emulator
-from e2e import (SECRET, write_info, write_aliyun_info, run_device, read_json, retry_waits,
+from e2e import (SECRET, write_info, write_aliyun_info, run_device, read_json, registrations, retry_waits,
                  folder_snapshot)
 
 PID = "FAULTPRD01"  # Tencent, auto-create
 PK = "a1FaultPrd1"  # Alibaba, devices pre-registered (HTTPS and MQTT registration)
 SLACK_S = 0.8  # process scheduling and TLS handshakes on a busy host, per bound
-REGISTRATION_APIS = ("tencent-v2", "tencent-legacy", "aliyun-https-register", "aliyun-mqtt-register")
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +61,6 @@ def _faults(records, kind):
     return [r for r in records if r.get("result") == "fault:" + kind]
 
 
-def _registrations(records, device):
-    return [r for r in records if r.get("api") in REGISTRATION_APIS and r.get("device") == device]
-
-
 def _run(info, **spec):
     # run_device with the device's own elapsed time; returns (result, wall-clock seconds).
     start = time.monotonic()
@@ -86,10 +81,10 @@ def _settle(cloud, mark, device, count, timeout=5.0):
     # Wait until `count` registrations of `device` are logged after `mark`: a delayed request is
     # processed after the device gave up on it, and must not spill into the next test.
     deadline = time.monotonic() + timeout
-    while len(_registrations(_since(cloud, mark), device)) < count:
+    while len(registrations(_since(cloud, mark), device)) < count:
         assert time.monotonic() < deadline, "the delayed requests were never processed"
         time.sleep(0.05)
-    return _registrations(_since(cloud, mark), device)
+    return registrations(_since(cloud, mark), device)
 
 
 def _gaps(records):
@@ -141,7 +136,7 @@ def test_trickled_answer_is_cut_off_and_retried(cloud, tmp_path):
     assert "too slow" in result["message"] or "timed out" in result["message"], result
     records = _since(cloud, mark)
     assert len(_faults(records, "trickle")) == 2
-    assert [r["result"] for r in _registrations(records, "trickle")] == ["ok", "ok"]  # processed, answer lost
+    assert [r["result"] for r in registrations(records, "trickle")] == ["ok", "ok"]  # processed, answer lost
     assert result["elapsed_ms"] / 1000 < 2 * 2.0  # bounded (see the next test for how tightly)
     observed("trickle", attempts=2, elapsed_ms=result["elapsed_ms"])
 
@@ -175,7 +170,7 @@ def test_body_cut_short_is_retried_then_network_error(cloud, tmp_path, kind, sch
         assert "cut short" in result["message"], result
     records = _since(cloud, mark)
     assert len(_faults(records, kind)) == 3
-    assert len(_registrations(records, name)) == 3  # each attempt was processed; the answers were lost
+    assert len(registrations(records, name)) == 3  # each attempt was processed; the answers were lost
     assert result["elapsed_ms"] / 1000 <= 3 * 0.2 + 0.3 + SLACK_S
     observed(name, attempts=3, elapsed_ms=result["elapsed_ms"], message=repr(result["message"][-60:]))
 
@@ -189,7 +184,7 @@ def test_reset_then_retry_stores_the_newest_credential(cloud, tmp_path):
     result, wall = _run(info, ensure={"attempts": 3, "backoff_ms": 50, "timeout_ms": 2000}, connect={})
     assert result["ok"] and result["connected"], result
     records = _since(cloud, mark)
-    assert len(_faults(records, "reset")) == 1 and len(_registrations(records, "reset-then-ok")) == 2
+    assert len(_faults(records, "reset")) == 1 and len(registrations(records, "reset-then-ok")) == 2
     assert read_json(info)["credential"]["psk"] == cloud.device(PID, "reset-then-ok")["psk"]
     observed("reset_then_ok", attempts=2, elapsed_ms=result["elapsed_ms"])
 
@@ -206,7 +201,7 @@ def test_5xx_retries_are_bounded_and_jittered(cloud, tmp_path):
         result, wall = _run(info, ensure=ensure)
         assert result["ok"], result
         records = _since(cloud, mark)
-        attempts = _faults(records, "http_status") + _registrations(records, name)
+        attempts = _faults(records, "http_status") + registrations(records, name)
         assert [r["result"] for r in attempts] == ["fault:http_status"] * 3 + ["ok"]
         waits = retry_waits(result["output"])
         assert len(waits) == 3
@@ -238,7 +233,7 @@ def test_429_retry_after_is_honoured(cloud, tmp_path):
     result, wall = _run(info, ensure={"attempts": 3, "backoff_ms": 50, "timeout_ms": 1000})
     assert result["ok"], result
     records = _since(cloud, mark)
-    attempts = _faults(records, "http_status") + _registrations(records, "retry-after")
+    attempts = _faults(records, "http_status") + registrations(records, "retry-after")
     assert [r["result"] for r in attempts] == ["fault:http_status", "ok"]
     assert retry_waits(result["output"]) == [1000]  # Retry-After, not the 25-50 ms backoff
     [gap] = _gaps(attempts)
@@ -293,7 +288,7 @@ def test_rejection_after_a_5xx_is_not_retried(cloud, tmp_path):
     result, wall = _fails(info, "RejectedError", {"attempts": 4, "backoff_ms": 50, "timeout_ms": 1000})
     assert result["code"] == "AuthFailure.SignatureFailure"
     records = _since(cloud, mark)
-    assert [r["result"] for r in _faults(records, "http_status") + _registrations(records, "reject-after-5xx")] \
+    assert [r["result"] for r in _faults(records, "http_status") + registrations(records, "reject-after-5xx")] \
         == ["fault:http_status", "AuthFailure.SignatureFailure"]
     assert result["output"].count("retrying in") == 1
     observed("reject_after_5xx", attempts=2, elapsed_ms=result["elapsed_ms"])
@@ -318,7 +313,7 @@ def test_html_error_page_with_5xx_is_retried(cloud, tmp_path):
     result, wall = _run(info, ensure={"attempts": 3, "backoff_ms": 50, "timeout_ms": 1000})
     assert result["ok"], result
     records = _since(cloud, mark)
-    assert [r["result"] for r in _faults(records, "wrong_content_type") + _registrations(records, "html-502")] \
+    assert [r["result"] for r in _faults(records, "wrong_content_type") + registrations(records, "html-502")] \
         == ["fault:wrong_content_type", "ok"]
     observed("html_502", attempts=2)
 
@@ -350,7 +345,7 @@ def test_tls_faults_on_https_are_tls_errors_without_retry(cloud, tmp_path, fault
     assert reason in result["message"] and "localhost" in result["message"], result
     assert "retrying" not in result["output"]
     records = _since(cloud, mark)
-    assert _registrations(records, name) == []
+    assert registrations(records, name) == []
     if fault != "wrong_ca":
         assert [(r["api"], r["transport"], r["result"]) for r in records] == [("tls", "https", "fault:" + fault)]
         assert cloud.faults()[0]["count"] == 1  # one handshake, no retry
@@ -397,7 +392,7 @@ def test_mqtt_registration_without_connack_is_retried_then_network_error(cloud, 
     assert "after 3 attempts" in result["message"], result
     records = _since(cloud, mark)
     assert [(r["api"], r["transport"]) for r in _faults(records, "mqtt_no_connack")] == [("mqtt-connect", "mqtts")] * 3
-    assert _registrations(records, "no-connack") == []  # never judged: no secret issued
+    assert registrations(records, "no-connack") == []  # never judged: no secret issued
     # each attempt: TLS handshake, CONNECT, then the CONNACK wait bounded by timeout_ms
     waits = sum(retry_waits(result["output"])) / 1000
     assert 1.5 + waits <= result["elapsed_ms"] / 1000 <= 1.5 + waits + SLACK_S
@@ -428,7 +423,7 @@ def test_mqtt_registration_session_dropped_before_result_is_retried(cloud, tmp_p
     assert result["ok"] and result["connected"], result
     records = _since(cloud, mark)
     assert len(_faults(records, "mqtt_close_after_connack")) == 1
-    assert [r["result"] for r in _registrations(records, "dropped-once")] == ["ok", "ok"]
+    assert [r["result"] for r in registrations(records, "dropped-once")] == ["ok", "ok"]
     assert len([r for r in records if r["api"] == "mqtt-deliver" and r.get("device") == "dropped-once"]) == 1
     assert read_json(info)["credential"] == {"device_secret": cloud.device(PK, "dropped-once")["device_secret"]}
     observed("mqtt_dropped_once", attempts=2, elapsed_ms=result["elapsed_ms"])
