@@ -20,7 +20,8 @@ SLACK_S = 0.8  # process scheduling and TLS handshakes on a busy host, per bound
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
+def cloud(tmp_path_factory, umqtt):
+    # One emulator per umqtt.simple version (conftest.py): every test here runs on each.
     with running_emulator(tmp_path_factory.mktemp("cloud"), client_timeout=5.0) as cloud:
         cloud.add_product(PID, SECRET, auth="key", dynreg=True, mode="autocreate", limit=1000)
         cloud.add_product(PK, SECRET, cloud="aliyun")
@@ -261,7 +262,12 @@ def test_total_ms_bounds_all_attempts(cloud, tmp_path):
     ensure = {"attempts": 50, "backoff_ms": 100, "max_backoff_ms": 400, "total_ms": 1500, "timeout_ms": 1000}
     result, wall = _fails(info, "NetworkError", ensure)
     tried = len(_faults(_since(cloud, mark), "http_status"))
-    assert 3 <= tried < 50 and "after %d attempts" % tried in result["message"], (tried, result["message"])
+    # The budget, not the attempt count, ended the tries. The last attempt may get so little of
+    # the budget that it never reaches the cloud (how little depends on the machine's speed), so
+    # the cloud saw the attempts the device counted, or one fewer. The budget's arithmetic itself
+    # is checked with a fake clock in test_retries.py.
+    counted = int(result["message"].split("after ")[1].split(" attempt")[0])
+    assert 3 <= counted < 50 and counted - 1 <= tried <= counted, (tried, result["message"])
     assert result["elapsed_ms"] <= 1500 + SLACK_S * 1000
     observed("total_ms", attempts=tried, total_ms=1500, elapsed_ms=result["elapsed_ms"])
 
