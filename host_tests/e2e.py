@@ -1,18 +1,27 @@
-# Helpers for the end-to-end tests: a device on the MicroPython unix port (run_device.py)
-# against the local cloud emulator, with its info in a plain folder or a littlefs2 image.
+# Helpers for the end-to-end tests: a device (run_device.py) on the MicroPython v1.28.0 unix
+# port with dynreg and umqtt.simple frozen, against the local cloud emulator, with its info in a
+# plain folder or a littlefs2 image.
 import json
 import os
 import subprocess
+import sys
 import tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
-MICROPYPATH = ":".join(os.path.join(ROOT, p) for p in ("host_tests/device", "lib", "build/deps", "firmware"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import runtime  # noqa: E402
+
+MICROPYTHON = runtime.MICROPYTHON
+if runtime.check_built():
+    raise RuntimeError(runtime.check_built())
 SECRET = "hzvf5LF9S0isvBhDSauWMaIk"
+# The umqtt.simple the devices run: the frozen one, or a label of runtime.umqtt_variants();
+# set per test by the `umqtt` fixture (conftest.py).
+UMQTT = runtime.FROZEN_UMQTT
 
 
 def device_env(**extra):
-    env = dict(os.environ, MICROPYPATH=MICROPYPATH)
+    env = dict(os.environ, MICROPYPATH=runtime.micropypath("host_tests/device", "firmware", umqtt=UMQTT))
     env.update(extra)
     return env
 

@@ -1,10 +1,10 @@
 # Runs every shared test file (test_*.py but not test_host_*.py) on the MicroPython unix
-# port. Usage, from the repository root:  micropython host_tests/mp_runner.py [file ...]
+# port, against the dynreg frozen into it. Usage, from the repository root:
+#   build/firmware/unix/micropython host_tests/mp_runner.py [file ...]
 # Prints one line per failure and a final "N passed, N failed"; exits 1 on any failure.
 import os
 import sys
 
-sys.path.insert(0, "lib")
 sys.path.insert(0, "host_tests")
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from cloud_emulator.testing import running_emulator
 from e2e import registrations
+import runtime
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "boards", "unix"))
@@ -28,6 +29,9 @@ PROVISION = os.path.join(ROOT, "tools", "provision.py")
 PRODUCT = "BENCH00001"
 SECRET = "b3nch-Pr0duct-S3cret-0123"
 UNIQUE_ID = "a1b2c3d4e5f6"  # the virtual board's machine.unique_id(), in hex
+MIP_LABEL = [v for v in runtime.umqtt_variants() if v.startswith("mip-")][-1]
+MIP_VERSION = runtime.umqtt_version(MIP_LABEL)
+MIP_UMQTT = os.path.join(runtime.UMQTT_DIR, MIP_LABEL, "umqtt", "simple.py")
 
 
 @pytest.fixture(autouse=True)
@@ -174,15 +178,15 @@ def test_provision_many_boards_at_once_and_report_each(cloud, tmp_path):
 @pytest.fixture
 def local_index(tmp_path):
     # micropython-lib's index layout (package/py/NAME/latest.json, file/XX/HASH) serving
-    # umqtt.simple from build/deps, on 127.0.0.1.
-    source = open(os.path.join(ROOT, "build", "deps", "umqtt", "simple.py"), "rb").read()
+    # the umqtt.simple that mip installs today, on 127.0.0.1.
+    source = open(MIP_UMQTT, "rb").read()
     short = hashlib.sha256(source).hexdigest()[:8]
     index = tmp_path / "index"
     (index / "file" / short[:2]).mkdir(parents=True)
     (index / "file" / short[:2] / short).write_bytes(source)
     (index / "package" / "py" / "umqtt.simple").mkdir(parents=True)
     (index / "package" / "py" / "umqtt.simple" / "latest.json").write_text(
-        json.dumps({"hashes": [["umqtt/simple.py", short]], "version": "1.3.4"}))
+        json.dumps({"hashes": [["umqtt/simple.py", short]], "version": MIP_VERSION}))
     handler = functools.partial(_QuietHandler, directory=str(index))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -197,9 +201,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def test_mip_installs_package_json_onto_a_board_without_frozen_dynreg(tmp_path, local_index):
-    # The repository's package.json as it is; its umqtt.simple dependency from a local index
-    # (mip over the network is what `mip install github:...` does on a bench with internet).
-    with VirtualBoard(str(tmp_path / "flash.img"), fresh=True, frozen=()) as board:
+    # Stock firmware (nothing of ours frozen): the repository's package.json as it is, and its
+    # umqtt.simple dependency from a local index (mip over the network is what
+    # `mip install github:...` does on a bench with internet).
+    with VirtualBoard(str(tmp_path / "flash.img"), fresh=True, stock=True) as board:
         assert "ImportError" in mpremote(board, "exec", "try:\n import dynreg\nexcept ImportError as e:\n print('ImportError')")
         env = dict(os.environ, no_proxy="127.0.0.1,localhost", NO_PROXY="127.0.0.1,localhost")
         proc = subprocess.run([MPREMOTE, "connect", board.port, "resume", "mip", "install", "--no-mpy",
@@ -209,7 +214,7 @@ def test_mip_installs_package_json_onto_a_board_without_frozen_dynreg(tmp_path, 
         with open(os.path.join(ROOT, "package.json")) as f:
             package = json.load(f)
         expected = {dest: os.path.join(ROOT, src) for dest, src in package["urls"]}
-        expected["umqtt/simple.py"] = os.path.join(ROOT, "build", "deps", "umqtt", "simple.py")
+        expected["umqtt/simple.py"] = MIP_UMQTT
         for dest, src in expected.items():
             on_board = mpremote(board, "fs", "sha256sum", ":lib/" + dest).split()[-1]
             assert on_board == hashlib.sha256(open(src, "rb").read()).hexdigest(), dest

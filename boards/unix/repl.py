@@ -3,9 +3,10 @@
 # board's shape, then, with --boot, runs boot.py and main.py from the image as a board does
 # at power-on. Run with `micropython -i` so that the port's own REPL follows, with the raw
 # REPL and raw-paste mode that mpremote speaks:
-#   MICROPYPATH=lib:build/deps micropython -i boards/unix/repl.py IMAGE [--format] [--boot]
-# MICROPYPATH stands in for the frozen modules. A soft reset ends the unix process, so
-# mpremote must `resume` instead of resetting.
+#   MICROPYPATH=.frozen build/firmware/unix/micropython -i boards/unix/repl.py IMAGE [--format] [--boot] [--stock]
+# dynreg and umqtt.simple are frozen into the unix build as on a board; --stock hides the
+# frozen modules, as on stock firmware where mip installs both. A soft reset ends the unix
+# process, so mpremote must `resume` instead of resetting.
 import os
 import sys
 
@@ -26,12 +27,12 @@ def mount(image, fresh):
     os.chdir(FLASH)
 
 
-def board_path():
+def board_path(stock):
     # A board searches '' (the flash root), then its frozen modules, then /lib; mip installs
     # into the first entry that ends in /lib, so /flash/lib must come before any host folder
     # of that name.
-    frozen = [p for p in sys.path if p not in ("", HERE, ".frozen") and not p.startswith(FLASH)]
-    sys.path[:] = ["", ".frozen"] + frozen + [FLASH + "/lib"]
+    host = [p for p in sys.path if p not in ("", HERE, ".frozen") and not p.startswith(FLASH)]
+    sys.path[:] = [""] + ([] if stock else [".frozen"]) + host + [FLASH + "/lib"]
 
 
 def run_file(name):
@@ -50,7 +51,7 @@ def run_file(name):
 
 def main(argv):
     mount(argv[0], "--format" in argv)
-    board_path()
+    board_path("--stock" in argv)
     if "--boot" in argv:
         run_file("boot.py")
         run_file("main.py")

@@ -1,7 +1,7 @@
 # Boots the unix port like a board: mounts a littlefs2 image file at /flash, makes it the
-# working folder and runs the application's main.py. The application, the library and
-# umqtt.simple come from MICROPYPATH, as frozen modules do on a board:
-#   MICROPYPATH=firmware:lib:build/deps micropython boards/unix/run.py IMAGE [--format] [--put SRC DEST ...] [--no-main]
+# working folder and runs the application's main.py. The library and umqtt.simple are frozen
+# into the unix build as on a board; the application comes from MICROPYPATH:
+#   MICROPYPATH=.frozen:firmware build/firmware/unix/micropython boards/unix/run.py IMAGE [--format] [--put SRC DEST ...] [--no-main]
 # --format makes a fresh filesystem; --put copies host files into the image (provisioning).
 import os
 import sys

@@ -18,19 +18,19 @@ import time
 import tty
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from runtime import MICROPYTHON, micropypath  # noqa: E402
+
 REPL = os.path.join(ROOT, "boards", "unix", "repl.py")
-# Stand-ins for the frozen modules: the library and umqtt.simple.
-FROZEN = ("lib", "build/deps")
 
 
 class VirtualBoard:
-    def __init__(self, image, fresh=False, boot=False, frozen=FROZEN, env=None, ready_timeout=10.0):
+    def __init__(self, image, fresh=False, boot=False, stock=False, env=None, ready_timeout=10.0):
         self.image = image
         self.ready_timeout = ready_timeout
         self.fresh = fresh
         self.boot = boot
-        self.frozen = frozen
+        self.stock = stock
         self.env = env or {}
         self.console = bytearray()
         self.port = None
@@ -46,8 +46,8 @@ class VirtualBoard:
         self._board_end, self._host_end, self._host_tty = board_end, host_end, host_tty
         self.port = os.ttyname(host_tty)
         args = [MICROPYTHON, "-i", REPL, self.image] + (["--format"] if self.fresh else []) + (
-            ["--boot"] if self.boot else [])
-        env = dict(os.environ, MICROPYPATH=":".join(os.path.join(ROOT, p) for p in self.frozen))
+            ["--boot"] if self.boot else []) + (["--stock"] if self.stock else [])
+        env = dict(os.environ, MICROPYPATH=micropypath())
         env.update(self.env)
         self.process = subprocess.Popen(args, stdin=board_tty, stdout=board_tty, stderr=board_tty,
                                         env=env, cwd=ROOT, start_new_session=True)

@@ -45,14 +45,29 @@ def tls_context(ca, cert=None, key=None):
     return ctx
 
 
-_ERRNO_WORDS = {11: "timed out", 110: "timed out", 116: "timed out", 103: "connection aborted",
-                104: "connection reset", 111: "connection refused", 113: "no route to host"}
+# By the errno module's names: the numbers differ between ports (ESP32's newlib is not Linux).
+_ERRNO_WORDS = (("EAGAIN", "timed out"), ("ETIMEDOUT", "timed out"), ("ECONNABORTED", "connection aborted"),
+                ("ECONNRESET", "connection reset"), ("ECONNREFUSED", "connection refused"),
+                ("EHOSTUNREACH", "no route to host"))
 
 
 def reason(e):
     if not e.args:
         return type(e).__name__
-    return _ERRNO_WORDS.get(e.args[0]) or str(e.args[0]).strip()
+    import errno
+
+    for name, words in _ERRNO_WORDS:
+        if e.args[0] == getattr(errno, name, None):
+            return words
+    return str(e.args[0]).strip()
+
+
+def nodelay(sock):
+    # TCP_NODELAY by the port's own numbers: lwIP (rp2, ESP32) names it; Linux's are 6 and 1.
+    try:
+        sock.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
+    except (OSError, AttributeError):
+        pass
 
 
 def wrap(sock, ctx, host):
@@ -67,10 +82,10 @@ def wrap(sock, ctx, host):
 
 def connect(host, port, timeout_ms):
     try:
-        addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
     except (OSError, IndexError):
         raise NetworkError("cannot resolve %s" % host)
-    sock = socket.socket()
+    sock = socket.socket(family, kind, proto)
     sock.settimeout(timeout_ms / 1000)
     try:
         sock.connect(addr)

@@ -1,8 +1,7 @@
 # MQTT connection with the stored credential, on umqtt.simple. A refused CONNECT is a
 # RejectedError with the CONNACK code, never a retry loop.
-import sys
 from micropython import const
-from dynreg import ConfigError, NetworkError, RejectedError, store, clock, codec, http
+from dynreg import ConfigError, NetworkError, RejectedError, TLSError, store, clock, codec, http
 from dynreg.flow import load_ca, options, say
 
 _LOGIN_LIFETIME = const(86400)  # seconds a Tencent login stays valid
@@ -51,54 +50,49 @@ def login(info, tls):
                              info.algorithm, tls)
 
 
-class _SocketHook:
-    # What umqtt.simple calls right after its TCP connect, for both generations of its API:
-    # >= 1.4 calls `ssl.wrap_socket(sock, server_hostname=...)` on the object it was given;
-    # <= 1.3 (PyPI) calls `ussl.wrap_socket(sock, **ssl_params)`, and firmware since 1.21 has
-    # no `ussl`, so this object stands in for that module too. It bounds the TLS handshake
-    # and every later read (a CONNACK that never comes) with the timeout umqtt never sets,
-    # and wraps the socket in TLS only when there is a context.
-    def __init__(self, ctx, timeout_ms):
+class _Tls:
+    # The `ssl` object umqtt.simple (1.4 and later) hands its TCP socket to, after its connect:
+    # the verifying context, with mbedTLS's refusals turned into TLSError.
+    def __init__(self, ctx):
         self.ctx = ctx
-        self.timeout = timeout_ms / 1000
 
-    def wrap_socket(self, sock, server_hostname=None, **ignored):
-        sock.settimeout(self.timeout)
-        try:
-            # umqtt writes CONNECT in several small pieces: without TCP_NODELAY each waits for
-            # the ACK of the one before. IPPROTO_TCP 6, TCP_NODELAY 1 on Linux and lwIP alike.
-            sock.setsockopt(6, 1, 1)
-        except OSError:
-            pass
-        return http.wrap(sock, self.ctx, server_hostname) if self.ctx else sock
+    def wrap_socket(self, sock, server_hostname=None):
+        http.nodelay(sock)  # umqtt writes CONNECT in small pieces: no Nagle wait between them
+        return http.wrap(sock, self.ctx, server_hostname)
 
 
 def open_client(client_id, host, port, user, password, ctx, keepalive=60, timeout_ms=10000, callback=None):
+    # A connected umqtt.simple client. Needs umqtt.simple 1.5 or later (an `ssl` object and
+    # `connect(timeout=)`), as frozen since MicroPython v1.24 and installed by mip.
     from umqtt.simple import MQTTClient
 
-    c = MQTTClient(client_id, host, port, user, password, keepalive)
-    hook = _SocketHook(ctx, timeout_ms)
-    if hasattr(c, "ssl_params"):  # umqtt.simple <= 1.3
-        sys.modules["ussl"] = hook
-        c.ssl = True
-        c.ssl_params = {"server_hostname": host}
-    else:
-        c.ssl = hook
+    c = MQTTClient(client_id, host, port, user, password, keepalive, ssl=_Tls(ctx) if ctx else None)
     if callback:
         c.set_callback(callback)
-    connect_client(c)
+    connect_client(c, timeout_ms)
     return c
 
 
-def connect_client(c):
+def connect_client(c, timeout_ms):
     from umqtt.simple import MQTTException
 
     try:
-        c.connect()
+        # The timeout bounds the TCP connect, the TLS handshake and the CONNACK.
+        c.connect(timeout=timeout_ms / 1000)
+    except TypeError:
+        if c.sock is not None:
+            raise
+        # The call itself was refused: an umqtt.simple older than 1.5, which can neither
+        # verify the broker's certificate on this firmware nor bound its waits.
+        raise ConfigError("umqtt.simple is too old (no connect timeout): install 1.5 or later "
+                          "(mpremote mip install umqtt.simple)")
     except MQTTException as e:
         close(c)
         code = e.args[0] if e.args else None
         raise RejectedError(code, "MQTT CONNECT refused (CONNACK %s)" % code)
+    except TLSError:
+        close(c)
+        raise
     except OSError as e:
         close(c)
         raise NetworkError("MQTT connection failed (%s)" % http.reason(e))

@@ -1,0 +1,232 @@
+# Every TLS path of the device, on every umqtt.simple a user can have (the `umqtt` fixture),
+# on the frozen v1.28.0 unix build: HTTPS registration (Tencent), MQTT registration (Alibaba),
+# and the MQTT logins with a psk, a DeviceSecret, a deviceToken and a client certificate.
+# Each is pointed at a man in the middle (a TLS server with a certificate for the right host
+# name from a CA the device does not trust, which records every byte it is sent), and at the
+# emulator serving an expired certificate or one for another host. Each must end in TLSError,
+# with nothing stored and not one byte of application data sent. A certificate device must
+# present its certificate, and a server that never answers must not hold the device past its
+# timeout. umqtt.simple 1.3.4 (PyPI), which cannot verify a certificate on this firmware, is
+# refused before any connection.
+import datetime
+import os
+import socket
+import ssl
+import threading
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import DNSName, IPAddress
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+import e2e
+from cloud_emulator.crypto import _create_ca, _new_key
+from cloud_emulator.testing import running_emulator
+from e2e import SECRET, folder_snapshot, read_json, registrations, run_device, write_aliyun_info, write_info
+
+TENCENT = "TLSKEY0001"
+TENCENT_CERT = "TLSCERT001"
+ALIYUN = "a1TlsPrdKey"
+ALIYUN_FREE = "a1TlsFreeKy"
+FAST = {"attempts": 1, "timeout_ms": 3000}
+# (path, how the device is set up, what the man in the middle stands in for)
+PATHS = ("https-register", "mqtt-register", "psk-login", "secret-login", "token-login", "cert-login")
+LOGINS = ("psk-login", "secret-login", "token-login", "cert-login")
+
+
+class ManInTheMiddle:
+    """A TLS server on 127.0.0.1 with a certificate for localhost, issued by a CA of its own.
+    It records each connection's outcome and the application bytes it received. With
+    stall=True it accepts TCP and never says a word."""
+
+    def __init__(self, folder, stall=False):
+        ca = _create_ca()
+        key = _new_key()
+        cert = ca.issue("localhost", key.public_key(), usage=ExtendedKeyUsageOID.SERVER_AUTH, days=30,
+                        san=[DNSName("localhost"), IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))])
+        cert_path, key_path = os.path.join(folder, "mitm.pem"), os.path.join(folder, "mitm.key")
+        with open(cert_path, "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        with open(key_path, "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert_path, key_path)
+        self.stall = stall
+        self.connections = []  # [{"handshake": "ok" | error text, "received": bytes}]
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._open = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            self._open.append(sock)
+            threading.Thread(target=self._handle, args=(sock,), daemon=True).start()
+
+    def _handle(self, sock):
+        record = {"handshake": None, "received": b""}
+        self.connections.append(record)
+        sock.settimeout(20)
+        if self.stall:
+            try:
+                while sock.recv(4096):
+                    pass
+            except OSError:
+                pass
+            return
+        try:
+            tls = self.context.wrap_socket(sock, server_side=True)
+        except (OSError, ssl.SSLError) as e:
+            record["handshake"] = type(e).__name__ + ": " + str(e)
+            return
+        record["handshake"] = "ok"
+        try:
+            while True:
+                data = tls.recv(4096)
+                if not data:
+                    break
+                record["received"] += data
+        except (OSError, ssl.SSLError):
+            pass
+
+    def close(self):
+        self.listener.close()
+        for sock in self._open:
+            sock.close()
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory, umqtt):
+    # One emulator per umqtt.simple version (conftest.py): every test here runs on each.
+    with running_emulator(tmp_path_factory.mktemp("cloud")) as cloud:
+        cloud.add_product(TENCENT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=1000)
+        cloud.add_product(TENCENT_CERT, SECRET, auth="cert", dynreg=True, mode="autocreate", limit=1000)
+        cloud.add_product(ALIYUN, SECRET, cloud="aliyun")
+        cloud.add_product(ALIYUN_FREE, SECRET, cloud="aliyun", regnwl=True)
+        yield cloud
+
+
+@pytest.fixture
+def mitm(tmp_path):
+    server = ManInTheMiddle(str(tmp_path))
+    yield server
+    server.close()
+
+
+def device(cloud, tmp_path, path, tag, umqtt):
+    # A device folder for `path`: registered already when the path is a login.
+    name = ("%s-%s-%s" % (path.split("-")[0], tag, umqtt.replace(".", "")))[:32]
+    folder = tmp_path / name
+    folder.mkdir()
+    mqtts = "mqtts://localhost:%d" % cloud.mqtts_port
+    if path in ("https-register", "psk-login"):
+        info = write_info(folder, cloud, TENCENT, device_name=name, mqtt_url=mqtts)
+    elif path == "cert-login":
+        info = write_info(folder, cloud, TENCENT_CERT, device_name=name, mqtt_url=mqtts, auth="cert")
+    elif path in ("mqtt-register", "secret-login"):
+        cloud.add_device(ALIYUN, name)
+        info = write_aliyun_info(folder, cloud, ALIYUN, name, api="mqtt" if path == "mqtt-register" else "https")
+    else:
+        info = write_aliyun_info(folder, cloud, ALIYUN_FREE, name, api="regnwl")
+    if path in LOGINS:
+        result = run_device(info, ensure=FAST)
+        assert result["ok"], result
+    return info, name
+
+
+def point_at(info, path, port):
+    # The endpoint that `path` uses, moved to localhost:port.
+    doc = read_json(info)
+    if path == "https-register":
+        doc["register_url"] = "https://localhost:%d" % port
+    else:
+        doc["mqtt_url"] = "mqtts://localhost:%d" % port
+    with open(info, "w") as f:
+        __import__("json").dump(doc, f)
+
+
+def run(info, path, **connect):
+    connect = dict({"timeout_ms": 3000}, **connect)
+    return run_device(info, ensure=FAST, connect=connect if path in LOGINS else None)
+
+
+def secrets_of(info):
+    doc = read_json(info)
+    values = [doc.get("product_secret")] + [v for k, v in doc.get("credential", {}).items()
+                                            if isinstance(v, str) and k != "client_id"]  # the client id is public
+    return [v.encode() for v in values if v]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_man_in_the_middle_gets_no_byte_and_nothing_is_stored(cloud, tmp_path, mitm, umqtt, path):
+    info, name = device(cloud, tmp_path, path, "mitm", umqtt)
+    point_at(info, path, mitm.port)
+    before = folder_snapshot(info)
+    mark = len(cloud.log())
+    result = run(info, path)
+    assert not result["ok"] and result["error"] == "TLSError", result
+    assert "not correctly signed by the trusted CA" in result["message"], result
+    assert mitm.connections, "the device never reached the man in the middle"
+    assert all(c["received"] == b"" for c in mitm.connections)  # not one byte of CONNECT or POST
+    assert all(c["handshake"] != "ok" for c in mitm.connections), mitm.connections
+    assert folder_snapshot(info) == before
+    assert registrations(cloud.log()[mark:], name) == []
+    for secret in secrets_of(info):
+        assert secret not in result["output"].encode()
+
+
+@pytest.mark.parametrize("fault,reason", [("tls_expired", "expired"), ("tls_wrong_host", "Common Name")])
+@pytest.mark.parametrize("path", PATHS)
+def test_expired_or_wrong_host_certificates_are_refused(cloud, tmp_path, umqtt, path, fault, reason):
+    info, name = device(cloud, tmp_path, path, fault[4:9], umqtt)
+    before = folder_snapshot(info)
+    cloud.fault(fault)
+    mark = len(cloud.log())
+    result = run(info, path)
+    assert not result["ok"] and result["error"] == "TLSError" and reason in result["message"], result
+    assert folder_snapshot(info) == before
+    records = cloud.log()[mark:]
+    assert [r["result"] for r in records] == ["fault:" + fault]  # the handshake, and no request or CONNECT
+    assert cloud.faults() == []
+
+
+def test_a_certificate_device_presents_its_certificate(cloud, tmp_path, umqtt):
+    info, name = device(cloud, tmp_path, "cert-login", "present", umqtt)
+    mark = len(cloud.log())
+    result = run(info, "cert-login")
+    assert result["ok"] and result["connected"], result
+    [login] = [r for r in cloud.log()[mark:] if r.get("api") == "mqtt-connect"]
+    assert (login["result"], login.get("algorithm")) == ("ok", "cert"), login
+
+
+@pytest.mark.parametrize("path", ["https-register", "mqtt-register", "psk-login"])
+def test_a_server_that_never_answers_the_handshake_is_left_after_the_timeout(cloud, tmp_path, umqtt, path):
+    stalled = ManInTheMiddle(str(tmp_path), stall=True)
+    try:
+        info, name = device(cloud, tmp_path, path, "stall", umqtt)
+        point_at(info, path, stalled.port)
+        before = folder_snapshot(info)
+        result = run_device(info, ensure={"attempts": 1, "timeout_ms": 1000},
+                            connect={"timeout_ms": 1000} if path in LOGINS else None, elapsed=True)
+        assert not result["ok"] and result["error"] == "NetworkError", result
+        assert result["elapsed_ms"] >= 1000  # it waited for the timeout, then gave up
+        assert folder_snapshot(info) == before
+    finally:
+        stalled.close()
+
+
+def test_an_old_umqtt_that_cannot_verify_is_refused_before_connecting(cloud, tmp_path, mitm, monkeypatch):
+    old = [v for v in __import__("runtime").umqtt_variants(supported_only=False) if v.startswith("pypi-")]
+    assert old, "build/umqtt/pypi-1.3.4 is missing (tools/bootstrap.sh fetches it)"
+    info, name = device(cloud, tmp_path, "psk-login", "old", "frozen")
+    point_at(info, "psk-login", mitm.port)
+    monkeypatch.setattr(e2e, "UMQTT", old[0])
+    result = run(info, "psk-login")
+    assert not result["ok"] and result["error"] == "ConfigError", result
+    assert "umqtt.simple is too old" in result["message"] and "mip install umqtt.simple" in result["message"]
+    assert mitm.connections == []
