@@ -62,7 +62,8 @@ def test_the_unix_build_runs_the_frozen_library_and_umqtt():
             "    m = __import__(n[:-3].replace('/', '.'), None, None, ['x'])\n"
             "    print(n, m.__file__, getattr(m, '__version__', None))\n"
             "print('umqtt', umqtt.simple.__file__)\n"
-            "print('version', sys.implementation.version[:3])\n" % library_modules())
+            "print('version', sys.implementation.version[:3])\n"
+            "print(sys.version)\n" % library_modules())
     proc = subprocess.run([MICROPYTHON, "-c", code], capture_output=True, text=True, timeout=30,
                           env=dict(os.environ, MICROPYPATH=".frozen"), cwd="/")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -70,6 +71,7 @@ def test_the_unix_build_runs_the_frozen_library_and_umqtt():
     for name, line in zip(library_modules(), lines):
         assert line == "%s %s %s" % (name, name, VERSION)  # frozen: no folder in __file__
     assert "umqtt umqtt/simple.py" in lines and "version (1, 28, 0)" in lines
+    assert "MicroPython v1.28.0 on " in lines[-1]  # the release's own version, not a git describe
 
 
 def test_the_pico_w_image_holds_every_frozen_module_and_is_larger_than_stock():
@@ -77,7 +79,7 @@ def test_the_pico_w_image_holds_every_frozen_module_and_is_larger_than_stock():
         image = f.read()
     for name in library_modules() + ["umqtt/simple.py"]:
         assert name.encode() in image, name
-    assert b"Raspberry Pi Pico W with dynreg" in image and b"1.28.0" in image
+    assert b"Raspberry Pi Pico W with dynreg" in image and b"v1.28.0 on " in image
     with open(os.path.join(runtime.FIRMWARE, "sizes.json")) as f:
         sizes = json.load(f)
     ours, stock = sizes["RPI_PICO_W_DYNREG"], sizes["RPI_PICO_W"]

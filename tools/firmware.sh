@@ -22,6 +22,9 @@ RELEASE=1.28.0
 OUT=$ROOT/build/firmware
 JOBS=${JOBS:-$(nproc)}
 MPY_LIB_URL=https://github.com/micropython/micropython-lib
+# The kit's tree lies inside this checkout: without a ceiling, MicroPython's makeversionhdr.py
+# would find our git repository and stamp our commit as the firmware's version.
+export GIT_CEILING_DIRECTORIES=$ROOT/build
 say() { printf 'firmware: %s\n' "$*"; }
 die() { say "$*" >&2; exit 1; }
 
@@ -95,9 +98,9 @@ resolve_source() {
     echo "$SRC" > "$OUT/source-dir"
 }
 
-# inputs_hash NAME FILE-OR-FOLDER...: a hash of the source id and the inputs' contents.
+# inputs_hash FILE-OR-FOLDER...: a hash of the source id, this recipe and the inputs' contents.
 inputs_hash() {
-    { echo "$SOURCE_ID"; find "$@" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 \
+    { echo "$SOURCE_ID"; find tools/firmware.sh "$@" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 \
         | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-32
 }
 
