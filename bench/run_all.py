@@ -44,11 +44,15 @@ def flash_rows(flash):
         lines.append("| **%s** (without %s) | **%s** | %s |" % (
             name, ", ".join("`%s`" % m for m in flash["excluded"][key]), _kib(builds[key]),
             _target(builds[key] <= targets["one_cloud"], "<= %d KiB:" % (targets["one_cloud"] // KIB))))
+    image = flash.get("image")
+    if image:
+        lines.append("| **frozen into the Pico W image** (dynreg + umqtt.simple + qstrs, `firmware.bin` %d B "
+                     "against stock RPI_PICO_W %d B) | **%s** | |" % (image["ours"], image["stock"], _kib(image["cost"])))
     return lines
 
 
 def ram_rows(ram):
-    lines = ["| flow (unix port, library as .mpy) | smallest heap from which every probe succeeded | target | probes |",
+    lines = ["| flow (v1.28.0 unix port, library frozen) | smallest heap from which every probe succeeded | target | probes |",
              "|---|---:|---|---:|"]
     for figures in ram["flows"].values():
         if "smallest_heap" not in figures:
@@ -68,8 +72,8 @@ def ram_rows(ram):
         lines.append("| baseline: heap in use when the device script starts, before `import dynreg` | %s | | |"
                      % _kib(base["alloc_at_script_start"]))
     if ram.get("loaded_tencent_flow"):
-        lines.append("| part of each figure above: the heap the Tencent flow and umqtt hold once imported from "
-                     ".mpy (frozen into firmware, their bytecode stays in flash) | %s | | |"
+        lines.append("| part of each figure above: the heap the Tencent flow and umqtt hold once imported "
+                     "(frozen: module objects and globals only, the bytecode stays in flash) | %s | | |"
                      % _kib(ram["loaded_tencent_flow"]))
     if ram.get("tls_handshake_gc_bytes") is not None:
         lines.append("| GC heap taken by one TLS handshake (mbedTLS allocates outside the GC heap on this build) "
