@@ -2,6 +2,7 @@
 # port, against the dynreg frozen into it. Usage, from the repository root:
 #   build/firmware/unix/micropython host_tests/mp_runner.py [file ...]
 # Prints one line per failure and a final "N passed, N failed"; exits 1 on any failure.
+import gc
 import os
 import sys
 
@@ -28,14 +29,18 @@ def main(names):
         for name in sorted(dir(module)):
             if not name.startswith("test_"):
                 continue
+            gc.collect()  # a board's heap is small: each test starts from a compacted one
             try:
                 getattr(module, name)()
                 passed += 1
             except Exception as e:
                 failed += 1
                 print("FAIL %s.%s: %s: %s" % (module_name, name, type(e).__name__, e))
+        del sys.modules[module_name]  # its data (vectors, big test inputs) goes with it
+        del module
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)
 
 
-main(sys.argv[1:])
+# A board has no sys.argv (rp2): pico_emulator/device_suite.py passes the names as ARGV.
+main(globals().get("ARGV") or getattr(sys, "argv", [])[1:])

@@ -61,9 +61,27 @@ class RAMBlockDevice:
 _ram_disk = []
 
 
+def _remove_tree(path):
+    for entry in os.listdir(path):
+        full = path + "/" + entry
+        if os.stat(full)[0] & 0x4000:  # a folder
+            _remove_tree(full)
+            os.rmdir(full)
+        else:
+            os.remove(full)
+
+
 def scratch_dir():
-    # A fresh empty folder: on MicroPython a littlefs2 filesystem in RAM, formatted anew for
-    # each test, as the boards' flash is; on CPython a temporary folder.
+    # A fresh empty folder: on a board (the emulated Pico W) a folder on its own littlefs
+    # flash; on the unix port a littlefs2 filesystem in RAM, formatted anew for each test, as
+    # the boards' flash is; on CPython a temporary folder.
+    if sys.platform == "rp2":
+        path = "/scratch"
+        try:
+            _remove_tree(path)
+        except OSError:
+            os.mkdir(path)
+        return path
     if IS_MICROPYTHON:
         import vfs
 

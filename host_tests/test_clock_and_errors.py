@@ -6,8 +6,14 @@ import dynreg
 from dynreg import clock
 
 
+# The unix port's time.time() is a double; rp2's is an int (and its floats are 32-bit).
+DOUBLE_FLOATS = float(16777217) != 16777216.0
+
+
 def test_unix_port_epoch_1970():
-    assert clock.to_unix(1795300503.8, 1970) == 1795300503
+    assert clock.to_unix(1795300503, 1970) == 1795300503
+    if DOUBLE_FLOATS:
+        assert clock.to_unix(1795300503.8, 1970) == 1795300503
 
 
 def test_esp32_epoch_2000():
@@ -16,7 +22,7 @@ def test_esp32_epoch_2000():
 
 
 def test_result_is_int():
-    assert type(clock.to_unix(1795300503.99, 1970)) is int
+    assert type(clock.to_unix(1795300503.99 if DOUBLE_FLOATS else 1795300503, 1970)) is int
     assert type(clock.unix_time()) is int
 
 

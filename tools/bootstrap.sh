@@ -3,7 +3,8 @@
 # is missing and we may), the virtualenv with the pinned tools of requirements.txt, and the
 # old umqtt.simple 1.3.4 from PyPI into build/umqtt (fetched, never committed; dynreg must
 # refuse it clearly). The MicroPython side is built from source by tools/firmware.sh.
-# Idempotent: a second run only checks.
+# Node.js and the emulated Pico W's npm packages (pico_emulator/). Idempotent: a second run
+# only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
@@ -56,4 +57,22 @@ if [ ! -f "$UMQTT" ]; then
     cp "$found" "$UMQTT"
     rm -rf "$scratch"
     say "fetched umqtt.simple 1.3.4 into build/umqtt"
+fi
+
+# The emulated Pico W (pico_emulator/): Node.js and rp2040js, pinned by its package-lock.json.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        say "Node.js not found: installing nodejs and npm with apt-get"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    command -v node >/dev/null 2>&1 || { say "Node.js 18 or later is required for the emulated Pico W; install it and retry."; exit 1; }
+fi
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 18 ]; then
+    say "Node.js $(node --version) is too old for rp2040js: 18 or later is required."; exit 1
+fi
+EMU_STAMP=pico_emulator/node_modules/.installed
+if [ ! -f "$EMU_STAMP" ] || [ pico_emulator/package-lock.json -nt "$EMU_STAMP" ]; then
+    (cd pico_emulator && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || { say "npm ci in pico_emulator failed"; exit 1; }
+    touch "$EMU_STAMP"
+    say "installed rp2040js $(node -p 'require("./pico_emulator/node_modules/rp2040js/package.json").version') into pico_emulator/node_modules"
 fi

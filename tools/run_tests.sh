@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole suite on both runtimes: CPython (pytest) and the MicroPython v1.28.0 unix port with
-# dynreg frozen (tools/firmware.sh builds it); ends with each runtime's count, one total line
-# and the firmware sizes.
+# The whole suite on three runtimes: CPython (pytest), the MicroPython v1.28.0 unix port with
+# dynreg frozen, and the Pico W image on an emulated RP2040 (tools/firmware.sh builds both);
+# ends with each runtime's count, one total line and the firmware sizes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MICROPYTHON=build/firmware/unix/micropython
@@ -16,20 +16,25 @@ mp_version=$($MICROPYTHON -c 'import sys; print(sys.version.split(";")[1].strip(
 echo "== $mp_version, unix port built from source, dynreg frozen =="
 $MICROPYTHON host_tests/mp_runner.py 2>&1 | tee build/mp.out
 mp_rc=${PIPESTATUS[0]}
+echo "== the Pico W image (RPI_PICO_W_DYNREG) on an emulated RP2040, dynreg frozen, store on its flash =="
+.venv/bin/python pico_emulator/device_suite.py 2>&1 | tee build/pico.out
+pico_rc=${PIPESTATUS[0]}
 
 echo "== the demo, then the secrets scan of everything printed and logged =="
 .venv/bin/python tools/demo.py > build/demo.out 2>&1
 demo_rc=$?
 tail -n 1 build/demo.out
 .venv/bin/python tools/scan_secrets.py --roots build/pytest-tmp build/demo \
-    --outputs build/pytest.out build/mp.out build/demo.out build/device-output.log
+    --outputs build/pytest.out build/mp.out build/pico.out build/demo.out build/device-output.log
 scan_rc=$?
 
 count() { grep -oE "[0-9]+ $2" "$1" | tail -n 1 | grep -oE '^[0-9]+' || echo 0; }
 cp_pass=$(count build/pytest.out passed); cp_fail=$(( $(count build/pytest.out failed) + $(count build/pytest.out error) ))
 mp_pass=$(count build/mp.out passed); mp_fail=$(count build/mp.out failed)
+pico_pass=$(count build/pico.out passed); pico_fail=$(count build/pico.out failed)
 [ "$cpython_rc" = 0 ] || [ "$cp_fail" != 0 ] || cp_fail=1
 [ "$mp_rc" = 0 ] || [ "$mp_fail" != 0 ] || mp_fail=1
+[ "$pico_rc" = 0 ] || [ "$pico_fail" != 0 ] || pico_fail=1
 [ "$demo_rc" = 0 ] && [ "$scan_rc" = 0 ] || cp_fail=$((cp_fail + 1))  # counted with the host side
 echo
 .venv/bin/python - <<'PY'
@@ -42,5 +47,6 @@ PY
 echo "tests took $((SECONDS - t0)) s"
 echo "CPython:                 $cp_pass passed, $cp_fail failed"
 echo "MicroPython v1.28.0 unix: $mp_pass passed, $mp_fail failed"
-echo "total: $((cp_pass + mp_pass)) passed, $((cp_fail + mp_fail)) failed"
-[ "$cpython_rc" = 0 ] && [ "$mp_rc" = 0 ] && [ "$demo_rc" = 0 ] && [ "$scan_rc" = 0 ]
+echo "Pico W image (emulated): $pico_pass passed, $pico_fail failed"
+echo "total: $((cp_pass + mp_pass + pico_pass)) passed, $((cp_fail + mp_fail + pico_fail)) failed"
+[ "$cpython_rc" = 0 ] && [ "$mp_rc" = 0 ] && [ "$pico_rc" = 0 ] && [ "$demo_rc" = 0 ] && [ "$scan_rc" = 0 ]

@@ -45,18 +45,17 @@ class VirtualBoard:
             tty.setraw(fd)
         self._board_end, self._host_end, self._host_tty = board_end, host_end, host_tty
         self.port = os.ttyname(host_tty)
-        args = [MICROPYTHON, "-i", REPL, self.image] + (["--format"] if self.fresh else []) + (
-            ["--boot"] if self.boot else []) + (["--stock"] if self.stock else [])
         env = dict(os.environ, MICROPYPATH=micropypath())
         env.update(self.env)
-        self.process = subprocess.Popen(args, stdin=board_tty, stdout=board_tty, stderr=board_tty,
-                                        env=env, cwd=ROOT, start_new_session=True)
+        self.process = subprocess.Popen(self.command(), stdin=board_tty, stdout=board_tty,
+                                        stderr=self.stderr() or board_tty, env=env, cwd=ROOT,
+                                        start_new_session=True)
         os.close(board_tty)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._relay, daemon=True)
         self._thread.start()
         try:
-            self.wait_for(b">>> ", self.ready_timeout)  # with --boot: after main.py
+            self.ready(self.ready_timeout)
         except RuntimeError:
             self.stop()
             raise
@@ -64,6 +63,16 @@ class VirtualBoard:
         # long boot log cannot fill the terminal before a tool connects.
         _drain(self._host_tty)
         return self
+
+    def command(self):
+        return [MICROPYTHON, "-i", REPL, self.image] + (["--format"] if self.fresh else []) + (
+            ["--boot"] if self.boot else []) + (["--stock"] if self.stock else [])
+
+    def stderr(self):
+        return None  # the board's stderr is its console, as on a board
+
+    def ready(self, timeout):
+        self.wait_for(b">>> ", timeout)  # with --boot: after main.py
 
     def _relay(self):
         # The host side's own end stays open (self._host_tty), so reads never fail while no

@@ -1,0 +1,194 @@
+# The `socket` module of the emulated Pico W, copied to its flash root (a file there takes the
+# place of the built-in one). The CYW43 radio is the one part that cannot exist in emulation:
+# this stands in for it, and nothing else. TCP streams and SNTP queries travel as frames over
+# UART0 to the emulator's runner (pico_emulator/tunnel.mjs), which relays them to loopback.
+# mbedTLS (`tls` wraps any stream), dynreg and umqtt.simple above it run as on a board.
+import errno
+import io
+import struct
+import time
+
+import machine
+
+AF_INET = 2
+SOCK_STREAM = 1
+SOCK_DGRAM = 2
+IPPROTO_TCP = 6
+TCP_NODELAY = 1
+SOL_SOCKET = 1
+SO_REUSEADDR = 4
+_POLL = 3  # MP_STREAM_POLL
+_CLOSE = 4  # MP_STREAM_CLOSE
+_POLLIN = 1
+_POLLOUT = 4
+_MAX_PAYLOAD = 1024
+
+_uart = None
+_rx = bytearray()
+_links = {}
+
+
+def _port():
+    global _uart
+    if _uart is None:
+        _uart = machine.UART(0, 115200, rxbuf=4096)
+    return _uart
+
+
+def _send(kind, link, payload=b""):
+    _port().write(struct.pack(">BBH", ord(kind), link, len(payload)) + payload)
+
+
+def _pump():
+    # Whatever the relay has sent, dispatched to the sockets it belongs to.
+    global _rx
+    data = _port().read()
+    if data:
+        _rx += data
+    while len(_rx) >= 4:
+        kind, link, n = struct.unpack_from(">BBH", _rx)
+        if len(_rx) < 4 + n:
+            return
+        payload = bytes(_rx[4:4 + n])
+        _rx = _rx[4 + n:]
+        s = _links.get(link)
+        if s:
+            s._frame(chr(kind), payload)
+
+
+def getaddrinfo(host, port, af=0, kind=0, proto=0, flags=0):
+    # Names are resolved by the relay, on the host.
+    return [(AF_INET, kind or SOCK_STREAM, 0, "", (host, port))]
+
+
+class socket(io.IOBase):
+    def __init__(self, af=AF_INET, kind=SOCK_STREAM, proto=0):
+        self.kind = kind
+        self.timeout = None
+        self.state = "new"  # opening, open, closed (by the peer), error, shut (by us)
+        self.error = None
+        self.buf = b""
+        self.link = None
+
+    def _frame(self, kind, payload):
+        if kind == "K":
+            self.state = "open"
+        elif kind == "E":
+            self.state, self.error = "error", payload.decode()
+        elif kind == "D":
+            self.buf += payload
+        elif kind == "C":
+            self.state = "closed"
+
+    def _wait(self, ready):
+        # True once ready(); False at once when non-blocking; OSError ETIMEDOUT past the timeout.
+        deadline = None if self.timeout is None else time.ticks_add(time.ticks_ms(), int(self.timeout * 1000))
+        while True:
+            _pump()
+            if ready():
+                return True
+            if self.timeout == 0:
+                return False
+            if deadline is not None and time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+                raise OSError(errno.ETIMEDOUT)
+            time.sleep_ms(1)
+
+    def settimeout(self, seconds):
+        self.timeout = seconds
+
+    def setblocking(self, flag):
+        self.timeout = None if flag else 0
+
+    def setsockopt(self, level, option, value):
+        pass
+
+    def connect(self, addr):
+        host, port = addr
+        self.link = next(i for i in range(256) if i not in _links)
+        _links[self.link] = self
+        self.state = "opening"
+        _send("O" if self.kind == SOCK_STREAM else "U", self.link, ("%s:%d" % (host, port)).encode())
+        try:
+            self._wait(lambda: self.state != "opening")
+        except OSError:
+            self.close()
+            raise
+        if self.state == "error":
+            _links.pop(self.link, None)
+            raise OSError(getattr(errno, self.error, errno.EIO))
+
+    def write(self, data, n=None):
+        if self.state not in ("open", "closed"):
+            raise OSError(errno.ENOTCONN)
+        if self.state == "closed":
+            raise OSError(errno.ECONNRESET)
+        data = memoryview(data)[:len(data) if n is None else n]
+        for off in range(0, len(data), _MAX_PAYLOAD):
+            _send("D", self.link, bytes(data[off:off + _MAX_PAYLOAD]))
+        return len(data)
+
+    send = write
+
+    def sendall(self, data):
+        self.write(data)
+
+    def sendto(self, data, addr):
+        if self.state == "new":
+            self.connect(addr)
+        return self.write(data)
+
+    def readinto(self, buf, n=None):
+        n = len(buf) if n is None else min(n, len(buf))
+        if not self._wait(lambda: self.buf or self.state != "open"):
+            return None  # non-blocking, nothing yet
+        k = min(n, len(self.buf))
+        buf[:k] = self.buf[:k]
+        self.buf = self.buf[k:]
+        return k  # 0: the peer closed
+
+    def read(self, n=-1):
+        if n is None or n < 0:
+            self._wait(lambda: self.state != "open")
+            data, self.buf = self.buf, b""
+            return data
+        buf = bytearray(n)
+        k = self.readinto(buf)
+        return None if k is None else bytes(buf[:k])
+
+    def recv(self, n):
+        data = self.read(n)
+        if data is None:
+            raise OSError(errno.EAGAIN)
+        return data
+
+    def readline(self):
+        line = b""
+        while not line.endswith(b"\n"):
+            c = self.read(1)
+            if not c:
+                break
+            line += c
+        return line
+
+    def ioctl(self, request, arg):
+        if request == _POLL:
+            _pump()
+            ready = _POLLOUT if self.state == "open" else 0
+            if self.buf or self.state != "open":
+                ready |= _POLLIN
+            return ready & arg
+        if request == _CLOSE:
+            self.close()
+        return 0
+
+    def close(self):
+        if self.state in ("opening", "open"):
+            _send("C", self.link)
+        self.state = "shut"
+        _links.pop(self.link, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.close()
