@@ -106,6 +106,11 @@ def _folder(path):
 def network_up(site, log):
     if UNIX:
         return
+    if site.get("network") == "uart-tunnel":
+        # The emulated Pico W has no radio: its flash holds a socket module whose streams
+        # travel over UART0 to the emulator's runner (pico_emulator/).
+        log("network: no radio, sockets over the UART0 tunnel (emulated board)")
+        return
     import network
 
     wlan = network.WLAN(network.STA_IF)

@@ -14,6 +14,7 @@
 //                                  the last script (before it lands, or half landed), exit 4
 //   ... --bootrom FILE             the RP2040 B1 bootrom (default: the firmware kit's)
 //   ... --unique-id HEX            the flash's 64-bit unique id (machine.unique_id())
+//   ... --bootsel                  hold the BOOTSEL button (safe boot)
 //   ... --timeout 600              give up after this many wall-clock seconds (exit 3)
 //   ... --quiet                    do not echo the boot banner / REPL chatter
 //   ... --stock-ssi                keep rp2040js's own SSI stub (flash writes are then lost)
@@ -58,6 +59,7 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--stock-ssi') args.stockSsi = true;
   else if (a === '--uart-echo') args.uartEcho = true;
   else if (a === '--serial') args.serial = true;
+  else if (a === '--bootsel') args.bootsel = true;
   else if (a === '--unique-id') args.uniqueId = val();
   else if (a === '--tunnel') args.tunnel = true;
   else if (a === '--cut-at') args.cutAt = Number(val());
@@ -72,7 +74,7 @@ for (let i = 0; i < argv.length; i++) {
 }
 function usage(msg) {
   if (msg) console.error(msg);
-  console.error(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 23).join('\n'));
+  console.error(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 24).join('\n'));
   process.exit(2);
 }
 if (!args.image && !args.flashLoad) usage('--image or --flash-load is required');
@@ -279,6 +281,11 @@ if (!args.stockSsi) {
   mcu.peripherals[0x18000] = ssi;
   mcu.peripherals[0x40018] = new IOQSPI(mcu, 'IO_QSPI', ssi);
 }
+
+// BOOTSEL: the button pulls the flash's chip-select low; released, the line reads high
+// (rp2.bootsel_button() reads it through SIO's GPIO_HI_IN). rp2040js models no QSPI pads,
+// so the pin's input is set here. --bootsel holds the button down.
+Object.defineProperty(mcu.qspi[1], 'inputValue', { get: () => !args.bootsel });
 
 if (args.flashLoad) mcu.flash.set(fs.readFileSync(args.flashLoad).subarray(0, mcu.flash.length), 0);
 if (args.image) loadImage(args.image);

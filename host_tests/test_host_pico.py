@@ -1,0 +1,145 @@
+# The whole zero-touch flow on the Pico W image, on an emulated RP2040 (pico_emulator/), as a
+# production line would run it: tools/provision.py writes the product identity, the CA, the
+# site settings and firmware/ onto the board through the real mpremote over its USB serial
+# port; the board then boots firmware/main.py, sets its clock by SNTP, registers (mbedTLS on
+# the chip does the TLS), stores the credential on its own littlefs flash, connects and
+# publishes; the flash is kept, and the next boot connects without registering. The only
+# stand-in is the radio: pico_emulator/board/socket.py carries TCP over UART0 to loopback.
+# Every claim is checked against the cloud emulator's log.
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cloud_emulator.testing import running_emulator
+from e2e import ROOT, registrations
+
+sys.path.insert(0, os.path.join(ROOT, "pico_emulator"))
+import pico  # noqa: E402
+
+PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+PROVISION = os.path.join(ROOT, "tools", "provision.py")
+TENCENT = "PICOTC0001"
+ALIYUN = "a1PicoMqtt1"
+SECRET = "p1c0-Pr0duct-S3cret-0123"
+UNIQUE_ID = "e66138524459a1b2"  # the emulated flash's unique id: the DeviceName when derived
+BOOT_TIMEOUT = 240  # wall seconds; the emulator runs at about 0.4x real time
+ENDS = (b"published status on", b"stopped:", b"failed:")
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    problem = pico.check_ready()
+    if problem:
+        pytest.fail("the emulated Pico W cannot run: " + problem)
+    with running_emulator(tmp_path_factory.mktemp("cloud")) as cloud:
+        cloud.add_product(TENCENT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=100)
+        cloud.add_product(ALIYUN, SECRET, cloud="aliyun")
+        cloud.add_device(ALIYUN, "pico-mqtt-01")
+        yield cloud
+
+
+def provision(tmp_path, cloud, doc, ca=None):
+    # A fresh board (empty flash), provisioned by tools/provision.py over mpremote.
+    app = tmp_path / "app"
+    app.mkdir()
+    for name in ("boot.py", "main.py", "board.py"):
+        shutil.copy(os.path.join(ROOT, "firmware", name), app / name)
+    shutil.copy(pico.SOCKET_MODULE, app / "socket.py")  # the radio's stand-in
+    info = tmp_path / "product_info.json"
+    info.write_text(json.dumps(doc))
+    site = tmp_path / "site.json"
+    site.write_text(json.dumps({"network": "uart-tunnel", "ntp_servers": ["localhost"], "boot_attempts": 1}))
+    flash = str(tmp_path / "flash.bin")
+    with pico.PicoBoard(flash, unique_id=UNIQUE_ID) as board:
+        proc = subprocess.run([PYTHON, PROVISION, "--ports", board.port, "--info", str(info),
+                               "--ca", ca or cloud.ca_der_path, "--site", str(site), "--app", str(app)],
+                              capture_output=True, text=True, timeout=600, cwd=ROOT)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "provisioned" in output and "sha256 ok" in output, output
+    assert SECRET not in output
+    return flash, output
+
+
+def boot(flash):
+    # Power on: boot.py and main.py run from the flash; the flash is kept at power off.
+    with pico.PicoBoard(flash, unique_id=UNIQUE_ID) as board:
+        stop = time.monotonic() + BOOT_TIMEOUT
+        while not any(end in board.console for end in ENDS):
+            if time.monotonic() > stop or board.process.poll() is not None:
+                raise AssertionError("the board did not finish booting:\n" + board.console_text()
+                                     + "\n" + board.runner_log()[-2000:])
+            time.sleep(0.2)
+        console = board.console_text()
+    transcript = os.environ.get("DYNREG_TRANSCRIPT")
+    if transcript:  # every device's output, for the secrets scan of `make test`
+        with open(transcript, "a") as f:
+            f.write("-- emulated Pico W boot --\n" + console)
+    assert SECRET not in console
+    return console
+
+
+def read_info(flash):
+    proc = pico.run("print(open('device_info.json').read())", flash_load=flash)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def tencent_info(cloud):
+    return {"dynreg": 1, "cloud": "tencent", "product_id": TENCENT, "product_secret": SECRET,
+            "device_name_from": "unique_id", "register_url": "https://localhost:%d" % cloud.https_port,
+            "mqtt_url": "mqtts://localhost:%d" % cloud.mqtts_port, "ca": "ca.der", "credential": {"psk": ""}}
+
+
+def test_tencent_over_https_registers_once_on_the_chip(cloud, tmp_path):
+    flash, _ = provision(tmp_path, cloud, tencent_info(cloud))
+    first = boot(flash)
+    assert "clock: set from localhost" in first, first
+    assert "registering %s/%s with Tencent" % (TENCENT, UNIQUE_ID) in first, first
+    assert "credential stored in device_info.json" in first and "MQTT connected" in first, first
+    assert "published status on %s/%s/data" % (TENCENT, UNIQUE_ID) in first, first
+    [registration] = registrations(cloud, UNIQUE_ID)
+    assert registration["result"] == "ok" and registration["transport"] == "https"
+    psk = read_info(flash)["credential"]["psk"]
+    assert psk and psk == cloud.device(TENCENT, UNIQUE_ID)["psk"]  # on the board's own flash
+
+    second = boot(flash)
+    assert "holds a credential: no registration" in second and "registering" not in second, second
+    assert "published status on" in second
+    assert len(registrations(cloud, UNIQUE_ID)) == 1  # never registers twice
+    logins = [e["result"] for e in cloud.log() if e.get("api") == "mqtt-connect" and e.get("device") == UNIQUE_ID]
+    assert logins == ["ok", "ok"]
+
+
+def test_alibaba_over_mqtt_with_tls_registers_on_the_chip(cloud, tmp_path):
+    doc = {"dynreg": 1, "cloud": "aliyun", "product_key": ALIYUN, "product_secret": SECRET,
+           "device_name": "pico-mqtt-01", "api": "mqtt", "mqtt_url": "mqtts://localhost:%d" % cloud.mqtts_port,
+           "ca": "ca.der", "credential": {}}
+    flash, _ = provision(tmp_path, cloud, doc)
+    first = boot(flash)
+    assert "registering %s/pico-mqtt-01 with Alibaba (mqtt" % ALIYUN in first, first
+    assert "published status on /%s/pico-mqtt-01/user/update" % ALIYUN in first, first
+    assert [e["api"] for e in registrations(cloud, "pico-mqtt-01")] == ["aliyun-mqtt-register"]
+    secret = read_info(flash)["credential"]["device_secret"]
+    assert secret == cloud.device(ALIYUN, "pico-mqtt-01")["device_secret"]
+    second = boot(flash)
+    assert "holds a credential: no registration" in second and "published status on" in second, second
+    assert len(registrations(cloud, "pico-mqtt-01")) == 1
+
+
+def test_a_wrong_ca_is_refused_by_mbedtls_on_the_chip(cloud, tmp_path):
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cloud_emulator.crypto import _create_ca
+
+    other_ca = tmp_path / "other-ca.der"  # a CA of its own: the board trusts it, not the cloud's
+    other_ca.write_bytes(_create_ca().certificate.public_bytes(Encoding.DER))
+    doc = dict(tencent_info(cloud), device_name="pico-wrong-ca")
+    flash, _ = provision(tmp_path, cloud, doc, ca=str(other_ca))
+    console = boot(flash)
+    assert "TLSError" in console and "not correctly signed by the trusted CA" in console, console
+    assert registrations(cloud, "pico-wrong-ca") == []
+    assert read_info(flash)["credential"] == {"psk": ""}  # nothing stored
