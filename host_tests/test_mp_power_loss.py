@@ -2,28 +2,13 @@
 # full credential save, for every credential kind. After each cut the filesystem is mounted
 # again from what reached the "flash": the device must hold either the complete new
 # credential or be cleanly unregistered, and then register (save) successfully.
-import json
 import vfs
 
 from support import RAMBlockDevice
+from power_cut_kinds import KINDS, PEM_CERT, PEM_KEY, expected, info_text
 from dynreg import store, gateway
 
 MOUNT = "/pl"
-PSK = "lDZ6Uqt+I9E0wW7rvDUs7Q=="
-PEM_CERT = "-----BEGIN CERTIFICATE-----\n" + "MIIB" * 120 + "\n-----END CERTIFICATE-----\n"
-PEM_KEY = "-----BEGIN EC PRIVATE KEY-----\n" + "MHcC" * 30 + "\n-----END EC PRIVATE KEY-----\n"
-SECRET = "hzvf5LF9S0isvBhDSauWMaIk"
-KINDS = [
-    ("tencent psk, SDK format", '{"auth_mode":"KEY","productId":"S3EUVBRJLB","productSecret":"%s",'
-     '"deviceName":"dev01","key_deviceinfo":{"deviceSecret":"YOUR_IOT_PSK"}}' % SECRET, {"psk": PSK}),
-    ("tencent psk", {"cloud": "tencent", "product_id": "S3EUVBRJLB"}, {"psk": PSK}),
-    ("tencent cert+key", {"cloud": "tencent", "product_id": "S3EUVBRJLB", "auth": "cert"},
-     {"cert": PEM_CERT, "key": PEM_KEY}),
-    ("aliyun deviceSecret", {"cloud": "aliyun", "product_key": "a1IoK3f7xyz", "api": "https"},
-     {"device_secret": "8d1f0cdab49dd229cf3b75aaaaaaaaaa"}),
-    ("aliyun clientId+deviceToken", {"cloud": "aliyun", "product_key": "a1IoK3f7xyz", "api": "regnwl"},
-     {"client_id": "a1IoK3f7xyz.dev01|x", "device_token": "tok-" + "9" * 40}),
-]
 SUBDEVICES = {"a1SubProd01/sensor-%04d" % i: {"device_secret": "%032x" % (i * 7919), "iot_id": "i%d" % i,
                                                "topo": False} for i in range(8)}
 totals = {"cuts": 0, "failures": 0}
@@ -73,20 +58,6 @@ def _fresh_image(info_text):
     return bytes(device.data)
 
 
-def _info_text(fields):
-    if isinstance(fields, str):
-        return fields
-    doc = {"dynreg": 1, "product_secret": SECRET, "device_name": "dev01", "credential": {}}
-    doc.update(fields)
-    return json.dumps(doc)
-
-
-def _expected(credential):
-    if "cert" in credential:
-        return {"cert_file": "dev01_cert.crt", "key_file": "dev01_private.key"}
-    return credential
-
-
 def _check_after_cut(image, credential):
     # Remount what reached flash: the complete new credential, or clean and able to register.
     _mount(PowerCutDevice(image))
@@ -94,7 +65,7 @@ def _check_after_cut(image, credential):
     if info.needs_registration:
         info.save_credential(credential)
         info = store.load(MOUNT + "/device_info.json")
-    assert info.credential == _expected(credential), info.credential
+    assert info.credential == expected(credential), info.credential
     if "cert" in credential:
         assert info.read_credential_file("cert_file") == PEM_CERT.encode()
         assert info.read_credential_file("key_file") == PEM_KEY.encode()
@@ -127,7 +98,7 @@ def test_power_cut_at_every_write_of_every_credential_kind():
     for size in BLOCK_SIZES:
         _block_size[0] = size
         for name, fields, credential in KINDS:
-            image = _fresh_image(_info_text(fields))
+            image = _fresh_image(info_text(fields))
             writes = _cut_everywhere(image, lambda: store.load(MOUNT + "/device_info.json").save_credential(credential),
                                      lambda data: _check_after_cut(data, credential))
             print("power loss: %-30s %3d cut points (%d-byte blocks)" % (name, writes, size))
@@ -145,7 +116,7 @@ def test_power_cut_at_every_write_of_gateway_subdevice_secrets():
     before = totals["failures"]
     for size in BLOCK_SIZES:
         _block_size[0] = size
-        image = _fresh_image(_info_text({"cloud": "aliyun", "product_key": "a1GwProd001", "api": "https",
+        image = _fresh_image(info_text({"cloud": "aliyun", "product_key": "a1GwProd001", "api": "https",
                                          "credential": {"device_secret": "x" * 32}}))
         writes = _cut_everywhere(image, lambda: gateway._save(path, SUBDEVICES), check)
         print("power loss: %-30s %3d cut points (%d-byte blocks)" % ("gateway sub-device secrets", writes, size))

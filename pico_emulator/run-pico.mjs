@@ -130,7 +130,7 @@ class FlashSSI extends BasePeripheral {
     this.onCut = null;
   }
   countOperation() {
-    if (!this.armed || !this.cutAt) return false;
+    if (!this.armed) return false;
     this.counted++;
     return this.counted === this.cutAt;
   }
@@ -470,6 +470,7 @@ function finish(code) {
     fs.writeFileSync(args.flashSave, mcu.flash.subarray(0, FLASH_SIZE));
     if (!args.quiet) console.error(`[emu] flash written to ${args.flashSave} (${ssi.stats.erase} erases, ${ssi.stats.program} page programs this run)`);
   }
+  if (args.scripts.length) console.error(`[emu] flash operations in the last script: ${ssi.counted}`);
   const emu = mcu.clock.nanos / 1e9, wall = (Date.now() - t0) / 1000;
   if (!args.quiet) console.error(`[emu] total: ${emu.toFixed(3)} s emulated, ${wall.toFixed(3)} s wall`);
   process.exit(code);
