@@ -31,5 +31,8 @@ provision: setup
 		$(if $(CA),--ca "$(CA)") $(if $(SECRET_FILE),--secret-file "$(SECRET_FILE)") \
 		$(if $(SITE),--site "$(SITE)") $(if $(APP),--app "$(APP)") $(PROVISION_ARGS)
 
-bench-board: setup
+# The virtual bench: the unix port on a pty, then the Pico W image on an emulated RP2040 on a
+# pty (provisioned by tools/provision.py over mpremote, booted twice).
+bench-board: firmware
 	@$(VENV)/bin/python -m pytest -q -s -p no:cacheprovider host_tests/test_host_bench.py -k registers_once
+	@$(VENV)/bin/python -m pytest -q -s -p no:cacheprovider host_tests/test_host_pico.py -k tencent

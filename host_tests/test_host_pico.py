@@ -36,7 +36,9 @@ def cloud(tmp_path_factory):
     problem = pico.check_ready()
     if problem:
         pytest.fail("the emulated Pico W cannot run: " + problem)
-    with running_emulator(tmp_path_factory.mktemp("cloud")) as cloud:
+    # The emulated chip runs at about 0.3x real time, slower still on a loaded machine: a TLS
+    # handshake and request can take it longer, in wall seconds, than the default 10 s.
+    with running_emulator(tmp_path_factory.mktemp("cloud"), client_timeout=60) as cloud:
         cloud.add_product(TENCENT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=100)
         cloud.add_product(ALIYUN, SECRET, cloud="aliyun")
         cloud.add_device(ALIYUN, "pico-mqtt-01")
