@@ -117,3 +117,22 @@ class PicoBoard(VirtualBoard):
         super().stop()  # SIGTERM: the runner saves the flash before it exits
         if self.log:
             self.log.close()
+
+
+def main(argv):
+    # .venv/bin/python pico_emulator/pico.py FLASH.bin: an emulated Pico W on a pty, until Ctrl-C.
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("usage: pico.py FLASH.bin  (the flash is loaded when it exists, saved at the end)", file=sys.stderr)
+        return 2
+    with PicoBoard(argv[0]) as board:
+        print("emulated Pico W on %s (flash %s); Ctrl-C powers it off" % (board.port, argv[0]), flush=True)
+        try:
+            while board.process.poll() is None:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
