@@ -14,7 +14,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "boards", "unix"))
 import runtime  # noqa: E402
-from serial_board import VirtualBoard  # noqa: E402
+from serial_board import VirtualBoard, serve  # noqa: E402
 
 RUNNER = os.path.join(HERE, "run-pico.mjs")
 IMAGE = os.path.join(runtime.PICOW_DIR, "firmware.uf2")
@@ -124,14 +124,7 @@ def main(argv):
     if len(argv) != 1 or argv[0].startswith("-"):
         print("usage: pico.py FLASH.bin  (the flash is loaded when it exists, saved at the end)", file=sys.stderr)
         return 2
-    with PicoBoard(argv[0]) as board:
-        print("emulated Pico W on %s (flash %s); Ctrl-C powers it off" % (board.port, argv[0]), flush=True)
-        try:
-            while board.process.poll() is None:
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
-    return 0
+    return serve(PicoBoard(argv[0]), "emulated Pico W on %s (flash " + argv[0] + "); Ctrl-C powers it off")
 
 
 if __name__ == "__main__":

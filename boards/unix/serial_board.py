@@ -133,8 +133,14 @@ def main(argv):
     if not argv or argv[0].startswith("-"):
         print("usage: serial_board.py IMAGE [--format] [--boot]", file=sys.stderr)
         return 2
-    with VirtualBoard(argv[0], fresh="--format" in argv, boot="--boot" in argv) as board:
-        print("virtual board on %s (image %s); Ctrl-C stops it" % (board.port, argv[0]), flush=True)
+    return serve(VirtualBoard(argv[0], fresh="--format" in argv, boot="--boot" in argv),
+                 "virtual board on %s (image " + argv[0] + "); Ctrl-C stops it")
+
+
+def serve(board, banner):
+    # Runs `board` until it ends or Ctrl-C, after printing `banner` % its port.
+    with board:
+        print(banner % board.port, flush=True)
         try:
             while board.process.poll() is None:
                 time.sleep(0.2)
