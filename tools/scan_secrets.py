@@ -9,9 +9,11 @@ import json
 import os
 import sys
 
+# product_info.json: the identity tools/provision.py writes onto boards (it holds the
+# ProductSecret); *.bin: an emulated Pico W's whole flash, which holds its store.
 STORE_FILES = {"state.json", "device_info.json", "subdevices.json", "device_info.json.tmp",
-               "state.json.tmp", "subdevices.json.tmp"}
-STORE_ENDINGS = (".crt", ".key", ".img", ".der", ".pem", ".lock", ".mpy")
+               "state.json.tmp", "subdevices.json.tmp", "product_info.json"}
+STORE_ENDINGS = (".crt", ".key", ".img", ".bin", ".der", ".pem", ".lock", ".mpy")
 SECRET_FIELDS = {"product_secret", "productSecret", "secret", "psk", "deviceSecret", "device_secret",
                  "device_token", "deviceToken", "key_pem", "clientKey", "key"}
 MIN_LENGTH = 12  # shorter values would match by chance
