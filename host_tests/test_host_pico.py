@@ -145,3 +145,28 @@ def test_a_wrong_ca_is_refused_by_mbedtls_on_the_chip(cloud, tmp_path):
     assert "TLSError" in console and "not correctly signed by the trusted CA" in console, console
     assert registrations(cloud, "pico-wrong-ca") == []
     assert read_info(flash)["credential"] == {"psk": ""}  # nothing stored
+
+
+def test_mpremote_works_with_the_emulated_board_as_with_a_real_one(tmp_path):
+    # exec and run (raw-paste mode), fs cp and ls, a soft reset, and the file still there
+    # after a power cycle (the runner saves the flash at power off and loads it at power on).
+    mpremote = os.path.join(ROOT, ".venv", "bin", "mpremote")
+    script = tmp_path / "hello.py"
+    script.write_text("import sys\nprint('hello from', sys.platform)\n")
+    flash = str(tmp_path / "flash.bin")
+
+    def run(board, *commands):
+        proc = subprocess.run([mpremote, "connect", board.port] + list(commands), capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    with pico.PicoBoard(flash, tunnel=False) as board:
+        assert "MicroPython v1.28.0" in run(board, "exec", "import sys; print(sys.version)")
+        assert "hello from rp2" in run(board, "run", str(script))
+        run(board, "fs", "cp", str(script), ":hello.py")
+        assert "hello.py" in run(board, "fs", "ls", ":")
+        run(board, "soft-reset")
+        assert "['hello.py']" in run(board, "exec", "import os; print([n for n in os.listdir() if n.endswith('.py')])")
+    with pico.PicoBoard(flash, tunnel=False) as board:
+        assert "hello from rp2" in run(board, "exec", "exec(open('hello.py').read())")
