@@ -12,8 +12,9 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 import runtime  # noqa: E402
 
 MICROPYTHON = runtime.MICROPYTHON
-if runtime.check_built():
-    raise RuntimeError(runtime.check_built())
+_STALE = runtime.check_built()
+if _STALE:
+    raise RuntimeError(_STALE)
 SECRET = "hzvf5LF9S0isvBhDSauWMaIk"
 # The umqtt.simple the devices run: the frozen one, or a label of runtime.umqtt_variants();
 # set per test by the `umqtt` fixture (conftest.py).

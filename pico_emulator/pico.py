@@ -42,11 +42,9 @@ def run(*scripts, puts=(), flash_load=None, flash_save=None, tunnel=False, cut_a
     """Boots the image (over `flash_load` when given), copies `puts` [(host path, board path)] to
     its flash, runs each script (code) through the raw REPL. Returns the CompletedProcess;
     stderr holds the runner's "[emu] ..." lines with each script's emulated time."""
-    args = [node(), RUNNER, "--timeout", str(timeout)]
+    args = [node(), RUNNER, "--timeout", str(timeout), "--image", IMAGE]  # the image over the flash
     if flash_load:
         args += ["--flash-load", flash_load]
-    if not flash_load or os.path.exists(IMAGE):
-        args += ["--image", IMAGE]
     if flash_save:
         args += ["--flash-save", flash_save]
     if tunnel:

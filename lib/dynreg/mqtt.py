@@ -63,7 +63,7 @@ class _Tls:
 
 def open_client(client_id, host, port, user, password, ctx, keepalive=60, timeout_ms=10000, callback=None):
     # A connected umqtt.simple client. Needs umqtt.simple 1.5 or later (an `ssl` object and
-    # `connect(timeout=)`), as frozen since MicroPython v1.24 and installed by mip.
+    # `connect(timeout=)`): v1.28.0 freezes 1.7.0, mip installs 1.8.0.
     from umqtt.simple import MQTTClient
 
     c = MQTTClient(client_id, host, port, user, password, keepalive, ssl=_Tls(ctx) if ctx else None)
