@@ -2,14 +2,16 @@
 # long it waits (exponential backoff with jitter, Retry-After honoured), and its bounds.
 from support import exact
 import dynreg
-from dynreg import clock, flow
+from dynreg import clock, config, flow, http
 
 
 class Attempts:
     # Fails with the given errors in turn, then returns "credential"; records the waits, which
     # advance its own clock.
-    def __init__(self, *errors):
+    def __init__(self, *errors, spend_ms=0):
         self.errors = list(errors)
+        self.spend_ms = spend_ms  # what each attempt takes on the fake clock
+        self.budgets = []
         self.calls = 0
         self.waits = []
         self.now_ms = 0
@@ -18,29 +20,33 @@ class Attempts:
         self.waits.append(ms)
         self.now_ms += ms
 
-    def __call__(self, attempt):
+    def __call__(self, attempt, timeout_ms):
         self.calls += 1
         assert attempt == self.calls
+        self.budgets.append(timeout_ms)
+        self.now_ms += self.spend_ms
         if self.errors:
             raise self.errors.pop(0)
         return "credential"
 
 
 def _run(attempts_fn, **given):
-    opts = flow.options(dict({"log": None}, **given))
+    opts = config.options(dict({"log": None}, **given), flow.DEFAULTS)
     real = clock.sleep_ms, clock.ticks_ms, clock.ticks_diff
     clock.sleep_ms = attempts_fn.sleep_ms
     clock.ticks_ms = lambda: attempts_fn.now_ms
     clock.ticks_diff = lambda end, start: end - start
     try:
-        return flow.with_retries(opts, attempts_fn)
+        result = flow.with_retries(opts, attempts_fn)
+        assert opts == config.options(dict({"log": None}, **given), flow.DEFAULTS)  # options untouched
+        return result
     finally:
         clock.sleep_ms, clock.ticks_ms, clock.ticks_diff = real
 
 
 def _server_error(status, retry_after=None):
     try:
-        flow.check_status(status, retry_after)
+        http.check_status(status, retry_after)
     except dynreg.NetworkError as e:
         return e
     raise AssertionError("no error for HTTP %d" % status)
@@ -89,10 +95,21 @@ def test_rejections_tls_and_bad_answers_are_never_retried():
 
 def test_4xx_goes_on_to_the_cloud_answer():
     for status in (200, 400, 401, 403, 404):
-        flow.check_status(status, None)  # no NetworkError: the body says what went wrong
+        http.check_status(status, None)  # no NetworkError: the body says what went wrong
     assert _server_error(429).retry_after_ms is None
     assert _server_error(503, 7).retry_after_ms == 7000
 
 
 def test_unknown_option_is_config_error():
-    exact(dynreg.ConfigError, flow.options, {"attempt": 3})
+    exact(dynreg.ConfigError, config.options, {"attempt": 3}, flow.DEFAULTS)
+
+
+def test_each_attempt_gets_its_timeout_or_what_is_left_of_the_total():
+    # Attempts of 3000 ms each on the fake clock, waits of 500-1000 then 1000-2000 ms: the third
+    # starts 7500 to 9000 ms into a 9500 ms total and gets what is left, 500 to 2000 ms.
+    attempts = Attempts(*[dynreg.NetworkError("reset") for _ in range(2)], spend_ms=3000)
+    assert _run(attempts, attempts=3, timeout_ms=4000, total_ms=9500, backoff_ms=1000) == "credential"
+    first, second, third = attempts.budgets
+    assert first == 4000 and second == 4000
+    spent = 2 * 3000 + sum(attempts.waits)
+    assert third == 9500 - spent and 500 <= third <= 2000, (attempts.budgets, attempts.waits)

@@ -12,7 +12,7 @@ import json
 import sys
 
 import dynreg
-from dynreg import clock, flow
+from dynreg import clock, codec
 
 
 ballast = []
@@ -57,7 +57,7 @@ def main(spec):
         real = clock.unix_time
         clock.unix_time = lambda: real() + spec["clock_offset"]  # a device whose clock is off
     if spec.get("nonce") is not None:
-        flow.random_int = lambda bits=31: spec["nonce"]
+        codec.random_int = lambda bits=31: spec["nonce"]
     start = clock.ticks_ms()
     result = {"ok": True}
     try:

@@ -2,6 +2,7 @@
 # decoded (size limit, base64, AES-CBC with zero padding, JSON). Every decoding failure
 # becomes a ProtocolError, the same on CPython and on MicroPython.
 import json
+import os
 from binascii import a2b_base64
 from cryptolib import aes
 from micropython import const
@@ -11,6 +12,29 @@ ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 MAX_RESPONSE = const(8192)  # largest response body accepted, in bytes
 MAX_CONTAINERS = const(128)  # JSON objects and arrays in one response; deeper is hostile
+
+
+def random_int(bits=31):
+    return int.from_bytes(os.urandom(4), "big") & ((1 << bits) - 1)
+
+
+def split_url(url):
+    # "https://host[:port]/path" -> (scheme, host, port, path). Default ports: the schemes'
+    # own (RFC 9110 for http/https; 1883 and 8883 are IANA's MQTT ports, the ones both clouds
+    # document).
+    scheme, sep, rest = url.partition("://") if isinstance(url, str) else ("", "", "")
+    if not sep or scheme not in ("http", "https", "mqtt", "mqtts"):
+        raise ConfigError("URL must start with http://, https://, mqtt:// or mqtts://")
+    hostport, _, path = rest.partition("/")
+    host, _, port = hostport.partition(":")
+    default = {"http": 80, "https": 443, "mqtt": 1883, "mqtts": 8883}[scheme]
+    try:
+        port = int(port) if port else default
+    except ValueError:
+        raise ConfigError("URL port is not a number")
+    if not host:
+        raise ConfigError("URL has no host")
+    return scheme, host, port, "/" + path
 
 
 def check_name(value, shortest, longest, extra, rule):
@@ -84,14 +108,20 @@ def field(obj, name, kind):
     return value
 
 
-def pem_to_der(data):
-    # The first PEM block of `data` as DER: mbedTLS in MicroPython parses keys and client
-    # certificates only as DER. DER input is returned as it is.
-    if not data.startswith(b"-----BEGIN"):
-        return data
-    start = data.find(b"\n") + 1
-    end = data.find(b"-----END", start)
-    if start <= 0 or end < 0:
-        raise ProtocolError("PEM block has no END line")
-    body = data[start:end].replace(b"\r", b"").replace(b"\n", b"")
-    return b64decode(body)
+def pem_blocks(data):
+    # The DER of each PEM block in `data` (a certificate, a key or a CA bundle; text between
+    # blocks, such as a bundle's comments, is skipped), or [data] for DER.
+    if isinstance(data, str):
+        data = data.encode()
+    if b"-----BEGIN" not in data:
+        return [data]
+    blocks = []
+    at = data.find(b"-----BEGIN")
+    while at >= 0:
+        start = data.find(b"\n", at) + 1
+        end = data.find(b"-----END", start)
+        if start <= 0 or end < 0:
+            raise ProtocolError("PEM block has no END line")
+        blocks.append(b64decode(data[start:end].replace(b"\r", b"").replace(b"\n", b"")))
+        at = data.find(b"-----BEGIN", end)
+    return blocks

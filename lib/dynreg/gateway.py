@@ -3,17 +3,20 @@
 # Sub-devices that already hold a secret are never registered again (every call issues a
 # new secret, so a lost one would lock the sub-device out).
 import json
-from dynreg import ConfigError, NetworkError, aliyun, clock, mqtt, store
-from dynreg.flow import random_int
+from dynreg import ConfigError, NetworkError, aliyun, clock, codec, mqtt, net, store
 
 SUBDEVICES_FILE = "subdevices.json"
 
 
 def load(path):
-    # {"pk/dn": {"device_secret": .., "iot_id": .., "topo": bool}}; missing file -> {}
-    if not store.exists(path) and not store.exists(path + ".bak"):
+    # {"pk/dn": {"device_secret": .., "iot_id": .., "topo": bool}}; missing file -> {} (also
+    # when only a torn .tmp of the first save is there: read_json never uses it)
+    try:
+        devices = store.read_json(path).get("devices")
+    except ConfigError:
+        if store.exists(path):
+            raise
         return {}
-    devices = store.read_json(path).get("devices")
     if not isinstance(devices, dict):
         raise ConfigError("%s: field devices must be an object" % path)
     return devices
@@ -34,15 +37,25 @@ def _request(client, topic, reply_topic, payload, timeout_ms):
         if t == reply_topic.encode():
             replies.append(message)
 
-    previous = getattr(client, "cb", None)
+    # The SUBACK, the publish and the reply, all by one deadline: umqtt's subscribe waits for
+    # its SUBACK with a blocking read.
+    deadline = net.deadline_in(timeout_ms)
+    previous = mqtt.set_deadline(client, deadline)
+    previous_callback = getattr(client, "cb", None)
     client.set_callback(on_message)
     try:
-        client.subscribe(reply_topic.encode())
-        client.publish(topic.encode(), payload)
-        if not mqtt.wait_for(client, lambda: replies, timeout_ms):
+        try:
+            client.subscribe(reply_topic.encode())
+            client.publish(topic.encode(), payload)
+        except OSError as e:
+            raise NetworkError("MQTT connection lost sending %s (%s)" % (topic, net.reason(e)))
+        except (IndexError, AssertionError):  # umqtt's reading of a closed or garbled SUBACK
+            raise NetworkError("MQTT connection lost subscribing to %s" % reply_topic)
+        if not mqtt.wait_for(client, lambda: replies, max(1, net.left(deadline))):
             raise NetworkError("no reply on %s within %d ms" % (reply_topic, timeout_ms))
     finally:
-        client.cb = previous
+        mqtt.set_deadline(client, previous)
+        client.set_callback(previous_callback)
     return replies[0]
 
 
@@ -55,7 +68,7 @@ def register_subdevices(client, gateway_info, subdevices, path=None, timeout_ms=
     new = [key for key in wanted if _key(*key) not in devices]
     errors = {}
     if new:
-        message_id = random_int()
+        message_id = codec.random_int()
         topic, reply_topic, payload = aliyun.sub_register_message(gateway_info.product, gateway_info.device_name,
                                                                   new, message_id)
         reply = _request(client, topic, reply_topic, payload, timeout_ms)
@@ -66,7 +79,7 @@ def register_subdevices(client, gateway_info, subdevices, path=None, timeout_ms=
             _save(path, devices)  # before topo.add or anything else uses them
     pending = [key for key in wanted if key not in errors and not devices[_key(*key)].get("topo")]
     if pending:
-        message_id = random_int()
+        message_id = codec.random_int()
         topic, reply_topic, payload = aliyun.topo_add_message(
             gateway_info.product, gateway_info.device_name,
             [(pk, dn, devices[_key(pk, dn)]["device_secret"]) for pk, dn in pending],

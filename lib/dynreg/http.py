@@ -1,98 +1,22 @@
 # A minimal HTTP/1.0 client for the registration request: one request per connection,
-# certificates and host name verified (mbedTLS through `tls`), hard limits and timeouts on
-# everything it reads. micropython-lib `requests` does not verify certificates, hence this.
-import socket
+# certificates and host name verified (mbedTLS through `tls`), hard limits on everything it
+# reads, and one deadline (dynreg.net) over the connect, the TLS handshake and the whole
+# response. micropython-lib `requests` does not verify certificates, hence this.
 from micropython import const
-from dynreg import ConfigError, NetworkError, TLSError, ProtocolError, clock
-from dynreg.codec import MAX_RESPONSE
+from dynreg import NetworkError, ProtocolError, net
+from dynreg.codec import MAX_RESPONSE, split_url  # noqa: F401 (split_url: part of this API)
 
 _MAX_LINE = const(1024)
 _MAX_HEADERS = const(40)
 
 
-def split_url(url):
-    # "https://host[:port]/path" -> (scheme, host, port, path)
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in ("http", "https", "mqtt", "mqtts"):
-        raise ConfigError("URL must start with http://, https://, mqtt:// or mqtts://")
-    hostport, _, path = rest.partition("/")
-    host, _, port = hostport.partition(":")
-    default = {"http": 80, "https": 443, "mqtt": 1883, "mqtts": 8883}[scheme]
-    try:
-        port = int(port) if port else default
-    except ValueError:
-        raise ConfigError("URL port is not a number")
-    if not host:
-        raise ConfigError("URL has no host")
-    return scheme, host, port, "/" + path
-
-
-def tls_context(ca, cert=None, key=None):
-    # A client context that verifies the server against `ca`. Certificates and keys may be
-    # DER or PEM; PEM is turned into DER, which every mbedTLS build parses.
-    import tls
-    from dynreg.codec import pem_to_der
-
-    if not ca:
-        raise ConfigError("TLS needs the server's CA certificate: set 'ca' in the info or pass ca=")
-    ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED by default
-    try:
-        ctx.load_verify_locations(pem_to_der(ca))
-        if cert:
-            ctx.load_cert_chain(pem_to_der(cert), pem_to_der(key))
-    except (ValueError, OSError, ProtocolError) as e:
-        raise ConfigError("CA or client certificate is not valid DER/PEM (%s)" % reason(e))
-    return ctx
-
-
-# By the errno module's names: the numbers differ between ports (ESP32's newlib is not Linux).
-_ERRNO_WORDS = (("EAGAIN", "timed out"), ("ETIMEDOUT", "timed out"), ("ECONNABORTED", "connection aborted"),
-                ("ECONNRESET", "connection reset"), ("ECONNREFUSED", "connection refused"),
-                ("EHOSTUNREACH", "no route to host"))
-
-
-def reason(e):
-    if not e.args:
-        return type(e).__name__
-    import errno
-
-    for name, words in _ERRNO_WORDS:
-        if e.args[0] == getattr(errno, name, None):
-            return words
-    return str(e.args[0]).strip()
-
-
-def nodelay(sock):
-    # TCP_NODELAY by the port's own numbers: lwIP (rp2, ESP32) names it; Linux's are 6 and 1.
-    try:
-        sock.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
-    except (OSError, AttributeError):
-        pass
-
-
-def wrap(sock, ctx, host):
-    try:
-        return ctx.wrap_socket(sock, server_hostname=host)
-    except ValueError as e:
-        # mbedTLS reports certificate and host name failures as ValueError.
-        raise TLSError("TLS: %s refused: %s" % (host, reason(e)))
-    except OSError as e:
-        raise NetworkError("TLS handshake with %s failed (%s)" % (host, reason(e)))
-
-
-def connect(host, port, timeout_ms):
-    try:
-        family, kind, proto, _, addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-    except (OSError, IndexError):
-        raise NetworkError("cannot resolve %s" % host)
-    sock = socket.socket(family, kind, proto)
-    sock.settimeout(timeout_ms / 1000)
-    try:
-        sock.connect(addr)
-    except OSError as e:
-        sock.close()
-        raise NetworkError("cannot connect to %s:%d (%s)" % (host, port, reason(e)))
-    return sock
+def check_status(status, retry_after):
+    # 5xx and 429 are the server's trouble: a NetworkError, retried (after Retry-After when
+    # given). Any other status goes on to the cloud's answer, which says what went wrong.
+    if status >= 500 or status == 429:
+        e = NetworkError("server answered HTTP %d" % status)
+        e.retry_after_ms = retry_after * 1000 if retry_after is not None else None
+        raise e
 
 
 def post(url, headers, body, ca=None, timeout_ms=10000, limit=MAX_RESPONSE):
@@ -100,12 +24,11 @@ def post(url, headers, body, ca=None, timeout_ms=10000, limit=MAX_RESPONSE):
     # or None. Network trouble, a timeout or a body cut short is a NetworkError; a body over
     # `limit` or a garbled answer is a ProtocolError.
     scheme, host, port, path = split_url(url)
-    ctx = tls_context(ca) if scheme == "https" else None
-    sock = raw = connect(host, port, timeout_ms)
-    deadline = clock.ticks_add(clock.ticks_ms(), timeout_ms)  # bounds a server that trickles bytes
+    ctx = net.tls_context(ca) if scheme == "https" else None
+    sock = stream = net.connect(host, port, net.deadline_in(timeout_ms))
     try:
         if ctx:
-            sock = wrap(sock, ctx, host)
+            sock = net.wrap(stream, ctx, host)
         default_port = port == (443 if ctx else 80)
         lines = ["POST %s HTTP/1.0" % path, "Host: " + (host if default_port else "%s:%d" % (host, port))]
         for name in headers:
@@ -115,30 +38,26 @@ def post(url, headers, body, ca=None, timeout_ms=10000, limit=MAX_RESPONSE):
         try:
             # One write: a second small one would wait for the ACK of the first (Nagle and
             # delayed ACK, 40 ms a request).
-            sock.write("\r\n".join(lines).encode() + body)
-            return _read_response(_Reader(sock, raw, deadline), limit)
+            request = "\r\n".join(lines).encode() + body
+            if ctx:
+                sock.write(request)
+            else:
+                stream.send_all(request)
+            return _read_response(_Reader(sock if ctx else None, stream), limit)
         except OSError as e:
-            raise NetworkError("%s:%d: %s" % (host, port, reason(e)))
+            raise NetworkError("%s:%d: %s" % (host, port, net.reason(e)))
     finally:
         sock.close()
 
 
 class _Reader:
-    # The response through one deadline: every receive waits at most what is left of it, so
-    # a server that trickles bytes cannot stretch a line or the body past timeout_ms.
-    def __init__(self, sock, raw, deadline):
-        self.raw = raw  # the TCP socket under TLS, which holds the timeout
-        # recv returns what has arrived; a TLS socket without it is read a byte at a time,
-        # since a read(n) that times out part way loses what it had.
-        self.recv = getattr(sock, "recv", None) or (lambda n: sock.read(1))
-        self.deadline = deadline
+    # What has arrived, never more: plain TCP a receive at a time; TLS a byte at a time from
+    # mbedTLS's record buffer, since its read(n) waits for all n. The deadline is the stream's.
+    def __init__(self, tls_sock, stream):
+        self.recv = (lambda n: tls_sock.read(1)) if tls_sock else stream.recv
         self.buf = b""
 
     def _fill(self):
-        remaining = clock.ticks_diff(self.deadline, clock.ticks_ms())
-        if remaining <= 0:
-            raise NetworkError("response too slow")
-        self.raw.settimeout(remaining / 1000)
         data = self.recv(512)
         self.buf += data
         return bool(data)

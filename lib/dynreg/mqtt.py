@@ -1,11 +1,13 @@
 # MQTT connection with the stored credential, on umqtt.simple. A refused CONNECT is a
 # RejectedError with the CONNACK code, never a retry loop.
 from micropython import const
-from dynreg import ConfigError, NetworkError, RejectedError, TLSError, store, clock, codec, http
-from dynreg.flow import load_ca, options, say
+from dynreg import ConfigError, NetworkError, ProtocolError, RejectedError, store, clock, codec, net
+from dynreg.config import load_ca, options, say
 
 _LOGIN_LIFETIME = const(86400)  # seconds a Tencent login stays valid
-DEFAULTS = {"ca": None, "mqtt_url": None, "keepalive": 60, "timeout_ms": 10000, "log": print}
+MAX_PACKET = const(8192)  # bytes: a larger incoming MQTT packet is refused before it is read
+DEFAULTS = {"ca": None, "mqtt_url": None, "keepalive": 60, "timeout_ms": 10000, "max_packet": MAX_PACKET,
+            "log": print}
 
 
 def connid():
@@ -15,10 +17,12 @@ def connid():
 
 
 def endpoint(info, url=None):
-    # (host, port, tls) of the broker: the option, the info's mqtt_url, or the cloud's own.
+    # (host, port, tls) of the broker: the option, the info's mqtt_url, or the cloud's own,
+    # over TLS on 8883 (Tencent: "<ProductId>.iotcloud.tencentdevices.com", 1883 plain or 8883
+    # TLS; Alibaba: 1883, 443 or 8883, always TLS; PROTOCOLS.md 2.4 and 3.2).
     url = url or info.mqtt_url
     if url:
-        scheme, host, port, _ = http.split_url(url)
+        scheme, host, port, _ = codec.split_url(url)
         return host, port, scheme == "mqtts"
     if info.cloud == "tencent":
         return info.product + ".iotcloud.tencentdevices.com", 8883, True
@@ -50,23 +54,105 @@ def login(info, tls):
                              info.algorithm, tls)
 
 
-class _Tls:
-    # The `ssl` object umqtt.simple (1.4 and later) hands its TCP socket to, after its connect:
-    # the verifying context, with mbedTLS's refusals turned into TLSError.
-    def __init__(self, ctx):
+class _Opener:
+    # The `ssl` object umqtt.simple (1.5 and later) hands its TCP socket to, after its connect,
+    # given for plain TCP too: what umqtt then reads and writes is a _Link, bounded throughout.
+    def __init__(self, ctx, deadline, timeout_ms, keepalive, max_packet):
         self.ctx = ctx
+        self.deadline = deadline
+        self.timeout_ms = timeout_ms
+        self.keepalive = keepalive
+        self.max_packet = max_packet
 
     def wrap_socket(self, sock, server_hostname=None):
-        http.nodelay(sock)  # umqtt writes CONNECT in small pieces: no Nagle wait between them
-        return http.wrap(sock, self.ctx, server_hostname)
+        net.nodelay(sock)  # umqtt writes CONNECT in small pieces: no Nagle wait between them
+        stream = net.Bounded(sock, self.deadline)
+        tls_sock = net.wrap(stream, self.ctx, server_hostname) if self.ctx else None
+        return _Link(tls_sock, stream, self)
 
 
-def open_client(client_id, host, port, user, password, ctx, keepalive=60, timeout_ms=10000, callback=None):
+class _Link:
+    # What umqtt.simple reads and writes. Every read and write ends by a deadline: an
+    # operation's (the CONNECT to its CONNACK, wait_for, a gateway request), else timeout_ms
+    # for each write and for the rest of a packet once its first byte is in, and for a
+    # packet's first byte in a blocking read 1.5 keepalive intervals (a broker that heard no
+    # ping by then has hung up). Each incoming packet's announced length is checked against
+    # max_packet before umqtt allocates it.
+    def __init__(self, tls_sock, stream, opener):
+        self.tls = tls_sock
+        self.stream = stream
+        self.io = tls_sock or stream
+        self.until = opener.deadline
+        self.timeout_ms = opener.timeout_ms
+        self.idle_ms = opener.keepalive * 1500 if opener.keepalive else None
+        self.max_packet = opener.max_packet
+        self.left = 0  # bytes of the current packet's body not read yet
+        self.header = 0  # 0: at a packet's start; 1: its type read; 2..: reading its length
+        self.length = 0
+
+    def _bound(self, ms):
+        deadline = net.deadline_in(ms) if ms is not None else None
+        if self.until is not None and (deadline is None or clock.ticks_diff(self.until, deadline) < 0):
+            deadline = self.until
+        self.stream.deadline = deadline  # None only for a keepalive of 0: the application asked to wait
+
+    def setblocking(self, flag):
+        self.stream.wait = flag
+
+    def read(self, n):
+        self._bound(self.idle_ms if self.header == 0 and not self.left else self.timeout_ms)
+        data = self.io.read(n)
+        if data:
+            self._frame(data)
+        return data
+
+    def _frame(self, data):
+        i, n = 0, len(data)
+        while i < n:
+            if self.left:
+                k = min(self.left, n - i)
+                self.left -= k
+                i += k
+                continue
+            byte = data[i]
+            i += 1
+            if self.header == 0:
+                self.header, self.length = 1, 0
+                continue
+            self.length |= (byte & 0x7F) << (7 * (self.header - 1))
+            if byte & 0x80:
+                self.header += 1
+                if self.header > 4:
+                    raise ProtocolError("MQTT packet length over 4 bytes")
+                continue
+            if self.length > self.max_packet:
+                raise ProtocolError("MQTT packet of %d bytes is over the limit of %d" % (self.length, self.max_packet))
+            self.header, self.left = 0, self.length
+
+    def write(self, buf, n=None):
+        self._bound(self.timeout_ms)
+        view = memoryview(buf)[:len(buf) if n is None else n]
+        if self.tls:
+            return self.tls.write(view)
+        return self.stream.send_all(view)
+
+    def close(self):
+        if self.tls:
+            try:
+                self.tls.close()
+            except OSError:
+                pass
+        self.stream.close()
+
+
+def open_client(client_id, host, port, user, password, ctx, keepalive=60, timeout_ms=10000, callback=None,
+                max_packet=MAX_PACKET):
     # A connected umqtt.simple client. Needs umqtt.simple 1.5 or later (an `ssl` object and
     # `connect(timeout=)`): v1.28.0 freezes 1.7.0, mip installs 1.8.0.
     from umqtt.simple import MQTTClient
 
-    c = MQTTClient(client_id, host, port, user, password, keepalive, ssl=_Tls(ctx) if ctx else None)
+    opener = _Opener(ctx, net.deadline_in(timeout_ms), timeout_ms, keepalive, max_packet)
+    c = MQTTClient(client_id, host, port, user, password, keepalive, ssl=opener)
     if callback:
         c.set_callback(callback)
     connect_client(c, timeout_ms)
@@ -77,11 +163,13 @@ def connect_client(c, timeout_ms):
     from umqtt.simple import MQTTException
 
     try:
-        # The timeout bounds the TCP connect, the TLS handshake and the CONNACK.
+        # The TCP connect by umqtt's socket timeout; the TLS handshake and the CONNACK by the
+        # deadline the _Opener started before it.
         c.connect(timeout=timeout_ms / 1000)
     except TypeError:
         if c.sock is not None:
-            raise
+            close(c)
+            raise ProtocolError("MQTT broker sent a garbled CONNACK")
         # The call itself was refused: an umqtt.simple older than 1.5, which can neither
         # verify the broker's certificate on this firmware nor bound its waits.
         raise ConfigError("umqtt.simple is too old (no connect timeout): install 1.5 or later "
@@ -90,31 +178,50 @@ def connect_client(c, timeout_ms):
         close(c)
         code = e.args[0] if e.args else None
         raise RejectedError(code, "MQTT CONNECT refused (CONNACK %s)" % code)
-    except TLSError:
+    except (NetworkError, ProtocolError):  # from net: the TLS handshake, refused or timed out
         close(c)
         raise
     except OSError as e:
         close(c)
-        raise NetworkError("MQTT connection failed (%s)" % http.reason(e))
-    except IndexError:
+        raise NetworkError("MQTT connection failed (%s)" % net.reason(e))
+    except (IndexError, AssertionError):
         close(c)  # umqtt indexes an empty read when the broker closes the connection
-        raise NetworkError("MQTT broker closed the connection")
-    # The timeout covered the handshake and the CONNACK; the application's wait_msg() blocks.
-    c.sock.setblocking(True)
+        raise NetworkError("MQTT broker closed the connection or sent no CONNACK")
+    if isinstance(c.sock, _Link):
+        c.sock.until = None
+
+
+def set_deadline(c, deadline):
+    # Bounds everything read and written on the connection by `deadline` (ticks_ms; None:
+    # the per-packet bounds again). Returns the one it replaces.
+    link = c.sock
+    if not isinstance(link, _Link):
+        return None
+    previous, link.until = link.until, deadline
+    return previous
 
 
 def wait_for(c, done, timeout_ms):
-    # Polls for incoming messages until done() or the timeout; returns done().
-    deadline = clock.ticks_add(clock.ticks_ms(), timeout_ms)
-    while not done():
-        if clock.ticks_diff(deadline, clock.ticks_ms()) < 0:
-            return False
-        try:
+    # Takes in messages until done() or the timeout; returns done(). Every read, inside a
+    # packet too, ends by the deadline: a stall is a NetworkError, not a hang.
+    deadline = net.deadline_in(timeout_ms)
+    previous = set_deadline(c, deadline)
+    if previous is not None and clock.ticks_diff(previous, deadline) < 0:
+        set_deadline(c, previous)
+        deadline = previous
+    try:
+        while not done():
+            if net.left(deadline) <= 0:
+                return False
             c.check_msg()
-        except (OSError, IndexError):
-            raise NetworkError("MQTT connection lost while waiting for a reply")
-        clock.sleep_ms(20)
-    return True
+            clock.sleep_ms(10)
+        return True
+    except OSError as e:
+        raise NetworkError("MQTT connection lost while waiting for a reply (%s)" % net.reason(e))
+    except (IndexError, TypeError, AssertionError):
+        raise NetworkError("MQTT connection lost while waiting for a reply")
+    finally:
+        set_deadline(c, previous)
 
 
 def close(c):
@@ -129,7 +236,7 @@ def tls_context_for(info, ca):
     if info.auth == "cert":
         cert = info.read_credential_file("cert_file")
         key = info.read_credential_file("key_file")
-    return http.tls_context(load_ca(info, ca), cert, key)
+    return net.tls_context(load_ca(info, ca, "mqtt_ca"), cert, key)
 
 
 def connect(info_or_path, **given):
@@ -141,6 +248,7 @@ def connect(info_or_path, **given):
     client_id, user, password = login(info, use_tls)
     ctx = tls_context_for(info, opts["ca"]) if use_tls else None
     say(opts, "connecting to %s:%d as %s (%s)" % (host, port, client_id, "TLS" if use_tls else "plain TCP"))
-    c = open_client(client_id, host, port, user, password, ctx, opts["keepalive"], opts["timeout_ms"])
+    c = open_client(client_id, host, port, user, password, ctx, opts["keepalive"], opts["timeout_ms"],
+                    max_packet=opts["max_packet"])
     say(opts, "MQTT connected")
     return c

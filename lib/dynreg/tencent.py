@@ -46,13 +46,11 @@ def sign(secret, timestamp, nonce, body, host=DEFAULT_HOST, path=REGISTER_PATH, 
 
 
 def _split_endpoint(endpoint, default_host):
-    # "https://host[:port]" -> (base url, host name as signed). Without an endpoint, the
-    # cloud's own host over https.
+    # "http(s)://host[:port]" -> (base url, host name as signed). Without an endpoint, the
+    # cloud's own host over https (port 443).
     if not endpoint:
         return "https://" + default_host, default_host
-    endpoint = endpoint.rstrip("/")
-    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-    return endpoint, host
+    return endpoint.rstrip("/"), codec.split_url(endpoint)[1]
 
 
 def _check_identity(product_id, device_name, product_secret):
@@ -108,7 +106,7 @@ def _credential(plain):
         cert = codec.field(plain, "clientCert", str)
         key = codec.field(plain, "clientKey", str)
         for pem in (cert, key):
-            if not pem.startswith("-----BEGIN") or not codec.pem_to_der(pem.encode()):
+            if not pem.startswith("-----BEGIN") or not codec.pem_blocks(pem)[0]:
                 raise ProtocolError("clientCert or clientKey is not PEM")
         return {"cert": cert, "key": key}
     raise ProtocolError("unknown encryptionType")
