@@ -20,11 +20,37 @@ def test_signs():
         assert got == v["sign"], v["source"]
 
 
-def test_random_as_int_or_digits():
+# HMAC-SHA256 of "deviceNameOvenDevice01productKeya1IoK3f7xyzrandomA1b2C3d4E5f6G7h" with the
+# public vector's ProductSecret, computed with `openssl dgst -sha256 -hmac`.
+ALNUM_RANDOM = "A1b2C3d4E5f6G7h"  # 15 characters, the shape of the C SDK v3's fixed value
+ALNUM_SIGN = "bdeb47022c936868cb04b8f0f9ecee62110a4e50564e70d01d4e9e614a76c51a"
+
+
+def test_random_is_an_int_or_any_string_the_cloud_takes():
     v = PUBLIC["sign"][2]
     assert aliyun.sign(v["product_key"], v["device_name"], v["product_secret"], 567345) == v["sign"]
-    for bad in ("56a", "", -1, 1.5, None):
+    assert aliyun.sign(v["product_key"], v["device_name"], v["product_secret"], ALNUM_RANDOM) == ALNUM_SIGN
+    url, _, body = aliyun.register_request(v["product_key"], v["device_name"], v["product_secret"], ALNUM_RANDOM)
+    assert body == ("productKey=a1IoK3f7xyz&deviceName=OvenDevice01&random=A1b2C3d4E5f6G7h&sign=%s"
+                    "&signMethod=hmacsha256" % ALNUM_SIGN).encode()
+    client_id, _, password = aliyun.mqtt_register_login(v["product_key"], v["device_name"], v["product_secret"],
+                                                        ALNUM_RANDOM)
+    assert client_id == "OvenDevice01|securemode=2,authType=register,random=A1b2C3d4E5f6G7h,signmethod=hmacsha256|"
+    assert password == ALNUM_SIGN
+    # Empty, too long, not text, or holding the client id's separators: refused before signing.
+    for bad in ("", "x" * 65, "a,b", "a|b", "a=b", "a&b", "a b", "\u00e9t\u00e9", 1.5, None, b"567345"):
         exact(ConfigError, aliyun.sign, v["product_key"], v["device_name"], v["product_secret"], bad)
+        exact(ConfigError, aliyun.mqtt_register_login, v["product_key"], v["device_name"], v["product_secret"], bad)
+
+
+def test_registration_over_plain_http_is_refused():
+    # The answer carries the DeviceSecret in clear.
+    v = PUBLIC["sign"][2]
+    exact(ConfigError, aliyun.register_request, v["product_key"], v["device_name"], v["product_secret"], 1,
+          endpoint="http://localhost:8080")
+    url, _, _ = aliyun.register_request(v["product_key"], v["device_name"], v["product_secret"], 1,
+                                        endpoint="https://localhost:8443")
+    assert url == "https://localhost:8443/auth/register/device"
 
 
 def test_unknown_method_is_dynreg_error():
@@ -96,9 +122,13 @@ def test_mqtt_register_login():
     assert client_id == "OvenDevice01|securemode=2,authType=register,random=567345,signmethod=hmacsha256|"
     assert username == "OvenDevice01&a1IoK3f7xyz" and password == v["sign"]
     client_id, _, password = aliyun.mqtt_register_login(v["product_key"], v["device_name"], v["product_secret"],
-                                                        v["random"], mode="regnwl")
-    assert client_id == "OvenDevice01|securemode=-2,authType=regnwl,random=567345,signmethod=hmacsha256|"
+                                                        v["random"], mode="regnwl", instance_id="iot-06z00ax1o2")
+    assert client_id == ("OvenDevice01|securemode=-2,authType=regnwl,random=567345,signmethod=hmacsha256,"
+                         "instanceId=iot-06z00ax1o2|")
     assert password == v["sign"]
+    # Pre-registration-free registration exists only on new instances: no instance_id, no request.
+    exact(ConfigError, aliyun.mqtt_register_login, v["product_key"], v["device_name"], v["product_secret"],
+          v["random"], mode="regnwl")
     client_id, _, _ = aliyun.mqtt_register_login(v["product_key"], v["device_name"], v["product_secret"],
                                                  v["random"], instance_id="iot-06z00ax1o2")
     assert client_id == ("OvenDevice01|securemode=-2,authType=register,random=567345,signmethod=hmacsha256,"

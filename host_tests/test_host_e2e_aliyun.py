@@ -80,7 +80,7 @@ def test_mqtt_registration_then_login(cloud, tmp_path):
 
 
 def test_registration_free_mode_stores_client_id_and_token_then_connwl_login(cloud, tmp_path):
-    info = _device(tmp_path, cloud, "newdev-01", product=FREE_PK, api="regnwl")
+    info = _device(tmp_path, cloud, "newdev-01", product=FREE_PK, api="regnwl", instance_id="iot-06z00emu")
     result = run_device(info, ensure={}, connect={}, publish="/%s/newdev-01/user/update" % FREE_PK)
     assert result["ok"] and result["connected"], result
     stored = read_json(info)["credential"]

@@ -132,7 +132,7 @@ def device(cloud, tmp_path, path, tag, umqtt):
         cloud.add_device(ALIYUN, name)
         info = write_aliyun_info(folder, cloud, ALIYUN, name, api="mqtt" if path == "mqtt-register" else "https")
     else:
-        info = write_aliyun_info(folder, cloud, ALIYUN_FREE, name, api="regnwl")
+        info = write_aliyun_info(folder, cloud, ALIYUN_FREE, name, api="regnwl", instance_id="iot-06z00emu")
     if path in LOGINS:
         result = run_device(info, ensure=FAST)
         assert result["ok"], result

@@ -17,6 +17,18 @@ def _hash(method):
     return name
 
 
+def _random(value):
+    # Any string the cloud accepts (the C SDK sends a fixed alphanumeric one), or an int; it
+    # travels in the MQTT client id too, so none of that id's separators.
+    text = str(value) if type(value) is int else value
+    if not isinstance(text, str) or not 1 <= len(text) <= 64:
+        raise ConfigError("random must be 1 to 64 characters")
+    for c in text:
+        if not " " < c <= "~" or c in ",|=&":
+            raise ConfigError("random must be printable ASCII without , | = &")
+    return text
+
+
 def _digits(value, what):
     # Random values and timestamps come as int or as a string of digits.
     text = str(value) if type(value) is int else value
@@ -49,7 +61,7 @@ def _hmac_hex(secret, fields, method):
 def sign(product_key, device_name, product_secret, random, method="hmacsha256"):
     _check(product_key, device_name, product_secret, "ProductSecret")
     return _hmac_hex(product_secret, (("deviceName", device_name), ("productKey", product_key),
-                                      ("random", _digits(random, "random"))), method)
+                                      ("random", _random(random))), method)
 
 
 def _quote(text):
@@ -62,9 +74,12 @@ def _quote(text):
 def register_request(product_key, device_name, product_secret, random, method="hmacsha256",
                      region=DEFAULT_REGION, endpoint=None):
     signature = sign(product_key, device_name, product_secret, random, method)
-    fields = (("productKey", product_key), ("deviceName", device_name), ("random", _digits(random, "random")),
+    fields = (("productKey", product_key), ("deviceName", device_name), ("random", _random(random)),
               ("sign", signature), ("signMethod", method))
     body = "&".join(name + "=" + _quote(value) for name, value in fields).encode()
+    if endpoint and codec.split_url(endpoint)[0] != "https":
+        # The answer carries the DeviceSecret in clear: HTTPS only.
+        raise ConfigError("Alibaba registration runs over HTTPS only: use an https:// register_url")
     base = endpoint.rstrip("/") if endpoint else "https://iot-auth.%s.aliyuncs.com" % region
     return base + REGISTER_PATH, {"Content-Type": "application/x-www-form-urlencoded"}, body
 
@@ -112,12 +127,15 @@ def mqtt_register_login(product_key, device_name, product_secret, random, method
                         mode="register", instance_id=None):
     if mode not in ("register", "regnwl"):
         raise ConfigError("mode must be register or regnwl")
+    if mode == "regnwl" and not instance_id:
+        # Pre-registration-free registration exists only on the new (Enterprise) instances.
+        raise ConfigError("pre-registration-free registration (regnwl) needs the instance_id of a new instance")
     password = sign(product_key, device_name, product_secret, random, method)
     # Pre-registered devices use securemode 2, pre-registration-free ones and newer
     # instances -2.
     secure = "-2" if mode == "regnwl" or instance_id else "2"
     client_id = "%s|securemode=%s,authType=%s,random=%s,signmethod=%s" % (
-        device_name, secure, mode, _digits(random, "random"), method)
+        device_name, secure, mode, _random(random), method)
     if instance_id:
         client_id += ",instanceId=" + instance_id
     return client_id + "|", device_name + "&" + product_key, password
