@@ -1,0 +1,170 @@
+# Hostile peers for the bounded-wait tests: a scripted MQTT broker (plain or TLS, with a
+# certificate from a test CA) that answers CONNECT and then misbehaves at a chosen byte, and a
+# TCP proxy that trickles a real server's bytes to the device one at a time.
+import socket
+import ssl
+import struct
+import threading
+import time
+
+CONNACK_OK = b"\x20\x02\x00\x00"
+
+
+def remaining_length(n: int) -> bytes:
+    out = b""
+    while True:
+        n, digit = divmod(n, 128)
+        out += bytes([digit | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def publish(topic: str, payload: bytes) -> bytes:
+    body = struct.pack("!H", len(topic)) + topic.encode() + payload
+    return b"\x30" + remaining_length(len(body)) + body
+
+
+def read_packet(conn) -> tuple[int, bytes]:
+    first = _exactly(conn, 1)[0]
+    length, shift = 0, 0
+    while True:
+        byte = _exactly(conn, 1)[0]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    return first, _exactly(conn, length)
+
+
+def _exactly(conn, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("peer closed")
+        data += chunk
+    return data
+
+
+def hold(conn, stop: threading.Event) -> None:
+    # Says nothing more; returns when the device closes or the test ends. Records nothing it reads.
+    conn.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            if not conn.recv(4096):
+                return
+        except (socket.timeout, ssl.SSLWantReadError):
+            continue
+        except OSError:
+            return
+
+
+class HostileBroker:
+    """Accepts on 127.0.0.1; each connection runs `script(conn, stop)` in a thread, over TLS with
+    the server certificate of `material` (cloud_emulator.crypto.TlsMaterial) when given.
+    `closed` counts the connections whose device side hung up first."""
+
+    def __init__(self, script, material=None):
+        self.script = script
+        self.context = None
+        if material is not None:
+            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.context.load_cert_chain(material.server_cert_path, material.server_key_path)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stop = threading.Event()
+        self.connections = 0
+        self.threads: list[threading.Thread] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _serve(self, conn) -> None:
+        try:
+            conn.settimeout(30)
+            if self.context is not None:
+                conn = self.context.wrap_socket(conn, server_side=True)
+            self.script(conn, self.stop)
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.listener.close()
+        for thread in self.threads:
+            thread.join(5)
+
+
+class TrickleProxy:
+    """Listens on 127.0.0.1 and relays each connection to 127.0.0.1:`upstream`: what the device
+    sends at once, what the server sends one byte every `interval` seconds (a TLS handshake, an
+    HTTP answer), so that no single read waits long but the whole takes minutes."""
+
+    def __init__(self, upstream: int, interval: float):
+        self.upstream = upstream
+        self.interval = interval
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stop = threading.Event()
+        self.relayed_to_device = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                device, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=self._pump, args=(device, server, 0), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, device, self.interval), daemon=True).start()
+
+    def _pump(self, source, sink, interval: float) -> None:
+        source.settimeout(0.2)
+        try:
+            while not self.stop.is_set():
+                try:
+                    data = source.recv(4096 if not interval else 1)
+                except socket.timeout:
+                    continue
+                if not data:
+                    break
+                sink.sendall(data)
+                if interval:
+                    self.relayed_to_device += 1
+                    time.sleep(interval)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.listener.close()
