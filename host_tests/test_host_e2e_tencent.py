@@ -58,6 +58,9 @@ def test_key_device_registers_stores_connects_and_publishes(cloud, tmp_path, api
     topic = "%s/%s/data" % (KEY_PRODUCT, name)
     result = run_device(info, ensure={}, connect={}, publish=topic)
     assert result["ok"] and result["connected"], result
+    # The console says which: plain HTTP is allowed for Tencent, whose answer is encrypted.
+    said = "plain HTTP, the answer encrypted" if scheme == "http" else "HTTPS"
+    assert "with Tencent (%s API, %s, attempt 1 of 4)" % (api, said) in result["output"], result["output"]
     stored = read_json(info)["credential"]["psk"]
     issued = cloud.device(KEY_PRODUCT, name)
     assert stored == issued["psk"] and issued["status"] == "activated"

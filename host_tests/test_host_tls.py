@@ -230,3 +230,59 @@ def test_an_old_umqtt_that_cannot_verify_is_refused_before_connecting(cloud, tmp
     assert not result["ok"] and result["error"] == "ConfigError", result
     assert "umqtt.simple is too old" in result["message"] and "mip install umqtt.simple" in result["message"]
     assert mitm.connections == []
+
+
+def _other_ca_pem():
+    return _create_ca().certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.mark.parametrize("position", ["first", "last"])
+def test_every_ca_of_a_pem_bundle_is_trusted(cloud, tmp_path, umqtt, position):
+    # A bundle as operators keep them (comments between the blocks), the cloud's CA among
+    # others: trusted wherever it stands, for the HTTPS registration and the MQTTS login.
+    with open(cloud.ca_pem_path, "rb") as f:
+        ours = f.read()
+    others = [b"# another root\n" + _other_ca_pem() for _ in range(2)]
+    blocks = [b"# the cloud's root\n" + ours] + others if position == "first" else others + [ours]
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(b"\n".join(blocks))
+    info = write_info(tmp_path, cloud, TENCENT, "bundle-" + position, ca=str(bundle),
+                      mqtt_url="mqtts://localhost:%d" % cloud.mqtts_port)
+    result = run_device(info, ensure=dict(FAST), connect={"timeout_ms": 3000})
+    assert result["ok"] and result["connected"], result
+    assert [e["api"] for e in registrations(cloud, "bundle-" + position)] == ["tencent-v2"]
+
+
+def test_a_bundle_without_the_clouds_ca_is_refused(cloud, tmp_path, umqtt):
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(_other_ca_pem() + _other_ca_pem())
+    info = write_info(tmp_path, cloud, TENCENT, "bundle-none", ca=str(bundle))
+    result = run_device(info, ensure=dict(FAST))
+    assert result["error"] == "TLSError", result
+    assert registrations(cloud, "bundle-none") == []
+
+
+def test_registration_and_mqtt_each_use_their_own_ca(cloud, tmp_path, umqtt):
+    # "ca" verifies the registration server, "mqtt_ca" the broker: the clouds may use two roots.
+    other = tmp_path / "other.pem"
+    other.write_bytes(_other_ca_pem())
+    mqtts = "mqtts://localhost:%d" % cloud.mqtts_port
+    folder = tmp_path / "broker-other"
+    folder.mkdir()
+    info = write_info(folder, cloud, TENCENT, "ca-split-1", mqtt_url=mqtts, mqtt_ca=str(other))
+    result = run_device(info, ensure=dict(FAST), connect={"timeout_ms": 3000})
+    assert result["error"] == "TLSError" and "not correctly signed" in result["message"], result
+    assert [e["api"] for e in registrations(cloud, "ca-split-1")] == ["tencent-v2"]  # "ca" was used for it
+    folder = tmp_path / "register-other"
+    folder.mkdir()
+    info = write_info(folder, cloud, TENCENT, "ca-split-2", mqtt_url=mqtts, ca=str(other),
+                      mqtt_ca=cloud.ca_der_path)
+    result = run_device(info, ensure=dict(FAST))
+    assert result["error"] == "TLSError", result
+    assert registrations(cloud, "ca-split-2") == []
+    doc = read_json(info)
+    doc.update(credential={"psk": cloud.device(TENCENT, "ca-split-1")["psk"]}, device_name="ca-split-1")
+    with open(info, "w") as f:
+        __import__("json").dump(doc, f)
+    result = run_device(info, connect={"timeout_ms": 3000})  # the broker by mqtt_ca alone
+    assert result["ok"] and result["connected"], result
