@@ -1,0 +1,72 @@
+# dynreg.net's port-independent parts (runs on CPython and MicroPython): TCP_NODELAY by the
+# port's own constants, errno words by the errno module's names, and PEM bundles.
+import sys
+
+from support import exact
+from dynreg import ProtocolError, codec, net
+
+
+class _Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def setsockopt(self, level, option, value):
+        self.calls.append((level, option, value))
+
+
+class _Names:
+    # Stands in for a port's socket or errno module: only the names given.
+    def __init__(self, **names):
+        for name in names:
+            setattr(self, name, names[name])
+
+
+def test_nodelay_uses_the_ports_own_numbers():
+    real = net.socket
+    try:
+        net.socket = _Names(IPPROTO_TCP=6, TCP_NODELAY=0x40)  # lwIP (rp2): TF_NODELAY
+        sock = _Recorder()
+        net.nodelay(sock)
+        assert sock.calls == [(6, 0x40, 1)]
+        net.socket = _Names()  # a port that names neither: Linux's numbers
+        sock = _Recorder()
+        net.nodelay(sock)
+        assert sock.calls == [(6, 1, 1)]
+    finally:
+        net.socket = real
+
+
+def test_errno_words_follow_the_ports_errno_module():
+    real = sys.modules.get("errno")
+    # ESP32's newlib numbers: ETIMEDOUT 116, ECONNRESET 104, ECONNREFUSED 111 (not Linux's 110).
+    sys.modules["errno"] = _Names(EAGAIN=11, ETIMEDOUT=116, ECONNRESET=104, ECONNREFUSED=111,
+                                  ECONNABORTED=113, EHOSTUNREACH=118, ENOTCONN=128)
+    try:
+        assert net.reason(OSError(116)) == "timed out"
+        assert net.reason(OSError(-116)) == "timed out"  # as mbedTLS hands it up
+        assert net.reason(OSError(104)) == "connection reset"
+        assert net.reason(OSError(110)) == "110"  # Linux's ETIMEDOUT means nothing on this port
+        assert net.reason(OSError("wifi down")) == "wifi down"
+        assert net.reason(OSError()) == "OSError"
+    finally:
+        if real is None:
+            del sys.modules["errno"]
+        else:
+            sys.modules["errno"] = real
+
+
+_BODY_A = b"MIIBszCCAVmgAwIBAgIU"  # base64 of 15 bytes
+_BODY_B = b"AQIDBAUGBwgJCgsMDQ4P"  # bytes 1..15
+
+
+def test_pem_blocks_returns_every_block_of_a_bundle():
+    bundle = (b"# root one\n-----BEGIN CERTIFICATE-----\n" + _BODY_A + b"\n-----END CERTIFICATE-----\n"
+              b"\n# root two\r\n-----BEGIN CERTIFICATE-----\r\n" + _BODY_B[:10] + b"\r\n" + _BODY_B[10:]
+              + b"\r\n-----END CERTIFICATE-----\r\n")
+    blocks = codec.pem_blocks(bundle)
+    assert blocks == [bytes([0x30, 0x82, 0x01, 0xb3, 0x30, 0x82, 0x01, 0x59, 0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x14]),
+                      bytes(range(1, 16))]
+    assert codec.pem_blocks(bundle.decode()) == blocks  # text as well as bytes
+    der = bytes([0x30, 0x03, 0x02, 0x01, 0x05])
+    assert codec.pem_blocks(der) == [der]  # DER passes through
+    exact(ProtocolError, codec.pem_blocks, b"-----BEGIN CERTIFICATE-----\n" + _BODY_A)  # no END line
