@@ -3,7 +3,6 @@
 import json
 
 from support import vectors, exact
-import dynreg
 from dynreg import aliyun, ConfigError, ProtocolError, RejectedError
 
 PUBLIC = vectors("aliyun_public")
@@ -53,11 +52,12 @@ def test_registration_over_plain_http_is_refused():
     assert url == "https://localhost:8443/auth/register/device"
 
 
-def test_unknown_method_is_dynreg_error():
+def test_unknown_method_is_config_error_naming_the_methods():
     v = PUBLIC["sign"][0]
     for method in ("hmacsha512", "HMACSHA256x", "sha256", ""):
         e = exact(ConfigError, aliyun.sign, v["product_key"], v["device_name"], v["product_secret"], 1, method)
-        assert isinstance(e, dynreg.Error)
+        for name in ("hmacmd5", "hmacsha1", "hmacsha256"):  # what to write instead
+            assert name in str(e), str(e)
 
 
 def test_register_request_is_form_encoded():

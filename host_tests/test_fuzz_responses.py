@@ -120,8 +120,9 @@ def test_mutated_answers_end_in_credential_or_dynreg_error():
     assert counts["inputs"] >= 8 * PER_SHAPE and counts["refused"] > counts["inputs"] // 2
 
 
-def test_generated_payloads_decrypt_to_credential_or_dynreg_error():
-    # Payloads that are valid base64 of random blocks, with every Len: garbage after AES.
+def test_generated_payloads_are_protocol_errors():
+    # Payloads that are valid base64 of random blocks, with every Len: garbage after AES, which
+    # must never come out as a JSON object.
     from binascii import b2a_base64
 
     rng = Random(SEED + 1)
@@ -131,8 +132,9 @@ def test_generated_payloads_decrypt_to_credential_or_dynreg_error():
         payload = b2a_base64(blocks)[:-1].decode()
         length = rng.below(len(blocks) + 20) - 5
         try:
-            tencent.decrypt_payload(payload, SECRET, length if i % 3 else None)
-        except dynreg.Error:
+            got = tencent.decrypt_payload(payload, SECRET, length if i % 3 else None)
+            unexpected.append("#%d: decrypted to a %s" % (i, type(got).__name__))
+        except dynreg.ProtocolError:
             pass
         except Exception as e:
             unexpected.append("#%d: %s: %s" % (i, type(e).__name__, e))

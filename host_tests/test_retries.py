@@ -2,7 +2,7 @@
 # long it waits (exponential backoff with jitter, Retry-After honoured), and its bounds.
 from support import exact
 import dynreg
-from dynreg import clock, config, flow, http
+from dynreg import clock, codec, config, flow, http
 
 
 class Attempts:
@@ -44,6 +44,16 @@ def _run(attempts_fn, **given):
         clock.sleep_ms, clock.ticks_ms, clock.ticks_diff = real
 
 
+def _no_jitter(fn, *args, **kwargs):
+    # codec.random_int fixed at 0: every wait is half its base, known to the millisecond.
+    real = codec.random_int
+    codec.random_int = lambda bits=31: 0
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        codec.random_int = real
+
+
 def _server_error(status, retry_after=None):
     try:
         http.check_status(status, retry_after)
@@ -70,7 +80,8 @@ def test_gives_up_after_the_last_attempt():
 def test_retry_after_is_honoured():
     attempts = Attempts(_server_error(429, retry_after=5), _server_error(503, retry_after=0))
     assert _run(attempts, backoff_ms=100, max_backoff_ms=16000) == "credential"
-    assert attempts.waits[0] == 5000 and attempts.waits[1] <= 200
+    # The second base is 200 ms: a Retry-After of 0 leaves the jittered wait of 100 to 200 ms.
+    assert attempts.waits[0] == 5000 and 100 <= attempts.waits[1] <= 200, attempts.waits
 
 
 def test_a_retry_after_beyond_the_longest_wait_ends_the_tries():
@@ -80,9 +91,12 @@ def test_a_retry_after_beyond_the_longest_wait_ends_the_tries():
 
 
 def test_total_time_bounds_the_tries():
+    # Retry-After 4 s is above every jittered wait (1 s base): attempts at 0, 4000 and 8000 ms;
+    # a third wait would end at 12000, past the 10000 ms total.
     attempts = Attempts(*[_server_error(503, retry_after=4) for _ in range(9)])
-    exact(dynreg.NetworkError, _run, attempts, attempts=10, total_ms=10000)
-    assert sum(attempts.waits) <= 10000 and attempts.calls == 3
+    e = exact(dynreg.NetworkError, _run, attempts, attempts=10, total_ms=10000)
+    assert attempts.waits == [4000, 4000] and attempts.calls == 3
+    assert "after 3 attempts in 8000 ms" in str(e), str(e)
 
 
 def test_rejections_tls_and_bad_answers_are_never_retried():
@@ -113,3 +127,27 @@ def test_each_attempt_gets_its_timeout_or_what_is_left_of_the_total():
     assert first == 4000 and second == 4000
     spent = 2 * 3000 + sum(attempts.waits)
     assert third == 9500 - spent and 500 <= third <= 2000, (attempts.budgets, attempts.waits)
+
+
+def test_total_ms_bounds_all_attempts_on_a_fake_clock():
+    # test_host_faults.py's test_total_ms_bounds_all_attempts with nothing left to the machine:
+    # 503 after 30 ms each, 50 attempts allowed, bases 100, 200, 400, 400 ... ms halved (no
+    # jitter), 1500 ms in all, 1000 ms an attempt. The attempts start at 0, 80, 210, 440, 670,
+    # 900, 1130 and 1360 ms, each with its 1000 ms or what is left of the 1500; the eighth fails
+    # at 1390 ms and a 200 ms wait would end past 1500: the budget ends the tries, not the count.
+    attempts = Attempts(*[_server_error(503) for _ in range(50)], spend_ms=30)
+    e = _no_jitter(exact, dynreg.NetworkError, _run, attempts, attempts=50, backoff_ms=100, max_backoff_ms=400,
+                   total_ms=1500, timeout_ms=1000)
+    assert attempts.calls == 8 and attempts.now_ms == 1390
+    assert attempts.waits == [50, 100, 200, 200, 200, 200, 200]
+    assert attempts.budgets == [1000, 1000, 1000, 1000, 830, 600, 370, 140]
+    assert "after 8 attempts in 1390 ms" in str(e) and "503" in str(e), str(e)
+
+
+def test_an_attempt_left_no_budget_gets_1_ms():
+    # Instant attempts, Retry-After 1 s, 2000 ms in all: attempts at 0, 1000 and 2000 ms; the
+    # third starts with nothing left and gets 1 ms (never 0, which would mean no timeout).
+    attempts = Attempts(*[_server_error(503, retry_after=1) for _ in range(5)])
+    e = _no_jitter(exact, dynreg.NetworkError, _run, attempts, attempts=5, total_ms=2000, timeout_ms=1500)
+    assert attempts.budgets == [1500, 1000, 1] and attempts.waits == [1000, 1000]
+    assert "after 3 attempts in 2000 ms" in str(e), str(e)

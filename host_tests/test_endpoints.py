@@ -1,0 +1,139 @@
+# The clouds' own endpoints, which every end-to-end test replaces with the emulator's: the
+# registration URL and the MQTT broker a device uses when its info names none, and the port
+# a URL gets from its scheme when it names none (runs on CPython and MicroPython). Every
+# expected value is written out from PROTOCOLS.md (2.1, 2.2, 2.4, 3.1, 3.2), never taken from
+# the library.
+import json
+
+from support import scratch_dir, write, read, exact
+import dynreg
+from dynreg import aliyun, http, mqtt, store, tencent
+
+# PROTOCOLS.md section 5: the public Tencent vector and the public Alibaba sign vector.
+PID, DN, SECRET, TS, NONCE = "ASJ3GXJXGX", "xyz", "hzvf5LF9S0isvBhDSauWMaIk", 1551000065, 5456
+V2_SIGNATURE = "LMAs/Lpuk+Jo1QzOr3S1dJYsYbA7dbMaTI4asKjM50k="  # signed for ap-guangzhou.gateway.tencentdevices.com
+PK, ALI_DN, ALI_SECRET = "a1IoK3f7xyz", "OvenDevice01", "6vEu5Qlj5S0abcd1"
+
+
+# -- registration URLs ------------------------------------------------------------------------
+
+def test_tencent_current_api_defaults_to_ap_guangzhou_over_https():
+    url, headers, _ = tencent.register_request(PID, DN, SECRET, TS, NONCE)
+    assert url == "https://ap-guangzhou.gateway.tencentdevices.com/device/register"
+    # The host is part of the string to sign: the public vector was signed for this one.
+    assert headers["X-TC-Signature"] == V2_SIGNATURE
+
+
+def test_tencent_legacy_api_defaults_to_the_c_sdks_host():
+    url, _, _ = tencent.legacy_request(PID, DN, SECRET, TS, NONCE)
+    assert url == "https://gateway.tencentdevices.com/register/dev"
+
+
+def test_alibaba_https_registration_defaults_to_cn_shanghai():
+    url, _, _ = aliyun.register_request(PK, ALI_DN, ALI_SECRET, 567345)
+    assert url == "https://iot-auth.cn-shanghai.aliyuncs.com/auth/register/device"
+    url, _, _ = aliyun.register_request(PK, ALI_DN, ALI_SECRET, 567345, region="ap-southeast-1")
+    assert url == "https://iot-auth.ap-southeast-1.aliyuncs.com/auth/register/device"
+    url, _, _ = aliyun.register_request(PK, ALI_DN, ALI_SECRET, 567345, region="cn-shanghai")
+    assert url == "https://iot-auth.cn-shanghai.aliyuncs.com/auth/register/device"
+
+
+TENCENT_REFUSAL = b'{"Response":{"Error":{"Code":"ResourceNotFound.ProductNotExist","Message":"no"},"RequestId":"r"}}'
+ALIYUN_REFUSAL = b'{"code":6250,"message":"product not found"}'
+
+
+def _posted_url(doc, answer):
+    # dynreg.ensure on an info without register_url, the transport faked: the URL it posted
+    # to. The fake cloud refuses, so nothing is stored.
+    folder = scratch_dir()
+    path = folder + "/device_info.json"
+    write(path, json.dumps(doc))
+    posted = []
+
+    def post(url, *args, **kwargs):
+        posted.append(url)
+        return 200, answer, None
+
+    real_post = http.post
+    http.post = post
+    try:
+        exact(dynreg.RejectedError, dynreg.ensure, path, attempts=1, log=None)
+    finally:
+        http.post = real_post
+    assert read(path) == json.dumps(doc)
+    [url] = posted
+    return url
+
+
+def test_a_tencent_info_without_register_url_registers_with_the_cloud_itself():
+    doc = {"dynreg": 1, "cloud": "tencent", "product_id": PID, "product_secret": SECRET, "device_name": DN,
+           "credential": {"psk": ""}}
+    assert _posted_url(doc, TENCENT_REFUSAL) == "https://ap-guangzhou.gateway.tencentdevices.com/device/register"
+    doc["api"] = "legacy"
+    assert _posted_url(doc, TENCENT_REFUSAL) == "https://gateway.tencentdevices.com/register/dev"
+    sdk = {"auth_mode": "KEY", "productId": PID, "productSecret": SECRET, "deviceName": DN,
+           "key_deviceinfo": {"deviceSecret": "YOUR_IOT_PSK"}}  # the C SDK's file names no URL at all
+    assert _posted_url(sdk, TENCENT_REFUSAL) == "https://ap-guangzhou.gateway.tencentdevices.com/device/register"
+
+
+def test_an_alibaba_info_without_register_url_registers_with_its_region():
+    doc = {"dynreg": 1, "cloud": "aliyun", "product_key": PK, "product_secret": ALI_SECRET, "device_name": ALI_DN,
+           "credential": {}}
+    assert _posted_url(doc, ALIYUN_REFUSAL) == "https://iot-auth.cn-shanghai.aliyuncs.com/auth/register/device"
+    doc["region"] = "ap-southeast-1"
+    assert _posted_url(doc, ALIYUN_REFUSAL) == "https://iot-auth.ap-southeast-1.aliyuncs.com/auth/register/device"
+
+
+# -- MQTT brokers -------------------------------------------------------------------------------
+
+def _info(**doc):
+    return store.Info("device_info.json", doc)
+
+
+def test_tencent_broker_is_the_products_own_host_over_tls():
+    info = _info(dynreg=1, cloud="tencent", product_id=PID, product_secret=SECRET, device_name=DN,
+                 credential={"psk": "lDZ6Uqt+I9E0wW7rvDUs7Q=="})
+    assert mqtt.endpoint(info) == ("ASJ3GXJXGX.iotcloud.tencentdevices.com", 8883, True)
+    sdk = _info(auth_mode="KEY", productId=PID, productSecret=SECRET, deviceName=DN,
+                key_deviceinfo={"deviceSecret": "lDZ6Uqt+I9E0wW7rvDUs7Q=="})
+    assert mqtt.endpoint(sdk) == ("ASJ3GXJXGX.iotcloud.tencentdevices.com", 8883, True)
+
+
+def test_alibaba_broker_of_a_new_instance_is_named_by_its_instance_id():
+    info = _info(dynreg=1, cloud="aliyun", product_key=PK, product_secret=ALI_SECRET, device_name=ALI_DN,
+                 instance_id="iot-06z00ax1o4qq7gd", region="ap-southeast-1",
+                 credential={"device_secret": "8d1f0cdab49dd229cf3b75aaaaaaaaaa"})
+    assert mqtt.endpoint(info) == ("iot-06z00ax1o4qq7gd.mqtt.iothub.aliyuncs.com", 8883, True)
+
+
+def test_alibaba_broker_of_an_old_instance_is_named_by_product_key_and_region():
+    info = _info(dynreg=1, cloud="aliyun", product_key=PK, product_secret=ALI_SECRET, device_name=ALI_DN,
+                 credential={"device_secret": "8d1f0cdab49dd229cf3b75aaaaaaaaaa"})
+    assert mqtt.endpoint(info) == ("a1IoK3f7xyz.iot-as-mqtt.cn-shanghai.aliyuncs.com", 8883, True)
+    info = _info(dynreg=1, cloud="aliyun", product_key=PK, product_secret=ALI_SECRET, device_name=ALI_DN,
+                 region="ap-southeast-1", credential={"device_secret": "8d1f0cdab49dd229cf3b75aaaaaaaaaa"})
+    assert mqtt.endpoint(info) == ("a1IoK3f7xyz.iot-as-mqtt.ap-southeast-1.aliyuncs.com", 8883, True)
+
+
+def test_an_mqtt_url_without_a_port_gets_its_schemes_port():
+    info = _info(dynreg=1, cloud="tencent", product_id=PID, product_secret=SECRET, device_name=DN,
+                 mqtt_url="mqtt://broker.example.com", credential={"psk": "lDZ6Uqt+I9E0wW7rvDUs7Q=="})
+    assert mqtt.endpoint(info) == ("broker.example.com", 1883, False)
+    assert mqtt.endpoint(info, "mqtts://broker.example.com") == ("broker.example.com", 8883, True)
+    assert mqtt.endpoint(info, "mqtts://broker.example.com:443") == ("broker.example.com", 443, True)
+
+
+# -- default ports ------------------------------------------------------------------------------
+
+def test_a_url_without_a_port_gets_its_schemes_default_port():
+    assert http.split_url("http://iot.example.com/device/register") == ("http", "iot.example.com", 80,
+                                                                         "/device/register")
+    assert http.split_url("https://iot.example.com") == ("https", "iot.example.com", 443, "/")
+    assert http.split_url("mqtt://iot.example.com") == ("mqtt", "iot.example.com", 1883, "/")
+    assert http.split_url("mqtts://iot.example.com/") == ("mqtts", "iot.example.com", 8883, "/")
+
+
+def test_an_explicit_port_wins_over_the_default():
+    assert http.split_url("http://localhost:8080/x") == ("http", "localhost", 8080, "/x")
+    assert http.split_url("https://localhost:8443") == ("https", "localhost", 8443, "/")
+    assert http.split_url("mqtts://localhost:1883") == ("mqtts", "localhost", 1883, "/")
