@@ -46,6 +46,12 @@ apt_packages() {
     fi
 }
 
+put() {
+    # A new binary beside the old one, then renamed over it: a test still running the old one
+    # keeps it ("Text file busy" is what cp gives), and nothing ever runs half a file.
+    cp "$1" "$2.new" && mv -f "$2.new" "$2"
+}
+
 mpy_version() {
     awk '/^#define MICROPY_VERSION_(MAJOR|MINOR|MICRO) /{v = v (v ? "." : "") $3} END {print v}' "$1/py/mpconfig.h"
 }
@@ -122,7 +128,7 @@ build_mpy_cross() {
     h=$(inputs_hash "$SRC/py/mpconfig.h")
     cached mpy-cross "$h" && [ -x "$OUT/mpy-cross" ] && return 0
     step "mpy-cross v$RELEASE" mpy-cross make -C "$SRC/mpy-cross" -j"$JOBS"
-    cp "$SRC/mpy-cross/build/mpy-cross" "$OUT/mpy-cross"
+    put "$SRC/mpy-cross/build/mpy-cross" "$OUT/mpy-cross"
     done_with mpy-cross "$h"
 }
 
@@ -134,7 +140,7 @@ build_unix() {
     step "unix port v$RELEASE (dynreg frozen)" unix \
         make -C "$SRC/ports/unix" -j"$JOBS" BUILD=build-dynreg FROZEN_MANIFEST="$ROOT/manifest.py"
     mkdir -p "$OUT/unix"
-    cp "$SRC/ports/unix/build-dynreg/micropython" "$OUT/unix/micropython"
+    put "$SRC/ports/unix/build-dynreg/micropython" "$OUT/unix/micropython"
     done_with unix "$h"
 }
 
