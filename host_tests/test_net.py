@@ -70,3 +70,10 @@ def test_pem_blocks_returns_every_block_of_a_bundle():
     der = bytes([0x30, 0x03, 0x02, 0x01, 0x05])
     assert codec.pem_blocks(der) == [der]  # DER passes through
     exact(ProtocolError, codec.pem_blocks, b"-----BEGIN CERTIFICATE-----\n" + _BODY_A)  # no END line
+
+
+def test_base64_with_a_character_outside_the_alphabet_is_refused():
+    # a2b_base64 skips such characters on both runtimes; "QUJD" is b"ABC".
+    assert codec.b64decode("QUJDQUJD") == b"ABCABC"
+    for bad in ("QUJD!QUJD", "QUJD QUJD", "QUJ!", "QUJDQUJ", "QUJD\nQUJD", b"QUJD!QUJD"):
+        exact(ProtocolError, codec.b64decode, bad)

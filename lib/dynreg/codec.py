@@ -59,8 +59,9 @@ def b64decode(text):
         data = a2b_base64(text)
     except (ValueError, TypeError):
         raise ProtocolError("bad base64")
-    # a2b_base64 skips characters outside the alphabet; a short result gives them away.
-    if len(data) != len(text.rstrip(b"=" if isinstance(text, bytes) else "=")) * 3 // 4:
+    # a2b_base64 skips characters outside the alphabet; in padded text (what both clouds send)
+    # a short result gives them away.
+    if len(text) % 4 or len(data) != len(text.rstrip(b"=" if isinstance(text, bytes) else "=")) * 3 // 4:
         raise ProtocolError("bad base64")
     return data
 
