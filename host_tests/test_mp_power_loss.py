@@ -1,29 +1,42 @@
-# MicroPython only (real littlefs2 through vfs.VfsLfs2): power is cut at every write of a
-# full credential save, for every credential kind. After each cut the filesystem is mounted
-# again from what reached the "flash": the device must hold either the complete new
-# credential or be cleanly unregistered, and then register (save) successfully.
+# MicroPython only (real littlefs2 through vfs.VfsLfs2, real FatFs through vfs.VfsFat): power
+# is cut at every write of a full credential save, for every credential kind, and of the
+# ProductSecret's erase. After each cut the filesystem is mounted again from what reached
+# the "flash": the device must hold the old state or the complete new one (a save: the new
+# credential, or cleanly unregistered and then able to save; the erase: the credential
+# intact, the secret there or gone). Then the next writes a device does (the info rewritten,
+# another file) must leave every file intact: on FAT some damage shows only then (a cut
+# inside a rename leaves two names on one cluster chain; the next write frees it under one).
 import vfs
 
 from support import RAMBlockDevice
-from power_cut_kinds import KINDS, PEM_CERT, PEM_KEY, expected, info_text
+from power_cut_kinds import ERASE, KINDS, PEM_CERT, PEM_KEY, SECRET, expected, info_text
 from dynreg import store, gateway
 
 MOUNT = "/pl"
+PATH = MOUNT + "/device_info.json"
+CA = bytes(range(256)) * 3  # a file that no save touches, beside the info
 SUBDEVICES = {"a1SubProd01/sensor-%04d" % i: {"device_secret": "%032x" % (i * 7919), "iot_id": "i%d" % i,
                                                "topo": False} for i in range(8)}
-totals = {"cuts": 0, "failures": 0}
-
-
-BLOCK_SIZES = (512, 128)  # smaller blocks split each save into more writes, so more cut points
 # How much of the write at the cut reaches flash: none of it, its first half, or all of it.
+# FAT counts each sector as one write, so its "all" is the next cut point's "none".
 TORN = (0, 1, 2)
-_block_size = [512]
+# (name, filesystem, block size, blocks, how much of the cut write lands, files before the
+# info: they move its directory entries across a FAT directory sector's 16 slots)
+FILESYSTEMS = (
+    ("littlefs2", vfs.VfsLfs2, 512, 128, TORN, (0,)),
+    ("littlefs2", vfs.VfsLfs2, 128, 512, TORN, (0,)),
+    ("FAT", vfs.VfsFat, 512, 128, (0, 1), tuple(range(16))),
+    ("FAT", vfs.VfsFat, 4096, 64, (0, 1), (0, 7)),
+)
+totals = {"cuts": 0, "failures": 0}
+_fs = [FILESYSTEMS[0]]
 
 
 class PowerCutDevice(RAMBlockDevice):
-    # Write number `cut` is torn (`torn` halves of it reach flash); nothing after it does.
+    # Block write number `cut` is torn (`torn` halves of it reach flash); nothing after it
+    # does. FAT writes whole sectors, several in one call: each sector counts as one write.
     def __init__(self, image, cut=None, torn=1):
-        size = _block_size[0]
+        size = _fs[0][2]
         super().__init__(size, len(image) // size)
         self.data[:] = image
         self.cut = cut
@@ -31,12 +44,20 @@ class PowerCutDevice(RAMBlockDevice):
         self.writes = 0
 
     def writeblocks(self, block, buf, offset=None):
-        self.writes += 1
-        if self.cut is not None and self.writes >= self.cut:
-            if self.writes == self.cut and self.torn:
-                super().writeblocks(block, bytes(buf[:len(buf) * self.torn // 2]), offset)
-            return -5  # EIO to littlefs: the power is gone
-        super().writeblocks(block, buf, offset)
+        step = len(buf) if offset is not None else self.block_size
+        done = 0
+        while done < len(buf):
+            self.writes += 1
+            if self.cut is not None and self.writes >= self.cut:
+                if self.writes == self.cut and self.torn:
+                    super().writeblocks(block, bytes(buf[done:done + step * self.torn // 2]), offset)
+                # The power is gone: EIO to littlefs. FAT's writes are dropped unseen (the image
+                # is the same), since a FAT file that failed to close retries from its
+                # finaliser, where an error could only be printed.
+                return -5 if offset is not None else 0
+            super().writeblocks(block, buf[done:done + step], offset)
+            block += 1
+            done += step
         return 0
 
 
@@ -45,64 +66,119 @@ def _mount(device):
         vfs.umount(MOUNT)
     except OSError:
         pass
-    vfs.mount(vfs.VfsLfs2(device), MOUNT)
+    vfs.mount(_fs[0][1](device), MOUNT)
 
 
-def _fresh_image(info_text):
-    device = RAMBlockDevice(_block_size[0], 65536 // _block_size[0])
-    vfs.VfsLfs2.mkfs(device)
+def _fresh_image(text, padding):
+    size, blocks = _fs[0][2], _fs[0][3]
+    device = RAMBlockDevice(size, blocks)
+    _fs[0][1].mkfs(device)
     _mount(device)
-    with open(MOUNT + "/device_info.json", "w") as f:
-        f.write(info_text)
+    for i in range(padding):
+        _write(MOUNT + "/p%d" % i, b"")
+    _write(MOUNT + "/ca.der", CA)
+    _write(PATH, text.encode())
     vfs.umount(MOUNT)
     return bytes(device.data)
 
 
-def _check_after_cut(image, credential):
-    # Remount what reached flash: the complete new credential, or clean and able to register.
-    _mount(PowerCutDevice(image))
-    info = store.load(MOUNT + "/device_info.json")
-    if info.needs_registration:
+def _write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _check_after_cut(image, credential, action):
+    # Remount what reached flash and classify it: "old", "new", or "clean" (unregistered);
+    # finish the action, do a device's next writes, remount, and check every file.
+    device = PowerCutDevice(image)
+    _mount(device)
+    info = store.load(PATH)
+    if action == ERASE:
+        assert not info.needs_registration, "the credential is lost"
+        assert info.credential == expected(credential), "another credential"
+        state = "old" if info.product_secret == SECRET else "new"
+        info.erase_product_secret()
+        assert SECRET.encode() not in _read(PATH), "the ProductSecret is still on flash"
+    elif info.needs_registration:
+        state = "clean"
+        assert info.product_secret == SECRET, "the ProductSecret is lost"
         info.save_credential(credential)
-        info = store.load(MOUNT + "/device_info.json")
-    assert info.credential == expected(credential), info.credential
+    else:
+        state = "new"
+    # The next writes, each on a fresh mount (FatFs then allocates from the first free cluster):
+    # the info again (an erase, say), then another file.
+    _mount(device)
+    store.write_atomic(PATH, _read(PATH))
+    _mount(device)
+    store.write_atomic(MOUNT + "/" + gateway.SUBDEVICES_FILE, b"{}" + b" " * 1500)
+    _mount(device)
+    info = store.load(PATH)
+    assert info.credential == expected(credential), \
+        "after the next writes: %s" % ("no credential" if info.needs_registration else "another credential")
+    assert info.product_secret == (None if action == ERASE else SECRET), "after the next writes: the secret"
     if "cert" in credential:
-        assert info.read_credential_file("cert_file") == PEM_CERT.encode()
-        assert info.read_credential_file("key_file") == PEM_KEY.encode()
+        assert info.read_credential_file("cert_file") == PEM_CERT.encode(), "certificate damaged"
+        assert info.read_credential_file("key_file") == PEM_KEY.encode(), "key damaged"
+    assert _read(MOUNT + "/ca.der") == CA, "another file damaged"
+    return state
 
 
-def _cut_everywhere(image, save, check):
+def _cut_everywhere(image, action, check, label):
+    # Every cut point of `action` on `image`; returns how many there were.
     dry = PowerCutDevice(image)
     _mount(dry)
-    save()
+    try:
+        action()
+    except Exception as e:
+        totals["failures"] += 1
+        print("%s: without a cut: %s: %s" % (label, type(e).__name__, e))
+        return 0
     total_writes = dry.writes
     assert total_writes > 0
+    states = {}
     for cut in range(1, total_writes + 1):
-        for torn in TORN:
+        for torn in _fs[0][4]:
             device = PowerCutDevice(image, cut, torn)
             _mount(device)
             try:
-                save()
+                action()
             except Exception:
                 pass  # StorageError or OSError: the save was cut short
             totals["cuts"] += 1
             try:
-                check(bytes(device.data))
+                state = check(bytes(device.data))
+                states[state] = states.get(state, 0) + 1
             except Exception as e:
                 totals["failures"] += 1
-                print("power cut at write %d of %d (%d/2 of it written): %s" % (cut, total_writes, torn, e))
-    return total_writes * len(TORN)
+                print("power cut at write %d of %d (%d/2 of it written), %s: %s: %s"
+                      % (cut, total_writes, torn, label, type(e).__name__, e))
+    cuts = total_writes * len(_fs[0][4])
+    print("power loss: %-40s %3d cut points %s" % (label, cuts, " ".join("%s %d" % s for s in sorted(states.items()))))
+    return cuts
+
+
+def _act(credential, action):
+    if action == ERASE:
+        return lambda: store.load(PATH).erase_product_secret()
+    return lambda: store.load(PATH).save_credential(credential)
 
 
 def test_power_cut_at_every_write_of_every_credential_kind():
-    for size in BLOCK_SIZES:
-        _block_size[0] = size
-        for name, fields, credential in KINDS:
-            image = _fresh_image(info_text(fields))
-            writes = _cut_everywhere(image, lambda: store.load(MOUNT + "/device_info.json").save_credential(credential),
-                                     lambda data: _check_after_cut(data, credential))
-            print("power loss: %-30s %3d cut points (%d-byte blocks)" % (name, writes, size))
-    assert totals["failures"] == 0, totals
+    before = totals["failures"]
+    for fs in FILESYSTEMS:
+        _fs[0] = fs
+        for name, fields, credential, action in KINDS:
+            for padding in fs[5]:
+                image = _fresh_image(info_text(fields), padding)
+                _cut_everywhere(image, _act(credential, action),
+                                lambda data: _check_after_cut(data, credential, action),
+                                "%s, %s %d-byte blocks%s" % (name, fs[0], fs[2], ", +%d" % padding if padding else ""))
+    assert totals["failures"] == before, totals
 
 
 def test_power_cut_at_every_write_of_gateway_subdevice_secrets():
@@ -112,13 +188,14 @@ def test_power_cut_at_every_write_of_gateway_subdevice_secrets():
         _mount(PowerCutDevice(data))
         devices = gateway.load(path)
         assert devices in ({}, SUBDEVICES), "half-written sub-device secrets"
+        return "new" if devices else "old"
 
     before = totals["failures"]
-    for size in BLOCK_SIZES:
-        _block_size[0] = size
+    for fs in FILESYSTEMS:
+        _fs[0] = fs
         image = _fresh_image(info_text({"cloud": "aliyun", "product_key": "a1GwProd001", "api": "https",
-                                         "credential": {"device_secret": "x" * 32}}))
-        writes = _cut_everywhere(image, lambda: gateway._save(path, SUBDEVICES), check)
-        print("power loss: %-30s %3d cut points (%d-byte blocks)" % ("gateway sub-device secrets", writes, size))
+                                        "credential": {"device_secret": "x" * 32}}), 0)
+        _cut_everywhere(image, lambda: gateway._save(path, SUBDEVICES), check,
+                        "gateway sub-device secrets, %s %d-byte blocks" % (fs[0], fs[2]))
     print("power loss: %d cut points tried, %d failures" % (totals["cuts"], totals["failures"]))
     assert totals["failures"] == before

@@ -1,9 +1,9 @@
 # dynreg.store on a real littlefs2 filesystem (MicroPython, RAM block device) and on a
-# temporary folder (CPython).
+# temporary folder (CPython). Power cuts on littlefs2 and FAT: test_mp_power_loss.py.
 import json
 
 from support import scratch_dir, write, read, listdir, exact
-from dynreg import store, ConfigError, StorageError
+from dynreg import gateway, store, ConfigError, StorageError
 
 PSK = "lDZ6Uqt+I9E0wW7rvDUs7Q=="
 SECRET = "hzvf5LF9S0isvBhDSauWMaIk"
@@ -143,16 +143,198 @@ def test_stale_temporary_file_is_ignored_and_replaced():
     assert listdir(folder) == ["device_info.json"]
 
 
-def test_interrupted_fat_rename_falls_back_to_backup():
-    folder, path = _info(_own(credential={"psk": PSK}), name="info.json.bak")
+def test_complete_tmp_stands_in_for_a_missing_info_and_is_put_in_place():
+    text = _own(credential={"psk": PSK})
+    folder, _ = _info(text, name="info.json.tmp")  # a cut before the info itself was written
     info = store.load(folder + "/info.json")
     assert info.credential == {"psk": PSK} and info.path == folder + "/info.json"
+    assert listdir(folder) == ["info.json"] and read(folder + "/info.json") == text
+
+
+def test_complete_tmp_stands_in_for_an_info_cut_while_rewritten():
+    text = _own(credential={"psk": PSK})
+    for torn in ("", text[:40]):  # FAT leaves it empty; anything else unusable counts too
+        folder, path = _info(torn)
+        write(path + ".tmp", text)
+        assert store.load(path).credential == {"psk": PSK}
+        assert listdir(folder) == ["device_info.json"] and read(path) == text
+
+
+def test_torn_or_invalid_tmp_is_never_used():
+    text = _own(credential={"psk": PSK})
+    for tmp in (text[:-1], text[:len(text) // 2], "", "[1]", '"%s"' % PSK, '{"pad":"%s"}' % ("x" * 9000)):
+        folder = scratch_dir()
+        write(folder + "/info.json.tmp", tmp)
+        e = exact(ConfigError, store.load, folder + "/info.json")
+        assert str(e) == "cannot read %s/info.json" % folder, str(e)  # as for a missing file
+        assert listdir(folder) == ["info.json.tmp"] and read(folder + "/info.json.tmp") == tmp
+        _, path = _info("{")
+        write(path + ".tmp", tmp)
+        e = exact(ConfigError, store.load, path)
+        assert "not valid JSON" in str(e) and read(path) == "{" and PSK not in str(e)
+
+
+def test_a_valid_info_wins_over_any_tmp():
+    folder, path = _info(_own(credential={"psk": PSK}))
+    write(path + ".tmp", _own(credential={"psk": "other-" + PSK}))  # cut before the info was rewritten
+    assert store.load(path).credential == {"psk": PSK}
+
+
+def test_backup_file_is_not_read():
+    folder, _ = _info(_own(credential={"psk": PSK}), name="info.json.bak")
+    exact(ConfigError, store.load, folder + "/info.json")
+
+
+def test_write_atomic_leaves_one_file():
+    folder = scratch_dir()
+    store.write_atomic(folder + "/a.json", b'{"n": 1}')
+    store.write_atomic(folder + "/a.json", b'{"n": 2}')
+    write(folder + "/a.json.tmp", "torn")
+    store.write_atomic(folder + "/a.json", b'{"n": 3}')
+    assert listdir(folder) == ["a.json"] and store.read_json(folder + "/a.json") == {"n": 3}
+
+
+def test_gateway_subdevices_file_missing_or_only_a_torn_tmp_is_empty():
+    folder = scratch_dir()
+    path = folder + "/" + gateway.SUBDEVICES_FILE
+    assert gateway.load(path) == {}
+    write(path + ".tmp", '{"dynreg_subdevices": 1, "devices": {"a1Sub/s1": {"device_se')
+    assert gateway.load(path) == {}
+    write(path + ".tmp", '{"dynreg_subdevices": 1, "devices": {"a1Sub/s1": {"device_secret": "s"}}}')
+    assert gateway.load(path) == {"a1Sub/s1": {"device_secret": "s"}}
+    assert listdir(folder) == [gateway.SUBDEVICES_FILE]
+    write(path, "{")
+    exact(ConfigError, gateway.load, path)
+
+
+def test_empty_certificate_file_needs_registration():
+    folder, path = _info(_own(auth="cert", credential={"cert_file": "c.crt", "key_file": "k.key"}))
+    write(folder + "/c.crt", PEM_CERT)
+    write(folder + "/k.key", "")  # a cut while it was written
+    assert store.load(path).needs_registration
+
+
+def test_cert_save_replaces_an_old_pair_whole():
+    folder, path = _info(_own(auth="cert"))
+    write(folder + "/xyz_cert.crt", "old certificate")
+    store.load(path).save_credential({"cert": PEM_CERT, "key": PEM_KEY})
+    assert read(folder + "/xyz_cert.crt") == PEM_CERT and read(folder + "/xyz_private.key") == PEM_KEY
+    assert listdir(folder) == ["device_info.json", "xyz_cert.crt", "xyz_private.key"]
+
+
+class _Writes:
+    # Counts store.write_atomic calls (module globals are looked up at call time, on both runtimes).
+    def __enter__(self):
+        self.calls = []
+        self.real = store.write_atomic
+        store.write_atomic = lambda path, data: (self.calls.append(path), self.real(path, data))
+        return self
+
+    def __exit__(self, *exc):
+        store.write_atomic = self.real
+
+
+def test_erase_product_secret_sdk_format_empties_the_field_and_keeps_the_rest():
+    text = SDK_KEY_INFO.replace("YOUR_IOT_PSK", PSK)
+    folder, path = _info(text)
+    info = store.load(path)
+    assert info.product_secret == SECRET
+    with _Writes() as writes:
+        assert info.erase_product_secret() is True
+        assert info.product_secret is None
+        assert info.erase_product_secret() is False  # already gone: nothing written
+    assert writes.calls == [path]
+    expected = json.loads(text)
+    expected["productSecret"] = ""
+    assert json.loads(read(path)) == expected and SECRET not in read(path)
+    again = store.load(path)
+    assert again.product_secret is None and again.credential == {"psk": PSK} and not again.needs_registration
+    with _Writes() as writes:
+        assert again.erase_product_secret() is False
+    assert writes.calls == [] and listdir(folder) == ["device_info.json"]
+
+
+def test_erase_product_secret_own_format_removes_the_field():
+    for fields, credential in (({}, {"psk": PSK}),
+                               ({"cloud": "aliyun", "product_key": "a1IoK3f7xyz", "api": "regnwl"},
+                                {"client_id": "c1|x", "device_token": "tok"})):
+        text = _own(credential=credential, **fields)
+        _, path = _info(text)
+        assert store.load(path).erase_product_secret() is True
+        expected = json.loads(text)
+        del expected["product_secret"]
+        assert json.loads(read(path)) == expected
+        info = store.load(path)
+        assert info.product_secret is None and info.credential == credential
+
+
+def test_erase_product_secret_cert_device():
+    folder, path = _info(_own(auth="cert"))
+    store.load(path).save_credential({"cert": PEM_CERT, "key": PEM_KEY})
+    assert store.load(path).erase_product_secret() is True
+    info = store.load(path)
+    assert info.product_secret is None and info.read_credential_file("cert_file") == PEM_CERT.encode()
+
+
+def test_erase_product_secret_needs_a_credential_and_honours_keep():
+    cases = [
+        (_own(), "no credential"),
+        (_own(credential={"psk": "YOUR_IOT_PSK"}), "placeholder"),
+        (_own(auth="cert", credential={"cert_file": "c.crt", "key_file": "k.key"}), "files missing"),
+        (_own(credential={"psk": PSK}, keep_product_secret=True), "keep_product_secret"),
+        (SDK_KEY_INFO.replace("YOUR_IOT_PSK", PSK)[:-1] + ',"keep_product_secret":true}', "keep, SDK format"),
+    ]
+    for text, why in cases:
+        _, path = _info(text)
+        info = store.load(path)
+        with _Writes() as writes:
+            assert info.erase_product_secret() is False, why
+        assert writes.calls == [] and read(path) == text and info.product_secret == SECRET, why
+    _, path = _info(_own(credential={"psk": PSK}, keep_product_secret=False))
+    assert store.load(path).erase_product_secret() is True
+
+
+def test_keep_product_secret_must_be_a_bool():
+    for value in ("yes", 1, None, "false"):
+        _, path = _info(_own(credential={"psk": PSK}, keep_product_secret=value))
+        e = exact(ConfigError, store.load, path)
+        assert "keep_product_secret" in str(e)
+
+
+def test_erase_product_secret_failure_is_storage_error_and_changes_nothing():
+    text = _own(credential={"psk": PSK})
+    _, path = _info(text)
+    info = store.load(path)
+    info.path = path + "/no/such/dir/info.json"
+    e = exact(StorageError, info.erase_product_secret)
+    assert info.product_secret == SECRET and info.doc["product_secret"] == SECRET and read(path) == text
+    assert SECRET not in str(e)
+
+
+def test_without_product_secret_a_credential_still_loads():
+    for text in (_own(product_secret=None, credential={"psk": PSK}), _own(product_secret="", credential={"psk": PSK}),
+                 SDK_KEY_INFO.replace(SECRET, "").replace("YOUR_IOT_PSK", PSK)):
+        _, path = _info(text.replace('"product_secret": null, ', ""))
+        info = store.load(path)
+        assert info.product_secret is None and info.credential == {"psk": PSK} and not info.needs_registration
+
+
+def test_neither_credential_nor_product_secret_cannot_register():
+    for text, field in ((_own(product_secret=None), "product_secret"), (_own(product_secret=""), "product_secret"),
+                        (SDK_KEY_INFO.replace(SECRET, ""), "productSecret"),
+                        (SDK_KEY_INFO.replace('"productSecret":"%s",' % SECRET, ""), "productSecret")):
+        _, path = _info(text)
+        info = store.load(path)
+        assert info.needs_registration and info.product_secret is None
+        e = exact(ConfigError, info.check_can_register)
+        assert field in str(e) and "register" in str(e), str(e)
+    _, path = _info(_own())
+    assert store.load(path).check_can_register() is None
 
 
 def test_config_errors_name_the_field_never_the_secret():
     cases = [
         (SDK_KEY_INFO.replace('"productId":"S3EUVBRJLB",', ""), "productId"),
-        (SDK_KEY_INFO.replace('"productSecret":"%s",' % SECRET, ""), "productSecret"),
         (SDK_KEY_INFO.replace('"auth_mode":"KEY"', '"auth_mode":"PSK"'), "auth_mode"),
         (_own(cloud="aws"), "cloud"),
         (_own(product_id=None), "product_id"),

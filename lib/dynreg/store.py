@@ -3,8 +3,11 @@
 # - the Tencent C SDK's device_info.json ("productId", "key_deviceinfo": {"deviceSecret"}, ...)
 # - dynreg's own ({"dynreg": 1, "cloud": ..., "credential": {...}}), for both clouds and every
 #   credential kind. See README "Device info".
-# Every write is a temporary file renamed over the old one: on littlefs a power cut leaves
-# either the old file or the new one, never half of either.
+# Every write goes first to <name>.tmp, closed, and only then to <name> itself, so a power cut
+# leaves at least one complete copy: read_json takes <name>, or the .tmp when <name> is missing
+# or unusable. Nothing is renamed: on FAT a rename onto a file removes it first, and a cut
+# inside FatFs's rename can leave two names on one cluster chain, which a later write then
+# frees under the other (ff.c f_rename's "critical section"). See README "Atomic saves".
 import os
 from micropython import const
 from dynreg import ConfigError, StorageError
@@ -46,27 +49,30 @@ def read_file(path, limit):
 
 
 def write_atomic(path, data):
-    tmp = path + ".tmp"
+    # The .tmp copy complete before <path> is opened; it goes once <path> is complete too.
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            # FAT cannot rename onto an existing file: move the old one aside first, so a
-            # cut in between leaves the .bak that load() falls back to.
-            if not exists(path):
-                raise
-            os.rename(path, path + ".bak")
-            os.rename(tmp, path)
-            os.remove(path + ".bak")
+        _write(path + ".tmp", data)
+        _write(path, data)
+        os.remove(path + ".tmp")
     except OSError as e:
         raise StorageError("cannot write %s (errno %s)" % (path, e.args[0] if e.args else "?"))
 
 
+def _write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _size(path):
+    try:
+        return os.stat(path)[6]
+    except OSError:
+        return 0
+
+
 class Info:
-    # Normalised view of an info file. `doc` is the file as read; save() writes it back with
-    # only the credential changed.
+    # Normalised view of an info file. `doc` is the file as read; save_credential() and
+    # erase_product_secret() write it back with only the credential or the ProductSecret changed.
 
     def __init__(self, path, doc):
         self.path = path
@@ -76,7 +82,7 @@ class Info:
             self.sdk_format = False
             self.cloud = _text(doc, "cloud", ("tencent", "aliyun"))
             self.product = _text(doc, "product_id" if self.cloud == "tencent" else "product_key")
-            self.product_secret = _text(doc, "product_secret")
+            self.product_secret = _secret(doc, "product_secret")
             self.device_name = doc.get("device_name") or None
             self.device_name_from = doc.get("device_name_from")
             self.auth = _text(doc, "auth", ("key", "cert"), "key")
@@ -86,6 +92,7 @@ class Info:
             self.register_url = doc.get("register_url")
             self.mqtt_url = doc.get("mqtt_url")
             self.ca = doc.get("ca")
+            self.mqtt_ca = doc.get("mqtt_ca")  # the broker's root when not the registration server's
             self.instance_id = doc.get("instance_id")
             self.region = doc.get("region")
             credential = doc.get("credential") or {}
@@ -95,13 +102,13 @@ class Info:
             self.sdk_format = True
             self.cloud = "tencent"
             self.product = _text(doc, "productId")
-            self.product_secret = _text(doc, "productSecret")
+            self.product_secret = _secret(doc, "productSecret")
             self.device_name = doc.get("deviceName") or None
             self.device_name_from = None
             self.auth = "cert" if _text(doc, "auth_mode", ("KEY", "CERT"), "KEY") == "CERT" else "key"
             self.api = "current"
             self.algorithm = "hmacsha256"
-            self.register_url = self.mqtt_url = self.ca = self.instance_id = self.region = None
+            self.register_url = self.mqtt_url = self.ca = self.mqtt_ca = self.instance_id = self.region = None
             credential = {}
             key_info = doc.get(_SDK_KEY)
             cert_info = doc.get(_SDK_CERT)
@@ -112,6 +119,9 @@ class Info:
                 credential["key_file"] = cert_info.get("devPrivateKeyFile")
         if self.device_name is not None and not isinstance(self.device_name, str):
             raise ConfigError("%s: field device_name must be a string" % path)
+        self.keep_product_secret = doc.get("keep_product_secret", False)
+        if not isinstance(self.keep_product_secret, bool):
+            raise ConfigError("info field keep_product_secret must be true or false")
         self.credential = self._complete(credential)
 
     def credential_kind(self):
@@ -127,13 +137,20 @@ class Info:
         for value in values:
             if not isinstance(value, str) or value in PLACEHOLDERS:
                 return None
-        if kind[0] == "cert_file" and not (exists(self.file(values[0])) and exists(self.file(values[1]))):
-            return None
+        if kind[0] == "cert_file" and not (_size(self.file(values[0])) and _size(self.file(values[1]))):
+            return None  # missing, or emptied by a cut while it was written
         return dict(zip(kind, values))
 
     @property
     def needs_registration(self):
         return self.credential is None
+
+    def check_can_register(self):
+        # Where registration starts: without a ProductSecret (erased once a credential was
+        # in use, or never given) this device cannot register.
+        if self.product_secret is None:
+            raise ConfigError("no credential stored and info field %s is missing or empty: cannot register"
+                              % ("productSecret" if self.sdk_format else "product_secret"))
 
     def file(self, name):
         return join(self.folder, name)
@@ -144,6 +161,11 @@ class Info:
         kind = self.credential_kind()
         if kind[0] == "cert_file":
             stored = {"cert_file": self.device_name + "_cert.crt", "key_file": self.device_name + "_private.key"}
+            for name in stored.values():  # an old pair goes first: never a new cert with an old key
+                try:
+                    os.remove(self.file(name))
+                except OSError:
+                    pass
             write_atomic(self.file(stored["cert_file"]), credential["cert"].encode())
             write_atomic(self.file(stored["key_file"]), credential["key"].encode())
         else:
@@ -174,11 +196,41 @@ class Info:
     def read_credential_file(self, name):
         return read_file(self.file(self.credential[name]), MAX_INFO)
 
+    def erase_product_secret(self):
+        # Once the stored credential has logged in, the ProductSecret (the same on every device
+        # of the product) is no longer needed on this one: the info is rewritten atomically
+        # without it, everything else kept. True when written; False when there was nothing
+        # to do: no complete credential, keep_product_secret set, or the secret already gone.
+        if self.product_secret is None or self.keep_product_secret or self.credential is None \
+                or self._complete(self.credential) is None:
+            return False
+        doc = dict(self.doc)
+        if self.sdk_format:
+            doc["productSecret"] = ""  # the SDK format keeps the field, empty
+        else:
+            del doc["product_secret"]
+        import json
+
+        write_atomic(self.path, json.dumps(doc).encode())
+        self.doc = doc
+        self.product_secret = None
+        return True
+
 
 def _merged(old, new):
     result = dict(old) if isinstance(old, dict) else {}
     result.update(new)
     return result
+
+
+def _secret(doc, name):
+    # The ProductSecret, or None once erased (absent or "").
+    value = doc.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError("info field %s is not a string" % name)
+    return value
 
 
 def _text(doc, name, allowed=None, default=None):
@@ -192,13 +244,29 @@ def _text(doc, name, allowed=None, default=None):
 
 def read_json(path):
     # A JSON object from flash: ConfigError when missing, too large, not JSON or not an
-    # object. Falls back to the .bak a FAT rename left when it was cut between its two steps.
+    # object. When <path> is missing or unusable (a cut while write_atomic rewrote it) and
+    # <path>.tmp passes the same checks, the .tmp is the newest complete version: it is used
+    # and put in place. A torn .tmp is never used: the error is <path>'s own.
+    try:
+        return _json_object(path, read_file(path, MAX_INFO))
+    except ConfigError as e:
+        error = e
+    try:
+        data = read_file(path + ".tmp", MAX_INFO)
+        doc = _json_object(path, data)
+    except ConfigError:
+        raise error
+    try:
+        _write(path, data)
+        os.remove(path + ".tmp")
+    except OSError as e:
+        raise StorageError("cannot restore %s (errno %s)" % (path, e.args[0] if e.args else "?"))
+    return doc
+
+
+def _json_object(path, data):
     import json
 
-    if not exists(path) and exists(path + ".bak"):
-        data = read_file(path + ".bak", MAX_INFO)
-    else:
-        data = read_file(path, MAX_INFO)
     try:
         doc = json.loads(data.decode())
     except (ValueError, RuntimeError):
