@@ -106,8 +106,11 @@ def test_tencent_over_https_registers_once_on_the_chip(cloud, tmp_path):
     assert "published status on %s/%s/data" % (TENCENT, UNIQUE_ID) in first, first
     [registration] = registrations(cloud, UNIQUE_ID)
     assert registration["result"] == "ok" and registration["transport"] == "https"
-    psk = read_info(flash)["credential"]["psk"]
+    stored = read_info(flash)
+    psk = stored["credential"]["psk"]
     assert psk and psk == cloud.device(TENCENT, UNIQUE_ID)["psk"]  # on the board's own flash
+    # The first accepted login spent the ProductSecret: it is gone from the board's flash.
+    assert "ProductSecret erased from device_info.json" in first and "product_secret" not in stored, first
 
     second = boot(flash)
     assert "holds a credential: no registration" in second and "registering" not in second, second
@@ -126,8 +129,9 @@ def test_alibaba_over_mqtt_with_tls_registers_on_the_chip(cloud, tmp_path):
     assert "registering %s/pico-mqtt-01 with Alibaba (mqtt" % ALIYUN in first, first
     assert "published status on /%s/pico-mqtt-01/user/update" % ALIYUN in first, first
     assert [e["api"] for e in registrations(cloud, "pico-mqtt-01")] == ["aliyun-mqtt-register"]
-    secret = read_info(flash)["credential"]["device_secret"]
-    assert secret == cloud.device(ALIYUN, "pico-mqtt-01")["device_secret"]
+    stored = read_info(flash)
+    assert stored["credential"]["device_secret"] == cloud.device(ALIYUN, "pico-mqtt-01")["device_secret"]
+    assert "ProductSecret erased from device_info.json" in first and "product_secret" not in stored, first
     second = boot(flash)
     assert "holds a credential: no registration" in second and "published status on" in second, second
     assert len(registrations(cloud, "pico-mqtt-01")) == 1

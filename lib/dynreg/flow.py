@@ -24,6 +24,7 @@ def ensure(info_path, **given):
     if not info.needs_registration:
         say(opts, "%s holds a credential: no registration" % (info.device_name or "device"))
         return info
+    info.check_can_register()
     if not info.device_name:
         raise ConfigError("no DeviceName: set device_name in the info or pass device_name=")
     clock.unix_time()  # a clock that was never set fails here, before any request

@@ -251,4 +251,19 @@ def connect(info_or_path, **given):
     c = open_client(client_id, host, port, user, password, ctx, opts["keepalive"], opts["timeout_ms"],
                     max_packet=opts["max_packet"])
     say(opts, "MQTT connected")
+    spend_product_secret(info, opts)
     return c
+
+
+def spend_product_secret(info, opts):
+    # The cloud has accepted this device's own login: from now on both clouds refuse to
+    # register it again, and its ProductSecret would only let whoever reads this flash register
+    # new devices of the product. Erased unless the info sets keep_product_secret. A failed
+    # write costs nothing: the info stays as it was, and the next login tries again.
+    from dynreg import StorageError
+
+    try:
+        if info.erase_product_secret():
+            say(opts, "ProductSecret erased from %s: the credential is in use" % info.path)
+    except StorageError as e:
+        say(opts, "ProductSecret not erased (%s): tried again at the next login" % e)
