@@ -3,6 +3,7 @@
 They work whether or not a server is running: the server re-reads the state on every request.
 """
 
+import uuid
 from typing import Any
 
 from . import registry
@@ -39,6 +40,26 @@ def add_device(store: StateStore, product_id: str, device_name: str) -> None:
 def reset_device(store: StateStore, product_id: str, device_name: str) -> None:
     with store.transaction() as state:
         registry.reset_device(state, product_id, device_name)
+
+
+def set_clock_offset(store: StateStore, seconds: float) -> None:
+    """Run the emulator's clock `seconds` ahead of the host's (negative: behind; 0: the host's).
+    The clouds check registration timestamps and Tencent login expiries against it."""
+    store.set_clock_offset(float(seconds))
+
+
+DROP_HOW = ("reset", "silence")
+
+
+def drop_connection(store: StateStore, product_id: str, device_name: str, how: str = "reset") -> str:
+    """Ask the running broker to drop the device's MQTT connections: "reset" closes them with a
+    TCP RST, "silence" leaves them open but never reads or answers again (a broker or a path
+    that went away without a word). Returns the request id its `mqtt-drop` log record carries."""
+    if how not in DROP_HOW:
+        raise registry.RegistryError(f"how must be one of {', '.join(DROP_HOW)}")
+    request_id = uuid.uuid4().hex
+    store.push_drop({"request_id": request_id, "product": product_id, "device": device_name, "how": how})
+    return request_id
 
 
 def list_devices(store: StateStore, *, with_secrets: bool = False) -> list[dict[str, Any]]:

@@ -11,6 +11,9 @@ A few overrides of amqtt internals are needed, all pinned to amqtt 0.12.1:
   Tencent devices publish on "$thing/up/...", so such publishes go through the same ACL
   and delivery steps as any other topic.
 * amqtt waits for a CONNECT forever; the emulator closes connections that send none in time.
+* amqtt never closes a client that went silent (its read timeout does nothing); the emulator
+  closes a connection that sent nothing for 1.5 times its CONNECT keepalive, as MQTT 3.1.1
+  section 3.1.2.10 tells a server to (and the clouds do), and logs it as `mqtt-keepalive`.
 * A cloud may answer a CONNECT with messages for that client alone (Alibaba MQTT dynamic
   registration publishes the result on /ext/register to a client that never subscribed).
   amqtt publishes a session's queued messages right after CONNACK, in
@@ -19,6 +22,11 @@ A few overrides of amqtt internals are needed, all pinned to amqtt 0.12.1:
 
 Replies to device requests (Alibaba gateway topics) are published through amqtt's internal
 broadcast, so they reach whoever subscribed to the reply topic, as on the real cloud.
+
+Dropped connections (admin.drop_connection, for tests of devices that stay online): the broker
+polls the state folder's drop queue and resets the named device's connections (TCP RST), or
+silences them: nothing is read or sent on them again, and the keepalive check aborts them 1.5
+keepalive intervals later.
 
 Faults (faults.py): the MQTTS listener's context gets an SNI callback (called for every
 handshake, with or without SNI) that takes a "tls" fault and swaps in the fault's certificate;
@@ -29,7 +37,11 @@ closes an accepted connection right after CONNACK 0, before any delivery.
 
 import asyncio
 import json
+import math
+import os
+import socket
 import ssl
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +71,7 @@ from .cloud import (
 )
 from .crypto import fault_server_context
 from .faults import TARGET_MQTT, TARGET_TLS, take_fault
-from .state import StateStore
+from .state import DROPS_FILE, StateStore
 
 LOGGED_PAYLOAD_CHARS = 200
 # JSON members whose values never reach the request log (signatures, issued secrets, tokens).
@@ -74,8 +86,12 @@ TLS_LISTENER = "tls"
 _IDENTITY = "cloud_emulator.identity"  # LoginVerdict of the last accepted login
 _LAST_VERDICT = "cloud_emulator.last_verdict"  # LoginVerdict of the login being answered
 _FAULT = "cloud_emulator.fault"  # kind of the "mqtt" fault this connection took, if any
+_KEEPALIVE = "cloud_emulator.keepalive"  # the keepalive the client sent in CONNECT, in seconds
 
 API_TLS = "tls"  # request-log name for TLS faults, as the HTTPS listener logs them
+API_MQTT_KEEPALIVE = "mqtt-keepalive"  # a connection closed after 1.5 keepalive intervals of silence
+API_MQTT_DROP = "mqtt-drop"  # a connection dropped on the operator's request (admin.drop_connection)
+DROP_POLL_SECONDS = 0.05
 
 
 class DeviceGate:
@@ -165,6 +181,12 @@ class DeviceAuthPlugin(BaseAuthPlugin):
         session.attributes[_LAST_VERDICT] = verdict
         if verdict.accepted:
             session.attributes[_IDENTITY] = verdict
+            if session.keep_alive and session.keep_alive > 0:
+                # Here keep_alive is the CONNECT's (amqtt has just set it, on a take-over too).
+                # amqtt's reader times out after keep_alive seconds without a packet (it reads
+                # it when the handler starts, right after this): make that 1.5 intervals.
+                session.attributes[_KEEPALIVE] = session.keep_alive
+                session.keep_alive = math.ceil(session.keep_alive * 1.5)
         return verdict.accepted
 
 
@@ -219,6 +241,30 @@ class DeviceTopicPlugin(BaseTopicPlugin):
 
 
 class _CloudConnackHandler(BrokerProtocolHandler):
+    emulator_store: StateStore | None = None
+
+    def handle_read_timeout(self) -> None:
+        # amqtt's reader waited session.keep_alive seconds (1.5 keepalive intervals, see
+        # DeviceAuthPlugin) for a packet: the client is gone as far as MQTT is concerned.
+        if self.session is None or self.writer is None or _IDENTITY not in self.session.attributes:
+            return
+        asyncio.ensure_future(self._close_idle(self.session, self.writer))
+
+    async def _close_idle(self, session: Session, writer: Any) -> None:
+        identity = session.attributes.get(_IDENTITY)
+        if self.emulator_store is not None and identity is not None:
+            await asyncio.to_thread(self.emulator_store.append_log, API_MQTT_KEEPALIVE, product=identity.product,
+                                    device=identity.device, keepalive=session.attributes.get(_KEEPALIVE),
+                                    result="closed")
+        stream = getattr(writer, "_writer", None)
+        try:
+            if writer.is_closed and stream is not None:
+                stream.transport.abort()  # silenced (admin drop "silence"): the adapter would not close it
+            else:
+                await writer.close()
+        except (ConnectionError, OSError, ssl.SSLError):
+            pass
+
     async def mqtt_connack_authorize(self, authorize: bool) -> None:
         if authorize or self.session is None:
             await super().mqtt_connack_authorize(authorize)
@@ -234,6 +280,60 @@ class EmulatorBroker(Broker):
         # Also the grace period a registration connection gets to read its result before it is closed.
         self.connect_timeout = connect_timeout
         self.store = store
+
+    async def start(self) -> None:
+        await super().start()
+        self._drop_watcher = asyncio.ensure_future(self._watch_drops()) if self.store is not None else None
+
+    async def shutdown(self) -> None:
+        watcher = getattr(self, "_drop_watcher", None)
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        await super().shutdown()
+
+    async def _watch_drops(self) -> None:
+        assert self.store is not None
+        path = self.store.path(DROPS_FILE)
+        while True:
+            await asyncio.sleep(DROP_POLL_SECONDS)
+            try:
+                if os.stat(path).st_size <= len("[]"):
+                    continue
+            except FileNotFoundError:
+                continue
+            for request in await asyncio.to_thread(self.store.take_drops):
+                dropped = self._drop(request["product"], request["device"], request.get("how", "reset"))
+                await asyncio.to_thread(
+                    self.store.append_log, API_MQTT_DROP, product=request["product"], device=request["device"],
+                    request_id=request.get("request_id"), how=request.get("how", "reset"), connections=dropped,
+                    result="ok" if dropped else "not-connected")
+
+    def _drop(self, product: str, device: str, how: str) -> int:
+        """Reset or silence the connected sessions logged in as product/device; returns how many."""
+        dropped = 0
+        for session, handler in list(self._sessions.values()):
+            identity = session.attributes.get(_IDENTITY)
+            writer = getattr(handler, "writer", None)
+            stream = getattr(writer, "_writer", None)  # amqtt's StreamWriterAdapter over asyncio's
+            if (identity is None or (identity.product, identity.device) != (product, device)
+                    or session.transitions.state != "connected" or stream is None or writer.is_closed):
+                continue
+            transport = stream.transport
+            if how == "silence":
+                # The PINGREQs are never read, so never answered, and the adapter writes nothing
+                # more. 1.5 keepalive intervals later the keepalive check aborts the connection
+                # (session.keep_alive is that already); a take-over may stop that check first.
+                transport.pause_reading()
+                writer.is_closed = True
+                asyncio.get_running_loop().call_later((session.keep_alive or 90) + 1, transport.abort)
+            else:
+                sock = transport.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                transport.abort()  # with SO_LINGER 0: an RST, no FIN and no TLS close_notify
+            dropped += 1
+        return dropped
 
     async def stream_connected(self, reader: Any, writer: Any, listener_name: str) -> None:
         try:
@@ -267,7 +367,8 @@ class EmulatorBroker(Broker):
         except asyncio.TimeoutError:
             await writer.close()
             raise NoDataError("no CONNECT received in time") from None
-        handler.__class__ = _CloudConnackHandler  # same state, one overridden method
+        handler.__class__ = _CloudConnackHandler  # same state, two overridden methods
+        handler.emulator_store = self.store
         fault = await asyncio.to_thread(take_fault, self.store, TARGET_MQTT) if self.store is not None else None
         if fault is not None:
             kind = fault["kind"]

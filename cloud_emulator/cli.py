@@ -145,6 +145,21 @@ def _cmd_fault(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_clock(args: argparse.Namespace) -> int:
+    store = StateStore(args.state)
+    if args.offset is not None:
+        admin.set_clock_offset(store, args.offset)
+    print(f"emulator clock: host clock {store.clock_offset():+g} s")
+    return 0
+
+
+def _cmd_drop(args: argparse.Namespace) -> int:
+    request_id = admin.drop_connection(StateStore(args.state), args.product_id, args.device_name, how=args.how)
+    print(f"drop of {args.product_id}/{args.device_name} ({args.how}) queued: the running broker logs it as "
+          f"mqtt-drop, request_id {request_id}")
+    return 0
+
+
 def _cmd_blackhole(args: argparse.Namespace) -> int:
     try:
         hole = Blackhole(args.host, args.port)
@@ -234,6 +249,16 @@ def _parser() -> argparse.ArgumentParser:
     fault.add_argument("--count", type=int, default=1, help="how many requests it applies to (default 1)")
     fault.add_argument("--list", action="store_true", help="show the queue")
     fault.add_argument("--clear", action="store_true", help="empty the queue")
+
+    clock = command("clock", _cmd_clock, "show or set the emulator clock's offset from the host clock")
+    clock.add_argument("--offset", type=float, metavar="S",
+                       help="seconds ahead of the host clock (negative: behind; 0: the host's)")
+
+    drop = command("drop", _cmd_drop, "drop a connected device's MQTT connections (the running broker acts)")
+    drop.add_argument("--product-id", "--product-key", dest="product_id", required=True)
+    drop.add_argument("--device-name", required=True)
+    drop.add_argument("--how", choices=admin.DROP_HOW, default="reset",
+                      help="reset: TCP RST at once (default); silence: never read or answer again")
 
     hole = commands.add_parser("blackhole", help="hold a port where connect() never completes (a connect timeout)",
                                description="hold a port where connect() never completes (a connect timeout): "

@@ -102,7 +102,8 @@ async def _serve(options: ServeOptions) -> None:
         ready_path.unlink(missing_ok=True)
         tls = ensure_tls_material(store.folder)
         # Tencent first: it claims only usernames with ";", Alibaba the "<dn>&<pk>" ones.
-        clouds = [TencentCloud(store, tls.ca), AliyunCloud(store)]
+        # Their clock is the state folder's: the host's plus the offset the operator set.
+        clouds = [TencentCloud(store, tls.ca, clock=store.now), AliyunCloud(store, clock=store.now)]
         routes = [route for cloud in clouds for route in cloud.http_routes()]
         limits = HttpLimits(client_timeout=options.client_timeout)
         listeners: list[HttpListener] = []

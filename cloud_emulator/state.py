@@ -4,6 +4,8 @@ Layout of the state folder:
 
     state.json     products, devices, issued secrets, recent nonces (mode 0600)
     faults.json    queue of injected faults, consumed per request
+    clock.json     the emulator clock's offset from the host clock, in seconds (absent: none)
+    drops.json     queue of MQTT connections to drop, taken by the running broker
     requests.log   request log, one JSON object per line, never a secret
     state.lock     flock() target serialising every read-modify-write
     ca.*, server.* TLS material (see crypto.py)
@@ -30,6 +32,8 @@ FAULTS_FILE = "faults.json"
 LOG_FILE = "requests.log"
 LOCK_FILE = "state.lock"
 READY_FILE = "ready.json"
+CLOCK_FILE = "clock.json"
+DROPS_FILE = "drops.json"
 
 # Field names that must never reach the request log, whatever a caller passes in.
 _SECRET_FIELDS = frozenset(
@@ -162,3 +166,35 @@ class StateStore:
     def clear_faults(self) -> None:
         with self._locked():
             self._save_json(FAULTS_FILE, [])
+
+    # -- the emulator's clock -------------------------------------------------------------
+
+    def clock_offset(self) -> float:
+        """Seconds the emulator's clock runs ahead of the host's (negative: behind)."""
+        try:  # written atomically: no lock needed to read it
+            return float(json.loads(self.path(CLOCK_FILE).read_text(encoding="utf-8"))["offset"])
+        except FileNotFoundError:
+            return 0.0
+
+    def set_clock_offset(self, seconds: float) -> None:
+        with self._locked():
+            self._save_json(CLOCK_FILE, {"offset": seconds})
+
+    def now(self) -> float:
+        """The emulator's clock: what the clouds check timestamps and login expiries against."""
+        return time.time() + self.clock_offset()
+
+    # -- connections to drop (taken by the running broker) ---------------------------------
+
+    def push_drop(self, request: dict[str, Any]) -> None:
+        with self._locked():
+            queue = self._load_json(DROPS_FILE, [])
+            queue.append(request)
+            self._save_json(DROPS_FILE, queue)
+
+    def take_drops(self) -> list[dict[str, Any]]:
+        with self._locked():
+            queue = self._load_json(DROPS_FILE, [])
+            if queue:
+                self._save_json(DROPS_FILE, [])
+            return queue

@@ -47,6 +47,9 @@ class RunningEmulator:
     mqtt_port: int
     mqtts_port: int
     store: StateStore = field(repr=False)
+    client_timeout: float | None = None
+    startup_timeout: float = 30.0
+    stop_timeout: float = 10.0
 
     # File paths are plain strings so they can go straight into JSON device-info files.
     @property
@@ -130,6 +133,38 @@ class RunningEmulator:
     def clear_faults(self) -> None:
         self.store.clear_faults()
 
+    def set_clock_offset(self, seconds: float) -> None:
+        """Run the emulator's clock `seconds` ahead of the host's (0: the host's again). The clouds
+        check registration timestamps and Tencent login expiries against it, at once."""
+        admin.set_clock_offset(self.store, seconds)
+
+    def drop_connection(self, product_id: str, device_name: str, how: str = "reset",
+                        timeout: float = 10.0) -> dict[str, Any]:
+        """Have the broker drop the device's MQTT connections ("reset": TCP RST; "silence": never
+        read or answer again) and wait until it did; returns its `mqtt-drop` log record, whose
+        `connections` says how many it dropped (0, result "not-connected": none was open)."""
+        request_id = admin.drop_connection(self.store, product_id, device_name, how=how)
+        return self.wait_for_log(lambda e: e.get("api") == "mqtt-drop" and e.get("request_id") == request_id,
+                                 timeout=timeout)
+
+    # -- the server process -----------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then kill); the state folder stays. `start()` serves it again."""
+        _stop(self.process, self.stop_timeout)
+
+    def start(self) -> None:
+        """Serve the same state folder again on the same ports (after `stop()`)."""
+        if self.process.poll() is None:
+            raise EmulatorError("the emulator is still running")
+        self.process, _ = _start(self.state_dir, self.host, self.client_timeout, self.startup_timeout,
+                                 ports=(self.http_port, self.https_port, self.mqtt_port, self.mqtts_port))
+
+    def restart(self) -> None:
+        """A broker restart as devices see it: every connection closed, then the same ports and state."""
+        self.stop()
+        self.start()
+
     # -- observation ------------------------------------------------------------------------
 
     def log(self) -> list[dict[str, Any]]:
@@ -173,6 +208,35 @@ def _stop(process: subprocess.Popen[bytes], grace: float) -> None:
         process.wait()
 
 
+def _start(state_path: Path, host: str, client_timeout: float | None, startup_timeout: float,
+           ports: tuple[int, int, int, int] = (0, 0, 0, 0)) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start `serve` on `ports` (0: a free one) and wait for its ready.json."""
+    http_port, https_port, mqtt_port, mqtts_port = ports
+    command = [
+        sys.executable, "-m", "cloud_emulator", "serve", "--state", str(state_path), "--host", host,
+        "--http-port", str(http_port), "--https-port", str(https_port), "--mqtt-port", str(mqtt_port),
+        "--mqtts-port", str(mqtts_port),
+    ]
+    if client_timeout is not None:
+        command += ["--client-timeout", str(client_timeout)]
+    with open(state_path / OUTPUT_FILE, "ab") as output:
+        process = subprocess.Popen(command, cwd=PACKAGE_ROOT, stdout=output, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while (ready := _read_ready(state_path / READY_FILE, process.pid)) is None:
+            if process.poll() is not None:
+                tail = (state_path / OUTPUT_FILE).read_text(errors="replace")[-2000:]
+                raise EmulatorError(f"emulator exited with {process.returncode}:\n{tail}")
+            if time.monotonic() > deadline:
+                raise EmulatorError(f"emulator not ready after {startup_timeout} s")
+            time.sleep(0.05)
+    except BaseException:
+        _stop(process, 10.0)
+        raise
+    return process, ready
+
+
 @contextlib.contextmanager
 def running_emulator(
     state_dir: str | os.PathLike[str],
@@ -185,33 +249,21 @@ def running_emulator(
     """Start `python -m cloud_emulator serve` on free ports; stop it (SIGTERM, then kill) on exit."""
     state_path = Path(state_dir).resolve()
     state_path.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable, "-m", "cloud_emulator", "serve", "--state", str(state_path), "--host", host,
-        "--http-port", "0", "--https-port", "0", "--mqtt-port", "0", "--mqtts-port", "0",
-    ]
-    if client_timeout is not None:
-        command += ["--client-timeout", str(client_timeout)]
-    with open(state_path / OUTPUT_FILE, "ab") as output:
-        process = subprocess.Popen(command, cwd=PACKAGE_ROOT, stdout=output, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + startup_timeout
-            while (ready := _read_ready(state_path / READY_FILE, process.pid)) is None:
-                if process.poll() is not None:
-                    tail = (state_path / OUTPUT_FILE).read_text(errors="replace")[-2000:]
-                    raise EmulatorError(f"emulator exited with {process.returncode}:\n{tail}")
-                if time.monotonic() > deadline:
-                    raise EmulatorError(f"emulator not ready after {startup_timeout} s")
-                time.sleep(0.05)
-            yield RunningEmulator(
-                state_dir=state_path,
-                process=process,
-                host=host,
-                http_port=ready["http_port"],
-                https_port=ready["https_port"],
-                mqtt_port=ready["mqtt_port"],
-                mqtts_port=ready["mqtts_port"],
-                store=StateStore(state_path),
-            )
-        finally:
-            _stop(process, stop_timeout)
+    process, ready = _start(state_path, host, client_timeout, startup_timeout)
+    emulator = RunningEmulator(
+        state_dir=state_path,
+        process=process,
+        host=host,
+        http_port=ready["http_port"],
+        https_port=ready["https_port"],
+        mqtt_port=ready["mqtt_port"],
+        mqtts_port=ready["mqtts_port"],
+        store=StateStore(state_path),
+        client_timeout=client_timeout,
+        startup_timeout=startup_timeout,
+        stop_timeout=stop_timeout,
+    )
+    try:
+        yield emulator
+    finally:
+        _stop(emulator.process, stop_timeout)

@@ -1,6 +1,7 @@
-# The board application: network, clock, register once (dynreg.ensure), connect, publish a
-# status message. Site settings (WiFi, topic) come from site.json beside the info. Skipped on
-# a safe boot (see boot.py).
+# The board application: network, clock, register once (dynreg.ensure), then stay online
+# (dynreg.online): a status message after every (re)connect, keepalive pings, reconnects with
+# backoff and a fresh login, never a second registration. Site settings (WiFi, topic, the
+# online options) come from site.json beside the info. Skipped on a safe boot (see boot.py).
 import json
 import time
 
@@ -9,6 +10,9 @@ import dynreg
 
 INFO = "device_info.json"
 STATUS_TOPICS = {"tencent": "%s/%s/data", "aliyun": "/%s/%s/user/update"}  # site "status_topic" overrides
+# site.json may set these online options (dynreg.online.DEFAULTS), under the same names.
+ONLINE_SETTINGS = ("keepalive", "ping_ms", "pong_ms", "timeout_ms", "reconnect_min_ms", "reconnect_max_ms",
+                   "online_ms", "sessions")
 
 
 def log(text):
@@ -23,18 +27,31 @@ def device_name_for(info_path):
     return board.device_name(rule) if rule and not doc.get("device_name") else None
 
 
-def run(site):
+def boot(site):
+    # Network, clock and the credential: registers only if none is stored. Retried as a whole
+    # (boot_attempts); the online part below never comes back here.
     board.info_from_nvs(INFO, log)
     board.network_up(site, log)
     board.sync_clock(site, log)
-    info = dynreg.ensure(INFO, device_name=device_name_for(INFO))
-    client = dynreg.connect(info)
+    return dynreg.ensure(INFO, device_name=device_name_for(INFO))
+
+
+def stay_online(site, info):
     topic = site.get("status_topic", STATUS_TOPICS[info.cloud]) % (info.product, info.device_name)
-    client.publish(topic.encode(), json.dumps({"status": "online", "uptime_ms": time.ticks_ms()}).encode())
-    log("published status on %s" % topic)
-    if site.get("subdevices"):
-        register_subdevices(client, info, site["subdevices"])
-    client.disconnect()
+
+    def on_connect(client):
+        client.publish(topic.encode(), json.dumps({"status": "online", "uptime_ms": time.ticks_ms()}).encode())
+        log("published status on %s" % topic)
+        if site.get("subdevices"):
+            register_subdevices(client, info, site["subdevices"])  # no request once all are done
+
+    def on_message(client, msg_topic, msg):
+        log("message on %s (%d bytes)" % (msg_topic.decode(), len(msg)))  # the payload may hold a secret
+
+    from dynreg import online  # not before: a safe boot imports no more than it must
+
+    settings = dict((name, site[name]) for name in ONLINE_SETTINGS if name in site)
+    online.stay_online(info, on_connect, on_message, **settings)
 
 
 def register_subdevices(client, info, subdevices):
@@ -55,10 +72,11 @@ def main():
         return 0
     site = board.load_site()
     delay_ms = site.get("retry_ms", 5000)
+    info = None
     for attempt in range(site.get("boot_attempts", 3)):
         try:
-            run(site)
-            return 0
+            info = boot(site)
+            break
         except dynreg.RejectedError as e:
             log("stopped: %s" % e)  # the cloud said no: retrying would not change its mind
             return 2
@@ -69,7 +87,20 @@ def main():
             log("boot attempt %d failed: %s: %s" % (attempt + 1, type(e).__name__, e))
             time.sleep_ms(delay_ms)
             delay_ms *= 2
-    return 1
+    if info is None:
+        return 1
+    try:
+        stay_online(site, info)  # network losses are its own business: it reconnects
+        return 0
+    except dynreg.RejectedError as e:
+        log("stopped: %s" % e)  # a refused login: reported once, never retried
+        return 2
+    except dynreg.ConfigError as e:
+        log("stopped: bad configuration: %s" % e)
+        return 2
+    except dynreg.Error as e:
+        log("stopped: %s: %s" % (type(e).__name__, e))  # a TLSError: the CA or the endpoint is wrong
+        return 1
 
 
 if __name__ == "__main__":

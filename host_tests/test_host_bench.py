@@ -84,7 +84,8 @@ def product_files(folder, cloud):
     secret = folder / "secret.txt"
     secret.write_text(SECRET + "\n")
     site = folder / "site.json"
-    site.write_text(json.dumps({"boot_attempts": 1, "wifi_password": "w1fi-passw0rd"}))
+    # "sessions": 1: main.py publishes, leaves MQTT and returns to the REPL (it stays online otherwise).
+    site.write_text(json.dumps({"boot_attempts": 1, "wifi_password": "w1fi-passw0rd", "sessions": 1}))
     return info, secret, site
 
 

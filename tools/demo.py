@@ -1,7 +1,8 @@
 # `make demo`: fresh devices register against the local cloud emulator on the MicroPython unix
 # port, each booting firmware/main.py from its own littlefs2 image, then boot again without
 # registering: a Tencent device (HTTPS registration), an Alibaba device (MQTT registration)
-# and an Alibaba gateway that registers two sub-devices.
+# and an Alibaba gateway that registers two sub-devices. Each boot stays online (keepalive
+# pings) for ONLINE_MS, then leaves: site.json "online_ms", 0 (forever) on a real board.
 # Prints the story step by step; exits 0 only if every step happened as told. No secret is
 # printed: the output is checked for every secret before the verdict.
 import json
@@ -27,6 +28,7 @@ ALIYUN_PRODUCT = "a1DemoOven1"
 GATEWAY_PRODUCT = "a1DemoGatew"
 SUB_PRODUCT = "a1DemoSensr"
 SUB_DEVICES = [[SUB_PRODUCT, "sensor-0001"], [SUB_PRODUCT, "sensor-0002"]]
+ONLINE_MS, PING_MS = 1500, 500  # each boot stays online this long, pinging (site.json)
 
 printed = []
 checks = []
@@ -48,7 +50,7 @@ def board(image, *args, unique_id="3c71bf0a1b2c"):
                           env=env, timeout=120)
     for line in (proc.stdout + proc.stderr).splitlines():
         say("      | " + line)
-    return proc.returncode
+    return proc.returncode, proc.stdout + proc.stderr
 
 
 def read_from_image(image, name):
@@ -62,7 +64,8 @@ def flash(name, cloud, info, site=None):
     # A fresh board: a littlefs2 image with the identity (no secret), the CA and site settings.
     folder = os.path.join(WORK, name)
     os.makedirs(folder)
-    files = {"device_info.json": info, "site.json": dict({"boot_attempts": 1}, **(site or {}))}
+    files = {"device_info.json": info,
+             "site.json": dict({"boot_attempts": 1, "online_ms": ONLINE_MS, "ping_ms": PING_MS}, **(site or {}))}
     puts = ["--put", cloud.ca_der_path, "ca.der"]
     for file_name, doc in files.items():
         path = os.path.join(folder, file_name)
@@ -73,8 +76,8 @@ def flash(name, cloud, info, site=None):
     board(image, "--format", "--no-main", *puts)
     for file_name in files:
         os.remove(os.path.join(folder, file_name))  # the identity now lives on the board's flash only
-    say("      %s: littlefs2 image with device_info.json (no secret), ca.der, site.json"
-        % os.path.relpath(image, ROOT))
+    say("      %s: littlefs2 image with device_info.json (no secret), ca.der, site.json (online %d ms)"
+        % (os.path.relpath(image, ROOT), ONLINE_MS))
     return image
 
 
@@ -82,9 +85,16 @@ def events(cloud, device, apis):
     return [e for e in cloud.log() if e.get("device") == device and e.get("api") in apis]
 
 
+def boot_once(image, **board_args):
+    status, output = board(image, **board_args)
+    check("exit status 0", status == 0)
+    check("stayed online (online_ms %d) in one session, then left" % ONLINE_MS,
+          "leaving after 1 session" in output and "offline after" not in output)
+
+
 def two_boots(cloud, image, device, registration_apis, **board_args):
     say("    First boot:")
-    check("exit status 0", board(image, **board_args) == 0)
+    boot_once(image, **board_args)
     check("the cloud saw one registration of %s, answered ok" % device,
           [e["result"] for e in events(cloud, device, registration_apis)] == ["ok"])
     try:
@@ -96,7 +106,7 @@ def two_boots(cloud, image, device, registration_apis, **board_args):
     check("the broker accepted its login and received %s" % (
         "%s on %s" % (pubs[0]["payload"], pubs[0]["topic"]) if pubs else "nothing"), len(pubs) == 1)
     say("    Second boot:")
-    check("exit status 0", board(image, **board_args) == 0)
+    boot_once(image, **board_args)
     check("still exactly one registration of %s in the cloud's log" % device,
           len(events(cloud, device, registration_apis)) == 1)
     check("a second login, accepted", [e["result"] for e in events(cloud, device, ("mqtt-connect",))] == ["ok", "ok"])

@@ -1,0 +1,138 @@
+# Staying online: one MQTT session after another with the stored credential, for as long as the
+# board runs. Keepalive pings, incoming messages, and on any loss a reconnect after a bounded,
+# jittered exponential backoff, each with a fresh login (a Tencent login expires 24 h after it
+# was made). It never registers: dynreg.ensure ran once, at boot. A refused login
+# (RejectedError, CONNACK 4 or 5) ends it at once: retrying would not change the cloud's mind.
+from micropython import const
+from dynreg import NetworkError, ProtocolError, TLSError, clock, codec, mqtt
+from dynreg.config import options, say
+
+DEFAULTS = {
+    "keepalive": 60,  # seconds, sent in CONNECT: the broker drops a client silent for 1.5 times it
+    "ping_ms": 0,  # a PINGREQ this long after the last one (or the CONNECT); 0: half the keepalive
+    # (no pings with keepalive 0, which asks the broker for no keepalive at all)
+    "pong_ms": 10000,  # its PINGRESP must come within this, or the connection counts as lost
+    "timeout_ms": 10000,  # each connect: TCP, TLS and the CONNACK
+    "reconnect_min_ms": 1000,  # the wait before a reconnect: doubles with each failure, jittered
+    "reconnect_max_ms": 60000,  # ... up to this
+    "online_ms": 0,  # leave after this long in all (tests, demos); 0: never
+    "sessions": 0,  # leave once this session's on_connect has run (tests, demos); 0: never
+    "ca": None,  # for dynreg.connect: the info's by default
+    "mqtt_url": None,
+    "log": print,
+}
+_CONNECT = ("ca", "mqtt_url", "keepalive", "timeout_ms", "log")
+_IDLE_MS = const(60000)  # without pings or online_ms: how long one wait_for takes in messages
+
+
+def stay_online(info, on_connect, on_message=None, **given):
+    # on_connect(client) runs after every (re)connect: subscribe and publish there (the session is
+    # clean each time). on_message(client, topic, msg) gets every incoming PUBLISH. Returns the
+    # number of sessions when online_ms or sessions says to leave; forever otherwise.
+    opts = options(given, DEFAULTS)
+    connect_opts = dict((name, opts[name]) for name in _CONNECT)
+    ping_ms = opts["ping_ms"] or opts["keepalive"] * 500
+    start = clock.ticks_ms()
+    sessions = failures = 0  # failures: in a row since the last session that held, the backoff's exponent
+    while True:
+        if sessions or failures:
+            wait = backoff_ms(opts, failures)
+            left = _left(opts, start)
+            if left is not None and left <= wait:
+                break
+            say(opts, "reconnecting in %d ms" % wait)
+            clock.sleep_ms(wait)
+        try:
+            client = mqtt.connect(info, **connect_opts)  # a new login each time: new connid, new expiry
+        except TLSError:
+            raise  # a certificate the CA does not vouch for stays so: never retried
+        except (NetworkError, ProtocolError) as e:
+            failures += 1
+            say(opts, "connect failed (%s)" % e)
+            continue
+        sessions += 1
+        up = clock.ticks_ms()
+        # Always a callback: umqtt calls it for any PUBLISH, wanted or not.
+        client.set_callback(lambda topic, msg: on_message and on_message(client, topic, msg))
+        try:
+            on_connect(client)
+            if sessions != opts["sessions"]:
+                _session(client, opts, ping_ms, start)
+        except (NetworkError, ProtocolError, OSError) as e:
+            mqtt.close(client)
+            lasted = clock.ticks_diff(clock.ticks_ms(), up)
+            failures = 0 if lasted >= (ping_ms or _IDLE_MS) else failures + 1  # one that held resets it
+            say(opts, "offline after %d ms: %s" % (lasted, _why(e)))
+            continue
+        except BaseException:
+            mqtt.close(client)  # an error of the application's, or Ctrl-C: no socket left behind
+            raise
+        _leave(client)
+        break
+    say(opts, "leaving after %d session%s" % (sessions, "" if sessions == 1 else "s"))
+    return sessions
+
+
+def _session(client, opts, ping_ms, start):
+    # Takes in messages and pings until the connection is lost (raises) or online_ms is over.
+    last_ping = clock.ticks_ms()  # the CONNECT started the broker's keepalive timer
+    while True:
+        wait = ping_ms - clock.ticks_diff(clock.ticks_ms(), last_ping) if ping_ms else _IDLE_MS
+        left = _left(opts, start)
+        if left is not None:
+            if left <= 0:
+                return
+            wait = min(wait, left)
+        if wait > 0:
+            mqtt.wait_for(client, _never, wait)
+        else:
+            ping(client, opts["pong_ms"])
+            last_ping = clock.ticks_ms()
+
+
+def ping(client, pong_ms):
+    # PINGREQ, then messages until its PINGRESP, all within pong_ms. umqtt's blocking wait_msg()
+    # returns None only for a PINGRESP; a PUBLISH meanwhile goes to the callback as usual.
+    client.ping()
+    client.sock.setblocking(True)
+    previous = mqtt.set_deadline(client, clock.ticks_add(clock.ticks_ms(), pong_ms))
+    try:
+        while client.wait_msg() is not None:
+            pass
+    except (OSError, IndexError, TypeError, AssertionError) as e:
+        raise NetworkError("no PINGRESP within %d ms (%s)" % (pong_ms, _why(e)))
+    finally:
+        mqtt.set_deadline(client, previous)
+
+
+def backoff_ms(opts, failures):
+    # reconnect_min_ms doubled per failure up to reconnect_max_ms, then a random point in its
+    # upper half: a fleet that lost its broker together does not come back together.
+    delay = opts["reconnect_min_ms"]
+    for _ in range(failures):
+        if delay >= opts["reconnect_max_ms"]:
+            break
+        delay *= 2
+    delay = min(delay, opts["reconnect_max_ms"])
+    return delay - codec.random_int(24) % (delay // 2 + 1)
+
+
+def _left(opts, start):
+    if not opts["online_ms"]:
+        return None
+    return opts["online_ms"] - clock.ticks_diff(clock.ticks_ms(), start)
+
+
+def _leave(client):
+    try:
+        client.disconnect()
+    except OSError:
+        mqtt.close(client)
+
+
+def _why(e):
+    return str(e) or type(e).__name__
+
+
+def _never():
+    return False
