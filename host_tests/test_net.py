@@ -47,6 +47,7 @@ def test_errno_words_follow_the_ports_errno_module():
         assert net.reason(OSError(104)) == "connection reset"
         assert net.reason(OSError(110)) == "110"  # Linux's ETIMEDOUT means nothing on this port
         assert net.reason(OSError("wifi down")) == "wifi down"
+        assert net.reason(OSError(-1)) == "connection closed"  # umqtt.simple's end of stream
         assert net.reason(OSError()) == "OSError"
     finally:
         if real is None:

@@ -25,6 +25,8 @@ def reason(e):
     import errno
 
     code = e.args[0]
+    if code == -1:
+        return "connection closed"  # umqtt.simple's OSError(-1): the broker ended the stream
     if type(code) is int:
         code = abs(code)  # mbedTLS hands a socket's error up negated on some paths
         for name, words in _ERRNO_WORDS:
