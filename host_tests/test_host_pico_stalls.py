@@ -61,7 +61,8 @@ def test_a_stall_inside_a_packet_and_an_oversized_one_end_on_the_chip(tmp_path):
             doc = {"dynreg": 1, "cloud": "aliyun", "product_key": PK, "product_secret": SECRET,
                    "device_name": "pico-" + name, "api": "mqtt", "mqtt_url": "mqtts://localhost:%d" % broker.port,
                    "ca": "ca.der", "credential": {}}
-            path = tmp_path / (name + ".json")
+            (tmp_path / name).mkdir()
+            path = tmp_path / name / "device_info.json"  # a store, by its name, to the secrets scan
             path.write_text(json.dumps(doc))
             puts.append((str(path), name + ".json"))
         proc = pico.run(SCRIPT % "stall.json", SCRIPT % "big.json", puts=puts, tunnel=True, timeout=600)
