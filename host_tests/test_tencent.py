@@ -100,6 +100,17 @@ def test_parse_legacy_response():
     assert tencent.parse_response(body, v["product_secret"]) == {"psk": "lDZ6Uqt+I9E0wW7rvDUs7Q=="}
 
 
+def test_an_answer_without_len_has_its_zero_padding_stripped():
+    # PROTOCOLS.md 2.3: truncate to Len; where it is absent strip trailing NULs.
+    v = PUBLIC["payload"][0]
+    for body in ({"Response": {"Payload": v["payload"], "RequestId": "0a1b"}},
+                 {"code": 0, "message": "", "payload": v["payload"]}):
+        got = tencent.parse_response(json.dumps(body).encode(), v["product_secret"])
+        assert got == {"psk": "lDZ6Uqt+I9E0wW7rvDUs7Q=="}, body
+    for body in ({"Response": {"Len": None, "Payload": v["payload"]}}, {"code": 0, "len": "53", "payload": v["payload"]}):
+        exact(ProtocolError, tencent.parse_response, json.dumps(body).encode(), v["product_secret"])
+
+
 def test_parse_certificate_response():
     v = EDGE["payload"][3]
     expected = json.loads(v["plaintext"])

@@ -112,6 +112,14 @@ def _credential(plain):
     raise ProtocolError("unknown encryptionType")
 
 
+def _length(doc, name):
+    # The plaintext's length; when the answer leaves it out, decrypt_cbc strips the zero
+    # padding instead (PROTOCOLS.md 2.3).
+    if name not in doc:
+        return None
+    return codec.field(doc, name, int)
+
+
 def parse_response(body, product_secret):
     # Both API shapes: {"Response": {...}} (current) and {"code": ..} (legacy).
     codec.check_size(body)
@@ -125,12 +133,12 @@ def parse_response(body, product_secret):
             if not isinstance(error, dict):
                 raise ProtocolError("Error is not an object")
             raise RejectedError(str(error.get("Code")), str(error.get("Message")))
-        payload, length = codec.field(response, "Payload", str), codec.field(response, "Len", int)
+        payload, length = codec.field(response, "Payload", str), _length(response, "Len")
     elif "code" in doc:
         code = codec.field(doc, "code", int)
         if code != 0:
             raise RejectedError(code, str(doc.get("message")))
-        payload, length = codec.field(doc, "payload", str), codec.field(doc, "len", int)
+        payload, length = codec.field(doc, "payload", str), _length(doc, "len")
     else:
         raise ProtocolError("neither Response nor code in the answer")
     return _credential(decrypt_payload(payload, product_secret, length))
