@@ -19,9 +19,9 @@ TARGET_HMAC = 2.0
 TENCENT, ALIYUN = "BENCHTIM01", "a1BenchTim1"
 SDKS = {"tencent": "tencent-iot-device 1.0.0", "aliyun": "aliyun-iot-linkkit 1.2.13"}
 TENCENT_SDK_MQTT = ("tencent-iot-device cannot log in to the emulator's broker: it speaks MQTT 3.1 (protocol "
-                    "name MQIsdp), which amqtt (MQTT 3.1.1 only) drops without a CONNACK, and its username "
-                    "carries sdkappid 21010406 where the emulator accepts only 12010126; its registration is "
-                    "measured, its MQTT login is not")
+                    "name MQIsdp), which amqtt (MQTT 3.1.1 only) drops without a CONNACK (its sdkappid "
+                    "21010406 and millisecond expiry the emulator accepts); its registration is measured, "
+                    "its MQTT login is not")
 
 
 def _micropython(script):

@@ -43,7 +43,11 @@ LEGACY_PATH = "/register/dev"
 TIMESTAMP_WINDOW_SECONDS = 300
 # A replay of a signed request stays inside the window for at most twice its width.
 NONCE_MEMORY_SECONDS = 2 * TIMESTAMP_WINDOW_SECONDS
-SDK_APPID = "12010126"
+SDK_APPID = "12010126"  # what the docs and the C SDK send; what dynreg sends
+# Every sdkappid a vendor SDK sends (PROTOCOLS.md 2.4): the docs and the C SDK 12010126; the
+# Python SDK (tencent-iot-device 1.0.0) and Tencent's own signing sample (tencentyun/
+# qcloud_iot_mqtt_sign, readme.md: "...;21010406;5AiF2;92233720368547758") 21010406.
+SDK_APPIDS = frozenset((SDK_APPID, "21010406"))
 PRODUCT_ID_LENGTH = 10
 
 ALGORITHMS: dict[str, Callable[..., Any]] = {"hmacsha256": hashlib.sha256, "hmacsha1": hashlib.sha1}
@@ -54,7 +58,7 @@ ENCRYPTION_TYPE_KEY = 2
 _V2_TIMESTAMP_RULE = re.compile(r"[0-9]{1,12}\Z")
 _V2_NONCE_RULE = re.compile(r"[0-9]{1,10}\Z")
 _MQTT_USERNAME_RULE = re.compile(
-    r"(?P<client>[^;]+);(?P<appid>[0-9]+);(?P<connid>[A-Za-z0-9]{1,32});(?P<expiry>[0-9]{1,12})\Z"
+    r"(?P<client>[^;]+);(?P<appid>[0-9]+);(?P<connid>[A-Za-z0-9]{1,32});(?P<expiry>[0-9]{1,19})\Z"
 )
 _MQTT_PASSWORD_RULE = re.compile(r"(?P<digest>[0-9a-f]+);(?P<algorithm>hmacsha256|hmacsha1)\Z")
 
@@ -186,9 +190,9 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return value
 
 
-def _require_json_content_type(request: HttpRequest) -> None:
+def _require_json_content_type(request: HttpRequest, also: tuple[str, ...] = ()) -> None:
     content_type = (request.header("content-type") or "").split(";", 1)[0].strip().lower()
-    if content_type != "application/json":
+    if content_type != "application/json" and content_type not in also:
         raise Refused(INVALID_REQUEST, "Content-Type must be application/json")
 
 
@@ -309,7 +313,9 @@ class TencentCloud:
         )
 
     def _parse_legacy(self, request: HttpRequest, seen: dict[str, Any]) -> RegistrationRequest:
-        _require_json_content_type(request)
+        # The Tencent C SDKs post the JSON body as application/x-www-form-urlencoded, and the
+        # cloud registers them (issue 13's trial of the SDKs): the body is parsed as JSON either way.
+        _require_json_content_type(request, also=("application/x-www-form-urlencoded",))
         body = _json_object(request.body)
         fields = ("deviceName", "nonce", "productId", "timestamp", "signature")
         if isinstance(body.get("productId"), str):
@@ -423,7 +429,9 @@ class TencentCloud:
             return LoginVerdict(code, reason, product, device, algorithm, cloud=self)
 
         match = _MQTT_USERNAME_RULE.match(username)
-        if match is None or match["appid"] != SDK_APPID:
+        # The expiry is compared in seconds, as the docs define it: the Python SDK's millisecond
+        # timestamp and the C SDK's LONG_MAX (19 digits) are far futures, which the cloud takes.
+        if match is None or match["appid"] not in SDK_APPIDS:
             return verdict(CONNACK_BAD_USERNAME_OR_PASSWORD, "bad-username")
         client = match["client"]
         product_id, device_name = client[:PRODUCT_ID_LENGTH], client[PRODUCT_ID_LENGTH:]

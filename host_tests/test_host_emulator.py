@@ -77,9 +77,9 @@ def sign_legacy(secret: str, pid: str, dn: str, ts: int, nonce: int) -> str:
 
 
 def mqtt_credentials(pid: str, dn: str, psk: str, *, algorithm: str = "hmacsha256", expiry: int | None = None,
-                     connid: str = "AbC12") -> tuple[str, str]:
+                     connid: str = "AbC12", appid: str = SDK_APPID) -> tuple[str, str]:
     expiry = int(time.time()) + 3600 if expiry is None else expiry
-    username = f"{pid}{dn};{SDK_APPID};{connid};{expiry}"
+    username = f"{pid}{dn};{appid};{connid};{expiry}"
     digest = hmac.new(base64.b64decode(psk), username.encode(), HASHES[algorithm]).hexdigest()
     return username, f"{digest};{algorithm}"
 
@@ -574,6 +574,43 @@ def test_mqtt_login_checks(cloud, registered):
     results = [r["result"] for r in cloud.log() if r["api"] == "mqtt-connect" and r.get("product") == pid]
     assert results == ["bad-password", "bad-password", "expired", "clientid-mismatch", "unknown-device",
                        "ok", "ok"]
+
+
+def test_mqtt_logins_the_vendor_sdks_send_are_accepted(cloud, registered):
+    # PROTOCOLS.md 2.4: the Python SDK sends sdkappid 21010406 and a millisecond expiry, the C
+    # SDK LONG_MAX; Tencent's signing sample shows 21010406 with LONG_MAX cut to 17 digits.
+    pid, dn, psk = registered
+    client_id = pid + dn
+    now = int(time.time())
+    for appid, expiry in (("21010406", now * 1000 + 3600_000), (SDK_APPID, 9223372036854775807),
+                          ("21010406", 92233720368547758), (SDK_APPID, now * 1000)):
+        assert mqtt_login_code(cloud.mqtt_port, client_id, *mqtt_credentials(pid, dn, psk, appid=appid,
+                                                                               expiry=expiry)) == 0, (appid, expiry)
+    # Still refused: a wrong signature with either sdkappid, an expired login, another sdkappid,
+    # an expiry past 19 digits.
+    username, _ = mqtt_credentials(pid, dn, psk, appid="21010406", expiry=now * 1000)
+    assert mqtt_login_code(cloud.mqtt_port, client_id, username, "0" * 64 + ";hmacsha256") == 4
+    assert mqtt_login_code(cloud.mqtt_port, client_id, *mqtt_credentials(pid, dn, psk, appid="21010406",
+                                                                           expiry=now - 5)) == 4
+    assert mqtt_login_code(cloud.mqtt_port, client_id, *mqtt_credentials(pid, dn, psk, appid="21010407")) == 4
+    assert mqtt_login_code(cloud.mqtt_port, client_id, *mqtt_credentials(pid, dn, psk, expiry=10**19)) == 4
+
+
+def test_legacy_registration_takes_the_c_sdks_content_type(cloud, product):
+    # The Tencent C SDKs post the legacy API's JSON body as application/x-www-form-urlencoded.
+    pid, secret = product
+
+    def body(dn):
+        ts, nonce = int(time.time()), new_nonce()
+        return json.dumps({"deviceName": dn, "nonce": nonce, "productId": pid, "timestamp": ts,
+                           "signature": sign_legacy(secret, pid, dn, ts, nonce)}).encode()
+
+    status, reply = post(cloud, LEGACY, body("legacy-form-1"), {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200 and reply["code"] == 0, reply
+    assert cloud.device(pid, "legacy-form-1")["psk"]
+    status, reply = post(cloud, LEGACY, body("legacy-form-2"), {"Content-Type": "text/plain"})
+    assert reply["code"] != 0 and "Content-Type" in reply["message"], reply  # any other type: refused
+    assert cloud.device(pid, "legacy-form-2") is None
 
 
 def test_precreated_device_without_secret_cannot_log_in(cloud, product):
