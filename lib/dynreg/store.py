@@ -38,9 +38,15 @@ def join(folder, name):
 
 
 def read_file(path, limit):
+    # The size first: a file over the limit is refused without a buffer for it, and one within
+    # it gets a buffer of its own size, not the limit's (a fragmented board heap has 8 KiB
+    # free in total more often than in one piece).
+    size = _size(path)
+    if size > limit:
+        raise ConfigError("%s is larger than %d bytes" % (path, limit))
     try:
         with open(path, "rb") as f:
-            data = f.read(limit + 1)
+            data = f.read(size + 1)
     except OSError:
         raise ConfigError("cannot read %s" % path)
     if len(data) > limit:
