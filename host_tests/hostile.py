@@ -59,22 +59,14 @@ def hold(conn, stop: threading.Event) -> None:
             return
 
 
-class HostileBroker:
-    """Accepts on 127.0.0.1; each connection runs `script(conn, stop)` in a thread, over TLS with
-    the server certificate of `material` (cloud_emulator.crypto.TlsMaterial) when given.
-    `closed` counts the connections whose device side hung up first."""
+class _Listener:
+    """Accepts on 127.0.0.1 in a thread until the test ends; each connection goes to
+    `_accepted`. A context manager: leaving it stops the accepting and every script."""
 
-    def __init__(self, script, material=None):
-        self.script = script
-        self.context = None
-        if material is not None:
-            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.context.load_cert_chain(material.server_cert_path, material.server_key_path)
+    def __init__(self):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.stop = threading.Event()
-        self.connections = 0
-        self.threads: list[threading.Thread] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -86,10 +78,39 @@ class HostileBroker:
                 continue
             except OSError:
                 return
-            self.connections += 1
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            thread.start()
-            self.threads.append(thread)
+            self._accepted(conn)
+
+    def _accepted(self, conn) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+class HostileBroker(_Listener):
+    """Accepts on 127.0.0.1; each connection runs `script(conn, stop)` in a thread, over TLS with
+    the server certificate of `material` (cloud_emulator.crypto.TlsMaterial) when given.
+    `connections` counts the connections accepted."""
+
+    def __init__(self, script, material=None):
+        self.script = script
+        self.context = None
+        if material is not None:
+            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.context.load_cert_chain(material.server_cert_path, material.server_key_path)
+        self.connections = 0
+        self.threads: list[threading.Thread] = []
+        super().__init__()
+
+    def _accepted(self, conn) -> None:
+        self.connections += 1
+        thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+        thread.start()
+        self.threads.append(thread)
 
     def _serve(self, conn) -> None:
         try:
@@ -102,17 +123,13 @@ class HostileBroker:
         finally:
             conn.close()
 
-    def __enter__(self):
-        return self
-
     def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.listener.close()
+        super().__exit__(*exc)
         for thread in self.threads:
             thread.join(5)
 
 
-class TrickleProxy:
+class TrickleProxy(_Listener):
     """Listens on 127.0.0.1 and relays each connection to 127.0.0.1:`upstream`: what the device
     sends at once, what the server sends one byte every `interval` seconds (a TLS handshake, an
     HTTP answer), so that no single read waits long but the whole takes minutes."""
@@ -120,24 +137,13 @@ class TrickleProxy:
     def __init__(self, upstream: int, interval: float):
         self.upstream = upstream
         self.interval = interval
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.stop = threading.Event()
         self.relayed_to_device = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        self.listener.settimeout(0.2)
-        while not self.stop.is_set():
-            try:
-                device, _ = self.listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.upstream))
-            threading.Thread(target=self._pump, args=(device, server, 0), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, device, self.interval), daemon=True).start()
+    def _accepted(self, device) -> None:
+        server = socket.create_connection(("127.0.0.1", self.upstream))
+        threading.Thread(target=self._pump, args=(device, server, 0), daemon=True).start()
+        threading.Thread(target=self._pump, args=(server, device, self.interval), daemon=True).start()
 
     def _pump(self, source, sink, interval: float) -> None:
         source.settimeout(0.2)
@@ -161,10 +167,3 @@ class TrickleProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.listener.close()

@@ -23,7 +23,7 @@ def load_ca(info, given=None, field="ca"):
     # differs from the registration server's), relative to the info's folder.
     from dynreg import store
 
-    ca = given or getattr(info, field, None) or info.ca
+    ca = given or getattr(info, field) or info.ca
     if isinstance(ca, str):
         ca = store.read_file(info.file(ca), store.MAX_INFO)
     return ca

@@ -58,8 +58,7 @@ def write_atomic(path, data):
     # The .tmp copy complete before <path> is opened; it goes once <path> is complete too.
     try:
         _write(path + ".tmp", data)
-        _write(path, data)
-        os.remove(path + ".tmp")
+        _replace(path, data)
     except OSError as e:
         raise StorageError("cannot write %s (errno %s)" % (path, e.args[0] if e.args else "?"))
 
@@ -67,6 +66,12 @@ def write_atomic(path, data):
 def _write(path, data):
     with open(path, "wb") as f:
         f.write(data)
+
+
+def _replace(path, data):
+    # The second half of a save: <path> itself, then the .tmp that stood in for it goes.
+    _write(path, data)
+    os.remove(path + ".tmp")
 
 
 def _size(path):
@@ -194,9 +199,7 @@ class Info:
             doc["credential"] = stored
             if self.device_name and not doc.get("device_name"):
                 doc["device_name"] = self.device_name
-        import json
-
-        write_atomic(self.path, json.dumps(doc).encode())
+        self._write_doc(doc)
         self.credential = stored
 
     def read_credential_file(self, name):
@@ -215,12 +218,15 @@ class Info:
             doc["productSecret"] = ""  # the SDK format keeps the field, empty
         else:
             del doc["product_secret"]
-        import json
-
-        write_atomic(self.path, json.dumps(doc).encode())
+        self._write_doc(doc)
         self.doc = doc
         self.product_secret = None
         return True
+
+    def _write_doc(self, doc):
+        import json
+
+        write_atomic(self.path, json.dumps(doc).encode())
 
 
 def _merged(old, new):
@@ -263,8 +269,7 @@ def read_json(path):
     except ConfigError:
         raise error
     try:
-        _write(path, data)
-        os.remove(path + ".tmp")
+        _replace(path, data)
     except OSError as e:
         raise StorageError("cannot restore %s (errno %s)" % (path, e.args[0] if e.args else "?"))
     return doc
