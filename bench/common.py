@@ -14,7 +14,7 @@ if ROOT not in sys.path:
 from cloud_emulator.testing import running_emulator  # noqa: E402,F401  (re-exported)
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-from runtime import MICROPYTHON, MPY_CROSS  # noqa: E402,F401  (re-exported)
+from runtime import MICROPYTHON, MPY_CROSS, VENDOR_PYTHON, VENDOR_SDK  # noqa: E402,F401  (re-exported)
 
 BENCH = os.path.join(ROOT, "bench")
 BUILD = os.path.join(ROOT, "build", "bench")

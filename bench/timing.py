@@ -11,8 +11,8 @@ import shutil
 import subprocess
 import time
 
-from common import (BENCH, BUILD, MICROPYTHON, PYTHON, ROOT, SECRET, aliyun_info, median, run_device,
-                    running_emulator, say, tencent_info)
+from common import (BENCH, BUILD, MICROPYTHON, PYTHON, ROOT, SECRET, VENDOR_PYTHON, VENDOR_SDK, aliyun_info,
+                    median, run_device, running_emulator, say, tencent_info)
 
 RUNS = 15
 TARGET_HMAC = 2.0
@@ -52,7 +52,7 @@ def decrypt():
 
 def _sdk_run(spec):
     spawn = time.time_ns()
-    proc = subprocess.run([PYTHON, os.path.join(BENCH, "sdk_device.py"), json.dumps(spec)], capture_output=True,
+    proc = subprocess.run([VENDOR_PYTHON, VENDOR_SDK, json.dumps(spec)], capture_output=True,
                           text=True, timeout=60, cwd=ROOT)
     times, result = {}, "no result line: " + proc.stderr[-300:]
     for line in proc.stdout.splitlines():

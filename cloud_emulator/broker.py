@@ -51,6 +51,7 @@ from amqtt.contexts import Action
 from amqtt.errors import NoDataError
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.connect import ConnectPacket
 from amqtt.mqtt.constants import QOS_0
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
@@ -64,6 +65,7 @@ from .cloud import (
     API_MQTT_PUBLISH,
     API_MQTT_SUBSCRIBE,
     CONNACK_BAD_USERNAME_OR_PASSWORD,
+    CONNACK_IDENTIFIER_REJECTED,
     Cloud,
     Delivery,
     LoginVerdict,
@@ -92,6 +94,31 @@ API_TLS = "tls"  # request-log name for TLS faults, as the HTTPS listener logs t
 API_MQTT_KEEPALIVE = "mqtt-keepalive"  # a connection closed after 1.5 keepalive intervals of silence
 API_MQTT_DROP = "mqtt-drop"  # a connection dropped on the operator's request (admin.drop_connection)
 DROP_POLL_SECONDS = 0.05
+SUPPORTED_PROTOCOL = ("MQTT", 4)  # amqtt 0.12.1 speaks MQTT 3.1.1 only
+CONNACK_UNACCEPTABLE_PROTOCOL = 1
+LOGGED_CLIENT_ID_CHARS = 120
+
+
+def refused_before_login(connect: ConnectPacket) -> tuple[str, int | None] | None:
+    """Why amqtt 0.12.1 refuses this CONNECT before any plugin judges the login, and the CONNACK
+    it sends then (None: it closes the connection without one); None if it lets it through.
+    The checks in amqtt's order (BrokerProtocolHandler.init_from_connect)."""
+    header = connect.variable_header
+    if header is None or connect.payload is None:
+        return "malformed-connect", None
+    if header.will_flag and (connect.payload.will_topic is None or connect.payload.will_message is None):
+        return "will-without-topic", None
+    if header.reserved_flag:
+        return "reserved-flag-set", None
+    if connect.proto_name != SUPPORTED_PROTOCOL[0]:
+        return "unsupported-protocol", None  # MQTT 3.1 ("MQIsdp") lands here
+    if connect.proto_level != SUPPORTED_PROTOCOL[1]:
+        return "unsupported-protocol-level", CONNACK_UNACCEPTABLE_PROTOCOL
+    if not connect.username_flag and connect.password_flag:
+        return "password-without-username", CONNACK_BAD_USERNAME_OR_PASSWORD
+    if not connect.clean_session_flag and connect.payload.client_id_is_random:
+        return "persistent-session-without-client-id", CONNACK_IDENTIFIER_REJECTED
+    return None
 
 
 class DeviceGate:
@@ -166,6 +193,22 @@ class DeviceAuthPlugin(BaseAuthPlugin):
     @dataclass
     class Config:
         gate: Any = None  # DeviceGate; passed as an object, amqtt hands the config over as is
+
+    async def on_mqtt_packet_received(self, *, packet: Any, session: Session | None = None) -> None:
+        """Log the CONNECTs amqtt refuses before `authenticate` runs, with the reason (amqtt fires
+        this event for a CONNECT before its own checks, and logs nothing of them itself)."""
+        if session is not None or not isinstance(packet, ConnectPacket):
+            return  # a packet of an open session, or a CONNECT whose login a cloud will judge
+        refusal = refused_before_login(packet)
+        if refusal is None:
+            return
+        reason, connack = refusal
+        header = packet.variable_header
+        protocol = "%s/%s" % (header.proto_name, header.proto_level) if header is not None else None
+        client_id = packet.payload.client_id if packet.payload is not None else None
+        gate: DeviceGate = self.config.gate
+        await asyncio.to_thread(gate.store.append_log, API_MQTT_CONNECT, result=reason, protocol=protocol,
+                                client_id=(client_id or "")[:LOGGED_CLIENT_ID_CHARS], connack=connack)
 
     async def authenticate(self, *, session: Session) -> bool:
         gate: DeviceGate = self.config.gate

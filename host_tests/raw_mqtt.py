@@ -25,18 +25,27 @@ class RawMqtt:
 
     @classmethod
     def connect(cls, port: int, client_id: str, username: str | None = None, password: str | None = None, *,
-                tls=None, keepalive: int = 60) -> tuple["RawMqtt", int]:
-        # -> (client, CONNACK return code); `tls` is an ssl.SSLContext for the TLS listener.
+                tls=None, keepalive: int = 60, protocol: tuple[str, int] = ("MQTT", 4),
+                password_only: bool = False) -> tuple["RawMqtt", int | None]:
+        # -> (client, CONNACK return code, or None when the broker closed without one); `tls` is
+        # an ssl.SSLContext for the TLS listener; `protocol` the CONNECT's name and level
+        # (MQTT 3.1: ("MQIsdp", 3)); `password_only` sends the password without the username flag.
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         if tls is not None:
             sock = tls.wrap_socket(sock, server_hostname="localhost")
-        flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-        body = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + _string(client_id)
+        flags = 0x02 | (0x80 if username is not None and not password_only else 0) | (0x40 if password is not None else 0)
+        if password_only:
+            username = None
+        body = (_string(protocol[0]) + bytes([protocol[1], flags]) + struct.pack("!H", keepalive)
+                + _string(client_id))
         body += _string(username) if username is not None else b""
         body += _string(password) if password is not None else b""
         client = cls(sock)
         sock.sendall(_packet(0x10, body))
-        kind, payload = client.read_packet()
+        try:
+            kind, payload = client.read_packet()
+        except ConnectionError:
+            return client, None
         assert kind >> 4 == 2, kind  # CONNACK
         return client, payload[1]
 

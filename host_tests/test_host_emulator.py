@@ -613,6 +613,24 @@ def test_legacy_registration_takes_the_c_sdks_content_type(cloud, product):
     assert cloud.device(pid, "legacy-form-2") is None
 
 
+@pytest.mark.parametrize("protocol, password_only, connack, reason", [
+    (("MQIsdp", 3), False, None, "unsupported-protocol"),  # MQTT 3.1: amqtt closes without a CONNACK
+    (("MQTT", 5), False, 1, "unsupported-protocol-level"),
+    (("MQTT", 4), True, 4, "password-without-username"),
+])
+def test_connect_refused_before_any_login_check_is_logged_with_its_reason(cloud, registered, protocol,
+                                                                         password_only, connack, reason):
+    pid, dn, psk = registered
+    client_id = "%s%s-%s" % (pid, dn, protocol[0])
+    client, code = RawMqtt.connect(cloud.mqtt_port, client_id, *mqtt_credentials(pid, dn, psk), protocol=protocol,
+                                   password_only=password_only)
+    client.close()
+    assert code == connack
+    record = cloud.wait_for_log(lambda e: e.get("api") == "mqtt-connect" and e.get("client_id") == client_id)
+    assert record["result"] == reason and record["protocol"] == "%s/%s" % protocol and record.get("connack") == connack
+    assert psk not in json.dumps(record)  # the password is never logged
+
+
 def test_precreated_device_without_secret_cannot_log_in(cloud, product):
     pid, _ = product
     cloud.add_device(pid, "never-registered")

@@ -59,6 +59,22 @@ if [ ! -f "$UMQTT" ]; then
     say "fetched umqtt.simple 1.3.4 into build/umqtt"
 fi
 
+# The vendors' own device SDKs (tools/vendor_sdks.txt), the independent clients of the
+# conformance tests, in a virtualenv of their own: --no-deps, since tencent-iot-device names
+# pycrypto, which does not build on CPython 3.11; the file pins everything they import.
+SDK_VENV=build/vendor-sdks
+SDK_STAMP=$SDK_VENV/.installed
+if [ ! -f "$SDK_STAMP" ] || [ tools/vendor_sdks.txt -nt "$SDK_STAMP" ]; then
+    rm -rf "$SDK_VENV"
+    "$(find_python)" -m venv "$SDK_VENV"
+    "$SDK_VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r tools/vendor_sdks.txt 2>&1 \
+        | grep -v "is ignored: it is neither" || true
+    "$SDK_VENV/bin/python" -c 'import linkkit.linkkit, hub.hub, paho.mqtt.client' 2>/dev/null \
+        || { say "the vendor SDKs of tools/vendor_sdks.txt did not install into $SDK_VENV"; exit 1; }
+    touch "$SDK_STAMP"
+    say "installed the vendor SDKs (tools/vendor_sdks.txt) into $SDK_VENV"
+fi
+
 # The emulated Pico W (pico_emulator/): Node.js and rp2040js, pinned by its package-lock.json.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -9,6 +9,8 @@ MICROPYTHON = os.path.join(FIRMWARE, "unix", "micropython")
 MPY_CROSS = os.path.join(FIRMWARE, "mpy-cross")
 PICOW_DIR = os.path.join(FIRMWARE, "RPI_PICO_W_DYNREG")
 UMQTT_DIR = os.path.join(ROOT, "build", "umqtt")
+VENDOR_PYTHON = os.path.join(ROOT, "build", "vendor-sdks", "bin", "python")  # tools/bootstrap.sh
+VENDOR_SDK = os.path.join(ROOT, "tools", "vendor_sdk.py")
 FROZEN_UMQTT = "frozen"  # the umqtt.simple frozen into the firmware (1.7.0 at v1.28.0's pin)
 
 

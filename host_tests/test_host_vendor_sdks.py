@@ -1,0 +1,270 @@
+# Conformance: the clouds' own device SDKs, independent clients, against the local emulator
+# (tools/vendor_sdk.py runs them unchanged in their own virtualenv; only where they connect is
+# redirected). Whatever they send, the real cloud accepts from them, so the emulator must too,
+# and must refuse them with a wrong secret. Then our device, on the frozen MicroPython unix
+# build, registers the same products with the same secrets and gets the same outcome.
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+
+from cloud_emulator.crypto import SERVER_CERT_FILE, SERVER_KEY_FILE
+from cloud_emulator.testing import running_emulator
+from e2e import SECRET, read_json, registrations, run_device, write_aliyun_info, write_info
+from hostile import HostileBroker, hold, read_packet
+from raw_mqtt import RawMqtt
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
+from runtime import VENDOR_PYTHON, VENDOR_SDK  # noqa: E402
+
+TENCENT = "VENDORSDK1"
+ALIYUN = "a1VendorSdk"  # pre-registered devices: HTTPS and MQTT registration
+ALIYUN_FREE = "a1VendorNwl"  # pre-registration-free (regnwl)
+WRONG_SECRET = "WrongProductSecret000000"
+EVENT_WAIT = 60  # seconds: the most an SDK is given for what it must do (never reached when all is well)
+
+if not os.path.exists(VENDOR_PYTHON):
+    pytest.skip("no build/vendor-sdks: run tools/bootstrap.sh (make test does)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    with running_emulator(tmp_path_factory.mktemp("cloud")) as cloud:
+        cloud.add_product(TENCENT, SECRET, auth="key", dynreg=True, mode="autocreate")
+        cloud.add_product(ALIYUN, SECRET, cloud="aliyun")
+        cloud.add_product(ALIYUN_FREE, SECRET, cloud="aliyun", regnwl=True)
+        for who in ("sdk", "our"):
+            for case in ("https", "https-bad", "mqtt", "mqtt-bad"):
+                cloud.add_device(ALIYUN, "%s-%s" % (who, case))
+        yield cloud
+
+
+def _spec(cloud, tmp_path, sdk, mode, product, device, secret=SECRET, **extra):
+    return dict({"sdk": sdk, "mode": mode, "product": product, "device": device, "secret": secret,
+                 "info": str(tmp_path / ("%s-sdk.json" % device)), "https_port": cloud.https_port,
+                 "mqtts_port": cloud.mqtts_port, "ca_pem": cloud.ca_pem_path, "wait": EVENT_WAIT}, **extra)
+
+
+def run_sdk(spec):
+    """Runs the SDK to its end: (RESULT text, the labels it printed: start, stored, connected)."""
+    proc = subprocess.run([VENDOR_PYTHON, VENDOR_SDK, json.dumps(spec)], capture_output=True, text=True,
+                          timeout=EVENT_WAIT * 3)
+    return _outcome(proc.stdout, proc.stderr)
+
+
+def run_sdk_until(cloud, spec, refusal):
+    """Runs an SDK that the emulator must refuse without telling it why in a way it reports (a
+    refused CONNACK, which the SDKs only retry): waits for the emulator's log record matching
+    `refusal`, then stops the SDK. -> (that record, the labels the SDK printed)."""
+    proc = subprocess.Popen([VENDOR_PYTHON, VENDOR_SDK, json.dumps(spec)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        record = cloud.wait_for_log(refusal, timeout=EVENT_WAIT)
+    finally:
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
+    return record, _outcome(out, err)[1]
+
+
+def _outcome(out, err):
+    labels = [line.split()[1] for line in out.splitlines() if line.startswith("T ")]
+    results = [line[len("RESULT "):] for line in out.splitlines() if line.startswith("RESULT ")]
+    assert SECRET not in out + err and WRONG_SECRET not in out + err
+    return (results[-1] if results else "no RESULT: " + err[-300:]), labels
+
+
+def _our_device(cloud, tmp_path, name, secret, product=None, api=None, **fields):
+    folder = tmp_path / ("our-" + name)
+    folder.mkdir()
+    if api is None:
+        info = write_info(folder, cloud, TENCENT, name, secret=secret)
+    else:
+        info = write_aliyun_info(folder, cloud, product, name, secret=secret, api=api, **fields)
+    return info, run_device(info, ensure={"attempts": 1}, connect={})
+
+
+def _record(cloud, api, device):
+    [record] = [e for e in registrations(cloud, device) if e["api"] == api]
+    return record
+
+
+# -- Tencent: tencent-iot-device 1.0.0 ----------------------------------------------------------
+
+def _parse_connect(body):
+    # -> (protocol name, level, client id, username, password) of a CONNECT the SDK sent
+    def string(at):
+        size = struct.unpack_from("!H", body, at)[0]
+        return body[at + 2:at + 2 + size].decode(), at + 2 + size
+
+    name, at = string(0)
+    level, flags = body[at], body[at + 1]
+    client_id, at = string(at + 4)
+    if flags & 0x04:
+        at = string(string(at)[1])[1]  # will topic and message
+    username, at = string(at) if flags & 0x80 else (None, at)
+    password, at = string(at) if flags & 0x40 else (None, at)
+    return name, level, client_id, username, password
+
+
+def _tencent_sdk_connect(cloud, spec):
+    """The CONNECT the SDK sends to log in, caught on a listener with the emulator's own server
+    certificate (so the SDK's TLS checks pass as against the emulator)."""
+    caught = []
+
+    def script(conn, stop):
+        kind, body = read_packet(conn)
+        caught.append((kind, body))
+        hold(conn, stop)  # no CONNACK: the SDK retries, the test has what it needs
+
+    material = types.SimpleNamespace(server_cert_path=os.path.join(cloud.state_dir, SERVER_CERT_FILE),
+                                     server_key_path=os.path.join(cloud.state_dir, SERVER_KEY_FILE))
+    with HostileBroker(script, material) as broker:
+        proc = subprocess.Popen([VENDOR_PYTHON, VENDOR_SDK, json.dumps(dict(spec, mqtts_port=broker.port))],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + EVENT_WAIT
+            while not caught and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            proc.kill()
+            proc.communicate(timeout=30)
+    assert caught and caught[0][0] >> 4 == 1, "the SDK sent no CONNECT"
+    return _parse_connect(caught[0][1])
+
+
+def test_tencent_sdk_registers_and_its_login_is_accepted(cloud, tmp_path):
+    name = "sdk-tc-01"
+    spec = _spec(cloud, tmp_path, "tencent", "https", TENCENT, name)
+    result, labels = run_sdk(spec)
+    assert result == "ok" and "stored" in labels, result
+    psk = cloud.device(TENCENT, name)["psk"]
+    assert read_json(spec["info"])["key_deviceinfo"]["deviceSecret"] == psk  # what the SDK stored
+    assert _record(cloud, "tencent-v2", name)["result"] == "ok"
+
+    # Its login, as the SDK builds it: MQTT 3.1 (MQIsdp, level 3), sdkappid 21010406, an
+    # expiry in milliseconds. The emulator's broker (amqtt) speaks 3.1.1 only and refuses the
+    # protocol, with the reason in its log; the credentials themselves, sent over 3.1.1, are
+    # accepted.
+    protocol, level, client_id, username, password = _tencent_sdk_connect(cloud, dict(spec, mode="login"))
+    assert (protocol, level, client_id) == ("MQIsdp", 3, TENCENT + name)
+    assert username.split(";")[1] == "21010406" and len(username.split(";")[3]) == 13, username
+    client, code = RawMqtt.connect(cloud.mqtts_port, client_id, username, password, tls=cloud.client_ssl_context())
+    client.close()
+    assert code == 0
+    assert [e["result"] for e in cloud.log() if e.get("api") == "mqtt-connect" and e.get("device") == name] == ["ok"]
+
+    result, _ = run_sdk(dict(spec, mode="login", wait=5))  # against the emulator itself
+    assert result.startswith("no CONNACK 0")
+    record = cloud.wait_for_log(lambda e: e.get("api") == "mqtt-connect" and e.get("client_id") == client_id)
+    assert record["result"] == "unsupported-protocol" and record["protocol"] == "MQIsdp/3"
+
+
+def test_tencent_sdk_login_with_a_wrong_psk_is_refused(cloud, tmp_path):
+    name = "sdk-tc-02"
+    spec = _spec(cloud, tmp_path, "tencent", "https", TENCENT, name)
+    assert run_sdk(spec)[0] == "ok"
+    doc = read_json(spec["info"])
+    doc["key_deviceinfo"]["deviceSecret"] = "AAAAAAAAAAAAAAAAAAAAAA=="
+    with open(spec["info"], "w") as f:
+        json.dump(doc, f)
+    _, _, client_id, username, password = _tencent_sdk_connect(cloud, dict(spec, mode="login"))
+    client, code = RawMqtt.connect(cloud.mqtts_port, client_id, username, password, tls=cloud.client_ssl_context())
+    client.close()
+    assert code == 4
+    assert [e["result"] for e in cloud.log() if e.get("api") == "mqtt-connect" and e.get("device") == name] == [
+        "bad-password"]
+
+
+def test_tencent_sdk_with_a_wrong_product_secret_is_refused_and_so_is_our_device(cloud, tmp_path):
+    result, labels = run_sdk(_spec(cloud, tmp_path, "tencent", "https", TENCENT, "sdk-tc-bad", secret=WRONG_SECRET))
+    assert result.startswith("refused") and "stored" not in labels, result
+    info, ours = _our_device(cloud, tmp_path, "our-tc-bad", WRONG_SECRET)
+    assert not ours["ok"] and ours["error"] == "RejectedError", ours
+    for name in ("sdk-tc-bad", "our-tc-bad"):
+        assert cloud.device(TENCENT, name) is None
+        assert _record(cloud, "tencent-v2", name)["result"] == "AuthFailure.SignatureFailure"
+
+
+def test_our_device_registers_the_tencent_product_too(cloud, tmp_path):
+    info, ours = _our_device(cloud, tmp_path, "our-tc-01", SECRET)
+    assert ours["ok"] and ours["connected"], ours
+    assert read_json(info)["credential"]["psk"] == cloud.device(TENCENT, "our-tc-01")["psk"]
+
+
+# -- Alibaba: aliyun-iot-linkkit 1.2.13 ---------------------------------------------------------
+
+ALIYUN_CASES = [
+    # SDK mode, our device's api, product, registration log api
+    ("https", "https", ALIYUN, "aliyun-https-register"),
+    ("mqtt", "mqtt", ALIYUN, "aliyun-mqtt-register"),
+    ("regnwl", "regnwl", ALIYUN_FREE, "aliyun-mqtt-regnwl"),
+]
+
+
+@pytest.mark.parametrize("mode, api, product, log_api", ALIYUN_CASES)
+def test_linkkit_registers_and_logs_in_and_so_does_our_device(cloud, tmp_path, mode, api, product, log_api):
+    sdk_name, our_name = "sdk-%s" % mode, "our-%s" % mode
+    spec = _spec(cloud, tmp_path, "aliyun", mode, product, sdk_name, connect=True)
+    result, labels = run_sdk(spec)
+    assert result == "ok" and labels[-2:] == ["stored", "connected"], result
+    extra = {"instance_id": "iot-06z00emu"} if api == "regnwl" else {}
+    info, ours = _our_device(cloud, tmp_path, our_name, SECRET, product=product, api=api, **extra)
+    assert ours["ok"] and ours["connected"], ours
+    for name in (sdk_name, our_name):
+        assert _record(cloud, log_api, name)["result"] == "ok"
+        logins = [e for e in cloud.log() if e.get("api") == "mqtt-connect" and e.get("device") == name]
+        assert [e["result"] for e in logins] == ["ok"]
+    view = cloud.device(product, sdk_name)
+    stored = read_json(spec["info"])
+    if mode == "regnwl":
+        assert stored["password"] == view["device_token"] and stored["clientId"].startswith(view["client_id"])
+    else:
+        assert stored["deviceSecret"] == view["device_secret"]
+
+    # A later boot of the SDK with what it stored: DeviceSecret login, or connwl with the token.
+    result, labels = run_sdk(dict(spec, mode="connwl" if mode == "regnwl" else "login"))
+    assert result == "ok" and labels[-1] == "connected", result
+    assert [e["result"] for e in cloud.log() if e.get("api") == "mqtt-connect" and e.get("device") == sdk_name] == [
+        "ok", "ok"]
+
+
+@pytest.mark.parametrize("mode, api, product, log_api", ALIYUN_CASES)
+def test_linkkit_with_a_wrong_product_secret_is_refused_and_so_is_our_device(cloud, tmp_path, mode, api, product,
+                                                                              log_api):
+    sdk_name, our_name = "sdk-%s-bad" % mode, "our-%s-bad" % mode
+    spec = _spec(cloud, tmp_path, "aliyun", mode, product, sdk_name, secret=WRONG_SECRET)
+    if mode == "https":  # linkkit reports the HTTPS refusal itself
+        result, labels = run_sdk(spec)
+        assert result.startswith("refused"), result
+        sdk_record = _record(cloud, log_api, sdk_name)
+    else:  # a refused CONNACK, which linkkit only retries
+        sdk_record, labels = run_sdk_until(cloud, spec, lambda e: e.get("api") == log_api
+                                           and e.get("device") == sdk_name)
+    assert "stored" not in labels
+    extra = {"instance_id": "iot-06z00emu"} if api == "regnwl" else {}
+    _, ours = _our_device(cloud, tmp_path, our_name, WRONG_SECRET, product=product, api=api, **extra)
+    assert not ours["ok"] and ours["error"] == "RejectedError", ours
+    our_record = _record(cloud, log_api, our_name)
+    assert sdk_record["result"] == our_record["result"]  # HTTPS: the cloud's code; MQTT: the refusal
+    assert (sdk_record.get("reason") or sdk_record["result"]) == (our_record.get("reason") or our_record["result"]) \
+        == "bad-signature"
+    for name in (sdk_name, our_name):
+        view = cloud.device(product, name)
+        assert view is None or not (view.get("device_secret") or view.get("device_token")), view
+
+
+def test_linkkit_login_with_a_wrong_device_secret_is_refused(cloud, tmp_path):
+    name = "sdk-login-bad"
+    cloud.add_device(ALIYUN, name)
+    spec = _spec(cloud, tmp_path, "aliyun", "https", ALIYUN, name)
+    assert run_sdk(spec)[0] == "ok"  # registered: a DeviceSecret is issued
+    with open(spec["info"], "w") as f:
+        json.dump({"productKey": ALIYUN, "deviceName": name, "deviceSecret": "0" * 32}, f)
+    record, labels = run_sdk_until(cloud, dict(spec, mode="login"), lambda e: e.get("api") == "mqtt-connect"
+                                   and e.get("device") == name and e.get("result") != "ok")
+    assert record["result"] == "bad-password" and record["connack"] == 4 and "connected" not in labels

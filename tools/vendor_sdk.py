@@ -1,0 +1,197 @@
+# A desktop device running a cloud's own CPython SDK against the local emulator: the vendors'
+# independent clients for the conformance tests (host_tests/test_host_vendor_sdks.py) and the
+# reference for the boot-time ratios (bench/timing.py). Runs in the SDKs' own virtualenv
+# (build/vendor-sdks, made by tools/bootstrap.sh from tools/vendor_sdks.txt). One JSON argument:
+#   {"sdk": "tencent" | "aliyun", "mode": see below, "info": path, "product", "device",
+#    "secret", "https_port", "mqtts_port", "ca_pem", "connect": bool, "wait": seconds}
+# Modes. Tencent: "https" (dynregDevice), "login" (a later boot: MQTT with the psk the SDK
+# wrote into "info"). Alibaba: "https" (HTTPS registration, then linkkit logs in by itself),
+# "mqtt" (authType=register), "regnwl" (pre-registration-free), "login" (DeviceSecret from
+# "info"), "connwl" (the clientId, username and token that regnwl stored in "info").
+# "connect": after a registration, log in with what it gave (as the next boot would).
+# Prints "T start|stored|connected <ns>" (wall clock, comparable with the parent's) and last
+# "RESULT ok", "RESULT refused <why>" (the SDK was told no) or "RESULT <what went wrong>".
+# Never prints a secret.
+#
+# What is overridden to reach the emulator, and nothing else (the SDKs' registration and login
+# code runs unchanged):
+# - TLS: the SDKs carry the real clouds' root CAs; here they trust the emulator's CA instead
+#   (linkkit: its own config_mqtt(cadata=...); tencent-iot-device has no option, so its
+#   Codec.Ssl.create_content is replaced by a verifying client context, which it also needs
+#   because its own context is a server-side one that Python >= 3.10 refuses for a client).
+# - Where: the registration URL is fixed in both SDKs (ap-guangzhou.gateway.tencentdevices.com,
+#   iot-auth.<region>.aliyuncs.com); urllib.request.urlopen is wrapped to send the same request
+#   to https://localhost:<port> with the original Host header (Tencent signs over that host).
+#   MQTT: linkkit's config_mqtt(endpoint=..., port=...); tencent-iot-device fixes its broker
+#   (<ProductId>.iotcloud.tencentdevices.com:8883), so paho's connect_async is pointed at
+#   localhost:<mqtts_port> instead.
+import json
+import sys
+import threading
+import time
+
+print("T start", time.time_ns(), flush=True)
+
+
+def redirect_urlopen(https_port):
+    import urllib.parse
+    import urllib.request
+
+    real = urllib.request.urlopen
+
+    def urlopen(request, data=None, *args, **kwargs):
+        if isinstance(request, str):
+            request = urllib.request.Request(request, data=data)
+            data = None
+        parts = urllib.parse.urlsplit(request.full_url)
+        if not request.has_header("Host"):
+            request.add_header("Host", parts.hostname)
+        request.full_url = urllib.parse.urlunsplit(
+            (parts.scheme, "localhost:%d" % https_port, parts.path, parts.query, ""))
+        return real(request, data, *args, **kwargs)
+
+    urllib.request.urlopen = urlopen
+
+
+def redirect_paho(mqtts_port):
+    import paho.mqtt.client as paho
+
+    real = paho.Client.connect_async
+
+    def connect_async(self, host, port=1883, *args, **kwargs):
+        return real(self, "localhost", mqtts_port, *args, **kwargs)
+
+    paho.Client.connect_async = connect_async
+
+
+def tencent(spec):
+    import ssl
+
+    redirect_urlopen(spec["https_port"])
+    redirect_paho(spec["mqtts_port"])
+    import hub.utils.codec as codec
+    from hub.hub import QcloudHub
+
+    with open(spec["ca_pem"]) as f:
+        ca = f.read()
+    codec.Codec.Ssl.create_content = lambda self, cadata=None: ssl.create_default_context(cadata=ca)
+    if spec["mode"] == "https":
+        # The SDK's own device_info.json format, with its placeholder secret.
+        with open(spec["info"], "w") as f:
+            json.dump({"auth_mode": "KEY", "productId": spec["product"], "productSecret": spec["secret"],
+                       "deviceName": spec["device"], "key_deviceinfo": {"deviceSecret": "YOUR_DEVICE_SECRET"},
+                       "cert_deviceinfo": {"devCaFile": "", "devCertFile": "", "devPrivateKeyFile": ""},
+                       "region": "china"}, f)
+        rc, message = QcloudHub(spec["info"], tls=True).hub.dynregDevice()  # writes the psk into the file
+        if rc != 0:
+            return "refused dynregDevice returned %s: %s" % (rc, str(message)[:120])
+        print("T stored", time.time_ns(), flush=True)
+        if not spec.get("connect"):
+            return "ok"
+    connected = threading.Event()
+    got = {}
+
+    def on_connect(session_flag, rc, userdata):
+        got["rc"] = rc
+        if rc == 0:
+            connected.set()
+
+    hub = QcloudHub(spec["info"], tls=True).hub  # a later boot: the psk is in the file now
+    hub.registerMqttCallback(on_connect, lambda *a: None, lambda *a: None, lambda *a: None, lambda *a: None,
+                             lambda *a: None)
+    hub.connect()
+    if not connected.wait(spec.get("wait", 20)):
+        return "no CONNACK 0 (%s)" % got.get("rc")
+    print("T connected", time.time_ns(), flush=True)
+    return "ok"
+
+
+def aliyun(spec):
+    redirect_urlopen(spec["https_port"])
+    from linkkit import linkkit
+
+    with open(spec["ca_pem"]) as f:
+        ca = f.read()
+    wait = spec.get("wait", 20)
+    events = {"secret": threading.Event(), "connected": threading.Event()}
+    got = {}
+
+    def store(doc):
+        with open(spec["info"], "w") as f:  # what an application does with what it was given
+            json.dump(dict({"productKey": spec["product"], "deviceName": spec["device"]}, **doc), f)
+        got["secret"] = True
+        print("T stored", time.time_ns(), flush=True)
+        events["secret"].set()
+
+    def start(auth_type=None, product_secret=None, device_secret="", **login):
+        kit = linkkit.LinkKit(host_name="cn-shanghai", product_key=spec["product"], device_name=spec["device"],
+                              device_secret=device_secret, product_secret=product_secret, auth_type=auth_type,
+                              **login)
+        kit.config_mqtt(port=spec["mqtts_port"], endpoint="localhost", cadata=ca)
+
+        def on_register(rc, value, userdata):
+            got["register_rc"] = rc
+            if rc == 0:
+                store({"deviceSecret": value})
+            else:
+                got["refused"] = str(value)[:120]
+                events["secret"].set()
+
+        def on_register_nwl(rc, client_id, username, password):
+            got["register_rc"] = rc
+            if rc == 0:
+                store({"clientId": client_id, "username": username, "password": password})
+
+        def on_connect(session_flag, rc, userdata):
+            got["connect_rc"] = rc
+            if rc == 0 and auth_type is None:  # a login, not a registration connection
+                print("T connected", time.time_ns(), flush=True)
+                events["connected"].set()
+
+        kit.on_device_dynamic_register = on_register
+        kit.on_device_dynamic_register_nwl_reply = on_register_nwl
+        kit.on_connect = on_connect
+        kit.connect_async()
+        return kit
+
+    mode = spec["mode"]
+    if mode in ("login", "connwl"):  # a later boot: what the registration gave is stored
+        with open(spec["info"]) as f:
+            stored = json.load(f)
+        if mode == "login":
+            start(device_secret=stored["deviceSecret"])
+        else:
+            start(client_id=stored["clientId"], username=stored["username"], password=stored["password"])
+    else:
+        # "https": no auth_type, linkkit registers over HTTPS, then logs in with the DeviceSecret itself.
+        start(auth_type={"https": None, "mqtt": "register", "regnwl": "regnwl"}[mode], product_secret=spec["secret"])
+        if not events["secret"].wait(wait):
+            return "no registration result (%s)" % got.get("register_rc")
+        if "refused" in got:
+            return "refused %s" % got["refused"]
+        if spec.get("connect") and mode != "https":
+            with open(spec["info"]) as f:
+                stored = json.load(f)
+            if mode == "mqtt":
+                start(device_secret=stored["deviceSecret"])
+            else:
+                start(client_id=stored["clientId"], username=stored["username"], password=stored["password"])
+    if (spec.get("connect") or mode in ("login", "connwl")) and not events["connected"].wait(wait):
+        return "no CONNACK 0 (%s)" % got.get("connect_rc")
+    return "ok"
+
+
+def main():
+    spec = json.loads(sys.argv[1])
+    try:
+        result = tencent(spec) if spec["sdk"] == "tencent" else aliyun(spec)
+    except Exception as e:  # report, never a traceback with request details
+        result = "%s %s" % (type(e).__name__, str(e)[:200])
+    print("RESULT", result, flush=True)
+
+
+main()
+sys.stdout.flush()
+import os  # noqa: E402
+
+os._exit(0)  # the SDKs' worker threads are not daemons
