@@ -288,8 +288,8 @@ class AliyunCloud:
         api = {AUTH_REGISTER: API_MQTT_REGISTER, AUTH_REGNWL: API_MQTT_REGNWL}.get(auth_type or "", API_MQTT_CONNECT)
         verdict = self._judge_login(login, username, parsed)
         self.store.append_log(
-            api, cloud=self.name, transport=login.listener, product=verdict.product, device=verdict.device,
-            algorithm=verdict.algorithm, result="ok" if verdict.accepted else verdict.reason,
+            api, cloud=self.name, transport=login.listener, protocol=login.protocol, product=verdict.product,
+            device=verdict.device, algorithm=verdict.algorithm, result="ok" if verdict.accepted else verdict.reason,
             connack=verdict.connack_code, securemode=params.get("securemode"), auth_type=auth_type,
         )
         return verdict

@@ -36,7 +36,7 @@ closes an accepted connection right after CONNACK 0, before any delivery.
 """
 
 import asyncio
-import json
+from functools import partial
 import math
 import os
 import socket
@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from amqtt.adapters import ReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.errors import NoDataError
@@ -66,19 +67,16 @@ from .cloud import (
     API_MQTT_SUBSCRIBE,
     CONNACK_BAD_USERNAME_OR_PASSWORD,
     CONNACK_IDENTIFIER_REJECTED,
-    Cloud,
     Delivery,
     LoginVerdict,
     MqttLogin,
 )
 from .crypto import fault_server_context
 from .faults import TARGET_MQTT, TARGET_TLS, take_fault
+from .gate import API_MQTT_KEEPALIVE, DeviceGate, loggable_payload
+from .mqtt31 import PROTOCOL_NAME as MQTT31_PROTOCOL_NAME
+from .mqtt31 import Mqtt31Broker
 from .state import DROPS_FILE, StateStore
-
-LOGGED_PAYLOAD_CHARS = 200
-# JSON members whose values never reach the request log (signatures, issued secrets, tokens).
-_REDACTED_MEMBERS = frozenset({"sign", "password", "secret", "devicesecret", "device_secret", "devicetoken",
-                               "device_token", "token", "psk", "productsecret"})
 
 PLAIN_LISTENER = "default"  # amqtt requires a listener named "default"
 TLS_LISTENER = "tls"
@@ -91,7 +89,6 @@ _FAULT = "cloud_emulator.fault"  # kind of the "mqtt" fault this connection took
 _KEEPALIVE = "cloud_emulator.keepalive"  # the keepalive the client sent in CONNECT, in seconds
 
 API_TLS = "tls"  # request-log name for TLS faults, as the HTTPS listener logs them
-API_MQTT_KEEPALIVE = "mqtt-keepalive"  # a connection closed after 1.5 keepalive intervals of silence
 API_MQTT_DROP = "mqtt-drop"  # a connection dropped on the operator's request (admin.drop_connection)
 DROP_POLL_SECONDS = 0.05
 SUPPORTED_PROTOCOL = ("MQTT", 4)  # amqtt 0.12.1 speaks MQTT 3.1.1 only
@@ -119,68 +116,6 @@ def refused_before_login(connect: ConnectPacket) -> tuple[str, int | None] | Non
     if not connect.clean_session_flag and connect.payload.client_id_is_random:
         return "persistent-session-without-client-id", CONNACK_IDENTIFIER_REJECTED
     return None
-
-
-class DeviceGate:
-    """Everything the broker plugins need from the emulator: the clouds and the request log."""
-
-    def __init__(self, clouds: list[Cloud], store: StateStore) -> None:
-        self.clouds = clouds
-        self.store = store
-
-    def judge_login(self, login: MqttLogin) -> LoginVerdict:
-        for cloud in self.clouds:
-            verdict = cloud.mqtt_login(login)  # the cloud logs its own verdicts
-            if verdict is not None:
-                return verdict
-        verdict = LoginVerdict(CONNACK_BAD_USERNAME_OR_PASSWORD, "unrecognised-login")
-        self.store.append_log(API_MQTT_CONNECT, transport=login.listener, result=verdict.reason,
-                              connack=verdict.connack_code)
-        return verdict
-
-    def topic_allowed(self, identity: LoginVerdict | None, topic: str, action: str) -> bool:
-        if identity is None or identity.cloud is None or not identity.accepted:
-            return False
-        return identity.cloud.topic_allowed(identity, topic, action)
-
-    def handle_publish(self, identity: LoginVerdict | None, topic: str, payload: bytes) -> list[Delivery]:
-        """Let the identity's cloud answer an accepted PUBLISH (e.g. an Alibaba gateway request)."""
-        if identity is None or identity.cloud is None or not identity.accepted:
-            return []
-        handler = getattr(identity.cloud, "handle_publish", None)
-        return handler(identity, topic, payload) if handler else []
-
-    def record(self, api: str, identity: LoginVerdict | None, topic: str, allowed: bool, **extra: Any) -> None:
-        self.store.append_log(
-            api,
-            product=identity.product if identity else None,
-            device=identity.device if identity else None,
-            topic=topic,
-            result="ok" if allowed else "acl-denied",
-            **extra,
-        )
-
-
-def loggable_payload(data: bytes) -> str:
-    """The payload as text for the log: JSON members named like secrets hidden, then truncated."""
-    text = data.decode("utf-8", "replace")
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text[:LOGGED_PAYLOAD_CHARS]
-
-    def redact(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {key: "<hidden>" if str(key).lower() in _REDACTED_MEMBERS else redact(item)
-                    for key, item in node.items()}
-        if isinstance(node, list):
-            return [redact(item) for item in node]
-        return node
-
-    redacted = redact(value)
-    if redacted == value:
-        return text[:LOGGED_PAYLOAD_CHARS]
-    return json.dumps(redacted, separators=(",", ":"), ensure_ascii=False)[:LOGGED_PAYLOAD_CHARS]
 
 
 def _peer_certificate(session: Session) -> bytes | None:
@@ -317,23 +252,93 @@ class _CloudConnackHandler(BrokerProtocolHandler):
         await self._send_packet(ConnackPacket.build(0, code))  # session present = 0 on refusal
 
 
+class _PeekedReader(ReaderAdapter):
+    """amqtt's reader for a connection whose first bytes the front has already read."""
+
+    def __init__(self, reader: asyncio.StreamReader, head: bytes) -> None:
+        self._reader = reader
+        self._head = head
+
+    async def read(self, n: int = -1) -> bytes:
+        head, self._head = (self._head, b"") if n < 0 or n >= len(self._head) else (self._head[:n], self._head[n:])
+        if n < 0:
+            return head + await self._reader.read(-1)
+        return head + (await self._reader.readexactly(n - len(head)) if n > len(head) else b"")
+
+    def feed_eof(self) -> None:
+        self._reader.feed_eof()
+
+
+async def read_protocol_name(reader: asyncio.StreamReader) -> tuple[bytes, str | None]:
+    """The bytes of a CONNECT up to its protocol name, and the name (None: not a CONNECT).
+    Only this much is read: the brokers parse the packet themselves."""
+    head = await reader.readexactly(1)
+    if head[0] >> 4 != 1:
+        return head, None
+    for _ in range(4):  # the remaining length: at most four bytes, the last without bit 7
+        head += await reader.readexactly(1)
+        if not head[-1] & 0x80:
+            break
+    head += await reader.readexactly(2)
+    size = struct.unpack("!H", head[-2:])[0]
+    if size > len(MQTT31_PROTOCOL_NAME):
+        return head, None
+    head += await reader.readexactly(size)
+    return head, head[-size:].decode("utf-8", "replace")
+
+
 class EmulatorBroker(Broker):
-    def __init__(self, config: dict[str, Any], *, connect_timeout: float, store: StateStore | None = None) -> None:
+    """amqtt behind the emulator's own listeners (amqtt's "external" listener type): each
+    connection's CONNECT names its protocol, MQTT 3.1.1 ("MQTT") goes to amqtt, MQTT 3.1
+    ("MQIsdp") to mosquitto (mqtt31.py)."""
+
+    def __init__(self, config: dict[str, Any], *, connect_timeout: float, store: StateStore | None = None,
+                 gate: DeviceGate | None = None, backlog: int = 100) -> None:
         super().__init__(config)
         # Also the grace period a registration connection gets to read its result before it is closed.
         self.connect_timeout = connect_timeout
         self.store = store
+        self.backlog = backlog
+        self.mqtt31 = Mqtt31Broker(gate, store, connect_timeout) if gate is not None and store is not None else None
+        self._fronts: dict[str, asyncio.AbstractServer] = {}
 
     async def start(self) -> None:
         await super().start()
         self._drop_watcher = asyncio.ensure_future(self._watch_drops()) if self.store is not None else None
+        if self.mqtt31 is not None:
+            await self.mqtt31.start()
+        for name in (PLAIN_LISTENER, TLS_LISTENER):
+            listener = self.listeners_config[name]
+            host, port = listener["bind"].rsplit(":", 1)
+            context = self._create_ssl_context(listener) if listener.get("ssl", False) else None
+            self._fronts[name] = await asyncio.start_server(
+                partial(self._route, listener_name=name), host, int(port), ssl=context, backlog=self.backlog,
+                reuse_address=True)
 
     async def shutdown(self) -> None:
+        for front in self._fronts.values():
+            front.close()
         watcher = getattr(self, "_drop_watcher", None)
         if watcher is not None:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+        if self.mqtt31 is not None:
+            await self.mqtt31.stop()
         await super().shutdown()
+
+    async def _route(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str) -> None:
+        try:
+            head, protocol = await asyncio.wait_for(read_protocol_name(reader), self.connect_timeout)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError):
+            writer.transport.abort()  # no CONNECT in time, or the client went away
+            return
+        try:
+            if protocol == MQTT31_PROTOCOL_NAME and self.mqtt31 is not None and self.mqtt31.available:
+                await self.mqtt31.serve(reader, writer, head, "mqtts" if listener_name == TLS_LISTENER else "mqtt")
+            else:  # amqtt judges the rest, MQTT 3.1 too when no mosquitto runs (and logs why it refused)
+                await self.external_connected(_PeekedReader(reader, head), StreamWriterAdapter(writer), listener_name)
+        except (ssl.SSLError, ConnectionError):
+            pass  # the client closed while amqtt was closing (e.g. after a refused CONNACK over TLS)
 
     async def _watch_drops(self) -> None:
         assert self.store is not None
@@ -346,7 +351,10 @@ class EmulatorBroker(Broker):
             except FileNotFoundError:
                 continue
             for request in await asyncio.to_thread(self.store.take_drops):
-                dropped = self._drop(request["product"], request["device"], request.get("how", "reset"))
+                how = request.get("how", "reset")
+                dropped = self._drop(request["product"], request["device"], how)
+                if self.mqtt31 is not None:
+                    dropped += self.mqtt31.drop(request["product"], request["device"], how)
                 await asyncio.to_thread(
                     self.store.append_log, API_MQTT_DROP, product=request["product"], device=request["device"],
                     request_id=request.get("request_id"), how=request.get("how", "reset"), connections=dropped,
@@ -377,12 +385,6 @@ class EmulatorBroker(Broker):
                 transport.abort()  # with SO_LINGER 0: an RST, no FIN and no TLS close_notify
             dropped += 1
         return dropped
-
-    async def stream_connected(self, reader: Any, writer: Any, listener_name: str) -> None:
-        try:
-            await super().stream_connected(reader, writer, listener_name)
-        except (ssl.SSLError, ConnectionError):
-            pass  # the client closed while amqtt was closing (e.g. after a refused CONNACK over TLS)
 
     def _create_ssl_context(self, listener: Any) -> ssl.SSLContext:  # a staticmethod in amqtt
         context = Broker._create_ssl_context(listener)
@@ -502,8 +504,7 @@ class EmulatorBroker(Broker):
 
     def bound_port(self, listener_name: str) -> int:
         """The port a listener actually bound (the configuration may say 0)."""
-        server = self._servers[listener_name].instance
-        return server.sockets[0].getsockname()[1]
+        return self._fronts[listener_name].sockets[0].getsockname()[1]
 
 
 def broker_config(
@@ -511,9 +512,10 @@ def broker_config(
 ) -> dict[str, Any]:
     return {
         "listeners": {
-            PLAIN_LISTENER: {"type": "tcp", "bind": f"{host}:{mqtt_port}"},
+            # "external": the emulator accepts the connections (EmulatorBroker._route).
+            PLAIN_LISTENER: {"type": "external", "bind": f"{host}:{mqtt_port}"},
             TLS_LISTENER: {
-                "type": "tcp",
+                "type": "external",
                 "bind": f"{host}:{mqtts_port}",
                 "ssl": True,
                 "certfile": str(server_cert),

@@ -77,6 +77,7 @@ class MqttLogin:
     peer_certificate_der: bytes | None  # verified against the emulator CA by the TLS listener
     listener: str  # "mqtt" or "mqtts"
     keep_alive: int | None = None  # seconds, as sent in CONNECT
+    protocol: str = "MQTT/4"  # the CONNECT's protocol name/level: MQTT 3.1.1, or "MQIsdp/3" (MQTT 3.1)
 
 
 @dataclass(frozen=True)

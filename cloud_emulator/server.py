@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import ssl
 import sys
 from dataclasses import dataclass
@@ -15,14 +14,15 @@ from pathlib import Path
 from typing import Iterator
 
 from .aliyun import AliyunCloud
-from .broker import PLAIN_LISTENER, TLS_LISTENER, DeviceGate, EmulatorBroker, broker_config
+from .broker import PLAIN_LISTENER, TLS_LISTENER, EmulatorBroker, broker_config
+from .gate import DeviceGate
 from .crypto import TlsMaterial, ensure_tls_material
 from .http_server import HttpLimits, HttpListener
 from .state import READY_FILE, StateStore, write_file_atomically
 from .tencent import TencentCloud
 
 SERVE_LOCK_FILE = "serve.lock"
-# listen() backlog of the MQTT listeners. amqtt's asyncio.start_server keeps asyncio's 100; a
+# listen() backlog of the MQTT listeners (asyncio's default is 100); a
 # fleet connecting at once overflows it, and each dropped SYN costs a device a 1 s retransmission.
 MQTT_LISTEN_BACKLOG = 1024
 
@@ -70,14 +70,6 @@ def _only_server_for(store: StateStore) -> Iterator[None]:
         os.close(fd)
 
 
-def _deepen_listen_backlogs(broker: EmulatorBroker) -> None:
-    """listen() again on a listening socket changes only its backlog."""
-    for server in broker._servers.values():
-        for listening in getattr(getattr(server, "instance", None), "sockets", None) or ():
-            with socket.socket(fileno=os.dup(listening.fileno())) as duplicate:
-                duplicate.listen(MQTT_LISTEN_BACKLOG)
-
-
 def _server_ssl_context(tls: TlsMaterial) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -119,9 +111,10 @@ async def _serve(options: ServeOptions) -> None:
                                   tls.server_cert_path, tls.server_key_path, tls.ca_pem_path),
                     connect_timeout=options.client_timeout,
                     store=store,
+                    gate=gate,
+                    backlog=MQTT_LISTEN_BACKLOG,
                 )
                 await broker.start()
-                _deepen_listen_backlogs(broker)
             except OSError as error:
                 raise ServeError(f"cannot listen: {error}") from error
             except Exception as error:  # amqtt wraps bind failures in BrokerError

@@ -415,6 +415,7 @@ class TencentCloud:
         self.store.append_log(
             API_MQTT_CONNECT,
             transport=login.listener,
+            protocol=login.protocol,
             product=verdict.product,
             device=verdict.device,
             algorithm=verdict.algorithm,

@@ -614,8 +614,9 @@ def test_legacy_registration_takes_the_c_sdks_content_type(cloud, product):
 
 
 @pytest.mark.parametrize("protocol, password_only, connack, reason", [
-    (("MQIsdp", 3), False, None, "unsupported-protocol"),  # MQTT 3.1: amqtt closes without a CONNACK
+    (("MQTX", 4), False, None, "unsupported-protocol"),  # closed without a CONNACK
     (("MQTT", 5), False, 1, "unsupported-protocol-level"),
+    (("MQTT", 3), False, 1, "unsupported-protocol-level"),  # MQTT 3.1 is "MQIsdp", level 3
     (("MQTT", 4), True, 4, "password-without-username"),
 ])
 def test_connect_refused_before_any_login_check_is_logged_with_its_reason(cloud, registered, protocol,
@@ -629,6 +630,35 @@ def test_connect_refused_before_any_login_check_is_logged_with_its_reason(cloud,
     record = cloud.wait_for_log(lambda e: e.get("api") == "mqtt-connect" and e.get("client_id") == client_id)
     assert record["result"] == reason and record["protocol"] == "%s/%s" % protocol and record.get("connack") == connack
     assert psk not in json.dumps(record)  # the password is never logged
+
+
+def test_mqtt_3_1_clients_are_served_by_the_same_rules(cloud, registered):
+    # MQTT 3.1 ("MQIsdp", level 3) goes to mosquitto (cloud_emulator/mqtt31.py), judged by the
+    # same cloud: a right psk logs in, topics follow the device's rights, a wrong psk is refused.
+    pid, dn, psk = registered
+    client, code = RawMqtt.connect(cloud.mqtts_port, pid + dn, *mqtt_credentials(pid, dn, psk),
+                                   tls=cloud.client_ssl_context(), protocol=("MQIsdp", 3))
+    try:
+        assert code == 0
+        assert client.subscribe(f"{pid}/{dn}/control", qos=1) == 1
+        client.subscribe(f"{pid}/other/control", qos=1)  # MQTT 3.1 has no refusal code: not subscribed
+        client.publish(f"{pid}/{dn}/data", b'{"t":1}', qos=0)
+        client.publish(f"{pid}/other/data", b"not mine", qos=0)
+        cloud.wait_for_log(lambda e: e.get("api") == "mqtt-publish" and e.get("topic") == f"{pid}/other/data")
+    finally:
+        client.close()
+    records = [e for e in cloud.log() if (e.get("product"), e.get("device")) == (pid, dn) and e["api"].startswith("mqtt-")]
+    assert [(e["api"], e["result"]) for e in records] == [
+        ("mqtt-connect", "ok"), ("mqtt-subscribe", "ok"), ("mqtt-subscribe", "acl-denied"),
+        ("mqtt-publish", "ok"), ("mqtt-publish", "acl-denied")]
+    assert records[0]["protocol"] == "MQIsdp/3" and records[0]["transport"] == "mqtts"
+    client, code = RawMqtt.connect(cloud.mqtt_port, pid + dn, *mqtt_credentials(pid, dn, VECTOR_PSK),
+                                   protocol=("MQIsdp", 3))
+    client.close()
+    assert code == 5  # mosquitto's code for every refused login (the log keeps the cloud's reason)
+    record = cloud.wait_for_log(lambda e: e.get("api") == "mqtt-connect" and e.get("product") == pid
+                                and e.get("result") != "ok")
+    assert record["result"] == "bad-password" and record["protocol"] == "MQIsdp/3"
 
 
 def test_precreated_device_without_secret_cannot_log_in(cloud, product):

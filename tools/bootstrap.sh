@@ -59,6 +59,26 @@ if [ ! -f "$UMQTT" ]; then
     say "fetched umqtt.simple 1.3.4 into build/umqtt"
 fi
 
+# MQTT 3.1 clients (the Tencent Python SDK speaks it) are served by mosquitto, Debian's, with
+# the emulator's plugin (cloud_emulator/mosquitto_judge.c), built here against its headers.
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ] || [ ! -f /usr/include/mosquitto_broker.h ]; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        say "mosquitto not found: installing mosquitto and mosquitto-dev with apt-get"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-dev >/dev/null
+        # Debian starts the packaged service on 1883; the emulator runs its own instance.
+        (service mosquitto stop || systemctl stop mosquitto) >/dev/null 2>&1 || true
+    fi
+    [ -f /usr/include/mosquitto_broker.h ] || { say "mosquitto and its plugin headers (Debian: mosquitto mosquitto-dev) are required; install them and retry."; exit 1; }
+fi
+PLUGIN=build/mosquitto/dynreg_judge.so
+if [ ! -f "$PLUGIN" ] || [ cloud_emulator/mosquitto_judge.c -nt "$PLUGIN" ]; then
+    mkdir -p build/mosquitto
+    gcc -O2 -Wall -Wextra -Werror -shared -fPIC cloud_emulator/mosquitto_judge.c -o "$PLUGIN.new" \
+        || { say "building the mosquitto plugin failed"; exit 1; }
+    mv "$PLUGIN.new" "$PLUGIN"
+    say "built the emulator's mosquitto plugin into $PLUGIN"
+fi
+
 # The vendors' own device SDKs (tools/vendor_sdks.txt), the independent clients of the
 # conformance tests, in a virtualenv of their own: --no-deps, since tencent-iot-device names
 # pycrypto, which does not build on CPython 3.11; the file pins everything they import.

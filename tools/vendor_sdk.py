@@ -3,7 +3,8 @@
 # reference for the boot-time ratios (bench/timing.py). Runs in the SDKs' own virtualenv
 # (build/vendor-sdks, made by tools/bootstrap.sh from tools/vendor_sdks.txt). One JSON argument:
 #   {"sdk": "tencent" | "aliyun", "mode": see below, "info": path, "product", "device",
-#    "secret", "https_port", "mqtts_port", "ca_pem", "connect": bool, "wait": seconds}
+#    "secret", "https_port", "mqtts_port", "ca_pem", "connect": bool, "wait": seconds,
+#    "protocol": linkkit's MQTT version, "MQTTv311" (its default) or "MQTTv31"}
 # Modes. Tencent: "https" (dynregDevice), "login" (a later boot: MQTT with the psk the SDK
 # wrote into "info"). Alibaba: "https" (HTTPS registration, then linkkit logs in by itself),
 # "mqtt" (authType=register), "regnwl" (pre-registration-free), "login" (DeviceSecret from
@@ -127,7 +128,8 @@ def aliyun(spec):
         kit = linkkit.LinkKit(host_name="cn-shanghai", product_key=spec["product"], device_name=spec["device"],
                               device_secret=device_secret, product_secret=product_secret, auth_type=auth_type,
                               **login)
-        kit.config_mqtt(port=spec["mqtts_port"], endpoint="localhost", cadata=ca)
+        kit.config_mqtt(port=spec["mqtts_port"], endpoint="localhost", cadata=ca,
+                        protocol=spec.get("protocol", "MQTTv311"))  # linkkit's own option: MQTTv31 too
 
         def on_register(rc, value, userdata):
             got["register_rc"] = rc
