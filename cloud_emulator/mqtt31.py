@@ -26,11 +26,10 @@ import signal
 import socket
 import ssl
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from .cloud import ACTION_PUBLISH, ACTION_SUBSCRIBE, API_MQTT_DELIVER, API_MQTT_PUBLISH, API_MQTT_SUBSCRIBE, \
+from .cloud import ACTION_PUBLISH, ACTION_SUBSCRIBE, API_MQTT_CONNECT, API_MQTT_DELIVER, API_MQTT_PUBLISH, API_MQTT_SUBSCRIBE, \
     LoginVerdict, MqttLogin
 from .gate import API_MQTT_KEEPALIVE, DeviceGate, loggable_payload
 from .state import StateStore
@@ -87,8 +86,9 @@ class _Relay:
     peer_certificate_der: bytes | None
     writer: asyncio.StreamWriter  # the device's side
     identity: LoginVerdict | None = None
+    judged: bool = False  # mosquitto asked for a verdict on its login
+    connack: int | None = None  # the return code of the CONNACK mosquitto sent, once it did
     silenced: bool = False
-    closers: list[Any] = field(default_factory=list)
 
 
 class Mqtt31Broker:
@@ -176,7 +176,7 @@ class Mqtt31Broker:
                 "127.0.0.1", self.port, local_addr=(address, 0))
             upstream_writer.write(head)
             pumps = [asyncio.ensure_future(self._pump(reader, upstream_writer, relay)),
-                     asyncio.ensure_future(self._pump(upstream_reader, writer, relay))]
+                     asyncio.ensure_future(self._pump(upstream_reader, writer, relay, to_device=True))]
             _, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
             for pump in pending:
                 pump.cancel()
@@ -185,6 +185,10 @@ class Mqtt31Broker:
             pass
         finally:
             del self._relays[address]
+            if not relay.judged:  # mosquitto refused it before asking (a malformed CONNECT), or it went away
+                await asyncio.to_thread(
+                    self.store.append_log, API_MQTT_CONNECT, transport=listener, protocol=PROTOCOL,
+                    result="refused-by-mosquitto" if relay.connack else "closed-before-login", connack=relay.connack)
             asyncio.get_running_loop().call_later(5, self._identities.pop, address, None)
             if upstream_writer is not None:
                 upstream_writer.transport.abort()
@@ -194,8 +198,11 @@ class Mqtt31Broker:
                 writer.close()
 
     @staticmethod
-    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, relay: _Relay) -> None:
+    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, relay: _Relay,
+                    to_device: bool = False) -> None:
         while data := await source.read(RELAY_CHUNK):
+            if to_device and relay.connack is None and len(data) >= 4 and data[0] == 0x20:
+                relay.connack = data[3]  # mosquitto's first packet is its CONNACK, 4 bytes in MQTT 3.1
             if relay.silenced:
                 continue  # nothing more reaches the device, nor mosquitto: it times the session out
             sink.write(data)
@@ -267,6 +274,7 @@ class Mqtt31Broker:
         relay = self._relays.get(address)
         if relay is None:
             return [b"NO"]  # not a connection the front relayed
+        relay.judged = True
         login = MqttLogin(client_id=client_id, username=username, password=password,
                           peer_certificate_der=relay.peer_certificate_der, listener=relay.listener,
                           keep_alive=keep_alive, protocol=PROTOCOL)

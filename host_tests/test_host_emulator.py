@@ -661,6 +661,17 @@ def test_mqtt_3_1_clients_are_served_by_the_same_rules(cloud, registered):
     assert record["result"] == "bad-password" and record["protocol"] == "MQIsdp/3"
 
 
+def test_mqtt_3_1_connect_refused_by_mosquitto_itself_is_logged(cloud):
+    # MQTT 3.1 requires a client id; mosquitto refuses an empty one before asking the emulator.
+    before = len(cloud.log())
+    client, code = RawMqtt.connect(cloud.mqtt_port, "", None, None, protocol=("MQIsdp", 3))
+    client.close()
+    assert code == 2
+    record = cloud.wait_for_log(lambda e: e.get("api") == "mqtt-connect" and e.get("protocol") == "MQIsdp/3"
+                                and e.get("result") == "refused-by-mosquitto")
+    assert record["connack"] == 2 and record["transport"] == "mqtt" and record in cloud.log()[before:]
+
+
 def test_precreated_device_without_secret_cannot_log_in(cloud, product):
     pid, _ = product
     cloud.add_device(pid, "never-registered")
