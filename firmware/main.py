@@ -19,21 +19,15 @@ def log(text):
     print(text)
 
 
-def device_name_for(info_path):
-    # The info may name the device, or give a rule to derive the name from the chip.
-    with open(info_path) as f:
-        doc = json.load(f)
-    rule = doc.get("device_name_from")
-    return board.device_name(rule) if rule and not doc.get("device_name") else None
-
-
 def boot(site):
     # Network, clock and the credential: registers only if none is stored. Retried as a whole
     # (boot_attempts); the online part below never comes back here.
     board.info_from_nvs(INFO, log)
     board.network_up(site, log)
     board.sync_clock(site, log)
-    return dynreg.ensure(INFO, device_name=device_name_for(INFO))
+    # The info may name the device, or give a rule to derive the name from the chip: dynreg
+    # reads the info (the only reader of it) and asks the board for the name.
+    return dynreg.ensure(INFO, name_from_chip=board.device_name)
 
 
 def stay_online(site, info):

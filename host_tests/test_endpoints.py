@@ -90,6 +90,59 @@ def _info(**doc):
     return store.Info("device_info.json", doc)
 
 
+def test_a_register_url_written_with_the_apis_path_is_taken_as_its_base():
+    # The clouds' docs print the whole endpoint; a register_url is the base, and the path is
+    # added once, not twice.
+    for register_url, api, posted in (
+            ("https://localhost:8443/device/register", "current", "https://localhost:8443/device/register"),
+            ("https://localhost:8443/device/register/", "current", "https://localhost:8443/device/register"),
+            ("https://localhost:8443/", "current", "https://localhost:8443/device/register"),
+            ("http://localhost:8080/register/dev", "legacy", "http://localhost:8080/register/dev")):
+        doc = {"dynreg": 1, "cloud": "tencent", "product_id": PID, "product_secret": SECRET, "device_name": DN,
+               "register_url": register_url, "api": api, "credential": {"psk": ""}}
+        assert _posted_url(doc, TENCENT_REFUSAL) == posted
+    doc = {"dynreg": 1, "cloud": "aliyun", "product_key": PK, "product_secret": ALI_SECRET, "device_name": ALI_DN,
+           "api": "https", "register_url": "https://localhost:8443/auth/register/device",
+           "credential": {}}
+    assert _posted_url(doc, ALIYUN_REFUSAL) == "https://localhost:8443/auth/register/device"
+
+
+def test_a_register_url_with_another_path_is_refused_before_any_request():
+    e = exact(dynreg.ConfigError, tencent.register_request, PID, DN, SECRET, TS, NONCE,
+              endpoint="https://localhost:8443/iot/device/register")
+    assert "base URL" in str(e) and "/iot/device/register" in str(e)
+    e = exact(dynreg.ConfigError, aliyun.register_request, PK, ALI_DN, ALI_SECRET, 567345,
+              endpoint="https://localhost:8443/register")
+    assert "base URL" in str(e)
+
+
+def test_an_answer_that_makes_no_sense_names_its_http_status():
+    e = exact(dynreg.ProtocolError, http.parsed, 404, tencent.parse_response, b'{"error":"not found"}', SECRET)
+    assert str(e).startswith("HTTP 404, and ") and "neither Response nor code" in str(e)
+    e = exact(dynreg.ProtocolError, http.parsed, 200, tencent.parse_response, b'{"error":"not found"}', SECRET)
+    assert "HTTP" not in str(e)
+    e = exact(dynreg.RejectedError, http.parsed, 403, aliyun.parse_register_response, ALIYUN_REFUSAL)
+    assert e.code == 6250  # the cloud's own refusal stands as it is
+
+
+def test_refusals_say_what_they_mean_on_the_line():
+    # The cloud's code and message stay as sent; the text adds the fix.
+    cases = [
+        (tencent.parse_response, (b'{"Response":{"Error":{"Code":"AuthFailure.SignatureFailure","Message":"x"},'
+                                  b'"RequestId":"r"}}', SECRET), "wrong ProductSecret"),
+        (tencent.parse_response, (b'{"code":1010,"message":"Check signature failed"}', SECRET), "wrong ProductSecret"),
+        (tencent.parse_response, (b'{"Response":{"Error":{"Code":"X","Message":"Pre create mode: device not exists"},'
+                                  b'"RequestId":"r"}}', SECRET), "create this DeviceName in the console"),
+        (aliyun.parse_register_response, (b'{"code":6289,"message":"device is already active"}',), "reset it"),
+        (aliyun.parse_register_response, (b'{"code":401,"message":"request auth error"}',), "wrong ProductSecret"),
+    ]
+    for parse, args, fix in cases:
+        e = exact(dynreg.RejectedError, parse, *args)
+        assert fix in str(e) and e.message in str(e), str(e)
+    e = exact(dynreg.RejectedError, aliyun.parse_register_response, b'{"code":7777,"message":"new"}')
+    assert str(e) == "cloud rejected the request: 7777 new"  # no hint for a code nobody documented
+
+
 def test_tencent_broker_is_the_products_own_host_over_tls():
     info = _info(dynreg=1, cloud="tencent", product_id=PID, product_secret=SECRET, device_name=DN,
                  credential={"psk": "lDZ6Uqt+I9E0wW7rvDUs7Q=="})

@@ -317,3 +317,43 @@ def test_emulator_clock_offset_and_drop_from_the_command_line(tmp_path):
             client.sock.recv(1)
         client.sock.close()
         assert cloud.drop_connection(TENCENT, "cli-01")["result"] == "not-connected"
+
+
+# -- 6. a board whose info is missing, cut short or names its device by the chip ------------------
+
+def _boot_board(folder):
+    # firmware/main.py once, to its end: (console, what it printed of its stop).
+    env = dict(os.environ, DYNREG_UNIQUE_ID="c0ffee01",
+               MICROPYPATH=runtime.micropypath("firmware", umqtt=e2e.UMQTT))
+    proc = subprocess.run([MICROPYTHON, os.path.join(APP, "main.py")], cwd=str(folder), env=env,
+                          capture_output=True, text=True, timeout=WAIT)
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "stopped: bad configuration: no device_info.json on this device: copy its product's info there"),
+    ('{"dynreg": 1, "cloud": "tencent", "product_id": "AB', "stopped: bad configuration: device_info.json is not "
+                                                           "valid JSON (cut short?): provision it again"),
+])
+def test_a_board_without_a_usable_info_says_so_once_and_stops(tmp_path, content, expected):
+    # Named once, with its fix: no retries (the info will not change by waiting), no traceback.
+    folder = tmp_path / "board"
+    folder.mkdir()
+    (folder / "site.json").write_text(json.dumps(dict(FAST, retry_ms=2000)))
+    if content is not None:
+        (folder / "device_info.json").write_text(content)
+    console = _boot_board(folder)
+    assert console.count(expected) == 1, console
+    assert "Traceback" not in console and "boot attempt" not in console, console
+
+
+def test_a_device_named_by_its_chip_registers_under_that_name(cloud, tmp_path):
+    # device_name_from: dynreg derives the name through the board (the firmware reads no info).
+    folder = tmp_path / "board"
+    folder.mkdir()
+    write_info(folder, cloud, TENCENT, device_name=None, device_name_from="unique_id",
+               mqtt_url="mqtts://localhost:%d" % cloud.mqtts_port)
+    (folder / "site.json").write_text(json.dumps(dict(FAST, sessions=1)))
+    console = _boot_board(folder)
+    assert "published status on %s/c0ffee01/data" % TENCENT in console, console
+    assert [e["result"] for e in registrations(cloud, "c0ffee01")] == ["ok"]

@@ -16,8 +16,10 @@ class ProtocolError(Error):
 
 
 class RejectedError(Error):
-    def __init__(self, code, message):
-        super().__init__("cloud rejected the request: %s %s" % (code, message))
+    # .code and .message as the cloud sent them; the text adds what it means, where known.
+    def __init__(self, code, message, hint=None):
+        text = "cloud rejected the request: %s %s" % (code, message)
+        super().__init__(text + " (" + hint + ")" if hint else text)
         self.code = code
         self.message = message
 

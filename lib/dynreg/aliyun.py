@@ -80,7 +80,7 @@ def register_request(product_key, device_name, product_secret, random, method="h
     if endpoint and codec.split_url(endpoint)[0] != "https":
         # The answer carries the DeviceSecret in clear: HTTPS only.
         raise ConfigError("Alibaba registration runs over HTTPS only: use an https:// register_url")
-    base = endpoint.rstrip("/") if endpoint else "https://iot-auth.%s.aliyuncs.com" % region
+    base = codec.base_url(endpoint, (REGISTER_PATH,)) if endpoint else "https://iot-auth.%s.aliyuncs.com" % region
     return base + REGISTER_PATH, {"Content-Type": "application/x-www-form-urlencoded"}, body
 
 
@@ -93,8 +93,10 @@ def _cloud_error(doc):
     # {"code": 200, ...} is success; any other code is the cloud's refusal.
     code = codec.field(doc, "code", int)
     if code != 200:
+        from dynreg.hints import hint  # only when the cloud said no
+
         message = doc.get("message")
-        raise RejectedError(code, message if isinstance(message, str) else "")
+        raise RejectedError(code, message if isinstance(message, str) else "", hint("aliyun", code))
 
 
 def _secret(data, name):

@@ -18,7 +18,7 @@ def _over_https(info, ca, timeout_ms):
                                                  info.region or aliyun.DEFAULT_REGION, info.register_url)
     status, answer, retry_after = http.post(url, headers, body, ca, timeout_ms)
     http.check_status(status, retry_after)
-    return {"device_secret": aliyun.parse_register_response(answer)["deviceSecret"]}
+    return {"device_secret": http.parsed(status, aliyun.parse_register_response, answer)["deviceSecret"]}
 
 
 def _over_mqtt(info, ca, timeout_ms):

@@ -37,6 +37,19 @@ def split_url(url):
     return scheme, host, port, "/" + path
 
 
+def base_url(url, api_paths):
+    # A register_url is a base URL, "scheme://host[:port]"; one written with the API's own
+    # path (as the clouds' docs print the endpoint) is taken as its base. Any other path is
+    # refused: the request would go somewhere the device does not expect.
+    path = split_url(url)[3].rstrip("/")
+    base = url.rstrip("/")
+    if not path:
+        return base
+    if path in api_paths:
+        return base[:-len(path)]
+    raise ConfigError("register_url must be a base URL, scheme://host[:port]: drop the path " + path)
+
+
 def check_name(value, shortest, longest, extra, rule):
     # An identity (ProductId, ProductKey, DeviceName): `shortest` to `longest` characters of
     # letters, digits and `extra`; ConfigError with the rule otherwise, never the value.

@@ -11,7 +11,8 @@ DEFAULTS = {
     "total_ms": 60000,  # all attempts and waits together
     "timeout_ms": 10000,  # one attempt: connect, TLS handshake and the whole answer together
     "ca": None,  # CA certificate(s): bytes or a file name; default: the info's "ca"
-    "device_name": None,  # when the info names none (derived from the chip id by the firmware)
+    "device_name": None,  # when the info names none
+    "name_from_chip": None,  # rule -> DeviceName, for an info that gives device_name_from (the firmware's)
     "log": print,
 }
 
@@ -19,8 +20,11 @@ DEFAULTS = {
 def ensure(info_path, **given):
     opts = options(given, DEFAULTS)
     info = store.load(info_path)
-    if opts["device_name"] and not info.device_name:
-        info.device_name = opts["device_name"]
+    if not info.device_name:
+        if opts["device_name"]:
+            info.device_name = opts["device_name"]
+        elif info.device_name_from and opts["name_from_chip"]:
+            info.device_name = opts["name_from_chip"](info.device_name_from)
     if not info.needs_registration:
         say(opts, "%s holds a credential: no registration" % (info.device_name or "device"))
         return info

@@ -19,6 +19,17 @@ def check_status(status, retry_after):
         raise e
 
 
+def parsed(status, parse, *args):
+    # The cloud's answer, parsed. One that makes no sense names the status it came with: a 404
+    # from a wrong register_url reads as such, not as a garbled answer.
+    try:
+        return parse(*args)
+    except ProtocolError as e:
+        if status == 200:
+            raise
+        raise ProtocolError("HTTP %d, and %s" % (status, e))
+
+
 def post(url, headers, body, ca=None, timeout_ms=10000, limit=MAX_RESPONSE):
     # Returns (status, body, retry_after): retry_after is the Retry-After header in seconds,
     # or None. Network trouble, a timeout or a body cut short is a NetworkError; a body over

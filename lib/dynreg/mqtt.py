@@ -177,7 +177,9 @@ def connect_client(c, timeout_ms):
     except MQTTException as e:
         close(c)
         code = e.args[0] if e.args else None
-        raise RejectedError(code, "MQTT CONNECT refused (CONNACK %s)" % code)
+        from dynreg.hints import hint  # only when the broker said no
+
+        raise RejectedError(code, "MQTT CONNECT refused (CONNACK %s)" % code, hint("mqtt", code))
     except (NetworkError, ProtocolError):  # from net: the TLS handshake, refused or timed out
         close(c)
         raise

@@ -203,6 +203,9 @@ def wrap(stream, ctx, host):
         return ctx.wrap_socket(stream, server_hostname=host)
     except ValueError as e:
         # mbedTLS reports certificate and host name failures as ValueError.
-        raise TLSError("TLS: %s refused: %s" % (host, reason(e)))
+        why = reason(e)
+        if "validity" in why:  # "... starts in the future" or "... has expired": first suspect the clock
+            why += ": is the device's clock right? (SNTP before registering)"
+        raise TLSError("TLS: the certificate of %s failed the check: %s" % (host, why))
     except OSError as e:
         raise NetworkError("TLS handshake with %s failed (%s)" % (host, reason(e)))

@@ -267,6 +267,8 @@ def read_json(path):
         data = read_file(path + ".tmp", MAX_INFO)
         doc = _json_object(path, data)
     except ConfigError:
+        if not exists(path) and not exists(path + ".tmp"):
+            raise ConfigError("no %s on this device: copy its product's info there (tools/provision.py)" % path)
         raise error
     try:
         _replace(path, data)
@@ -281,7 +283,7 @@ def _json_object(path, data):
     try:
         doc = json.loads(data.decode())
     except (ValueError, RuntimeError):
-        raise ConfigError("%s is not valid JSON" % path)
+        raise ConfigError("%s is not valid JSON (cut short?): provision it again" % path)
     if not isinstance(doc, dict):
         raise ConfigError("%s is not a JSON object" % path)
     return doc

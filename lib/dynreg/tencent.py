@@ -50,7 +50,7 @@ def _split_endpoint(endpoint, default_host):
     # cloud's own host over https (port 443).
     if not endpoint:
         return "https://" + default_host, default_host
-    return endpoint.rstrip("/"), codec.split_url(endpoint)[1]
+    return codec.base_url(endpoint, (REGISTER_PATH, LEGACY_PATH)), codec.split_url(endpoint)[1]
 
 
 def _check_identity(product_id, device_name, product_secret):
@@ -120,6 +120,12 @@ def _length(doc, name):
     return codec.field(doc, name, int)
 
 
+def _hint(code, message):
+    from dynreg.hints import hint  # only when the cloud said no
+
+    return hint("tencent", code, message)
+
+
 def parse_response(body, product_secret):
     # Both API shapes: {"Response": {...}} (current) and {"code": ..} (legacy).
     codec.check_size(body)
@@ -132,12 +138,14 @@ def parse_response(body, product_secret):
         if error is not None:
             if not isinstance(error, dict):
                 raise ProtocolError("Error is not an object")
-            raise RejectedError(str(error.get("Code")), str(error.get("Message")))
+            code, message = str(error.get("Code")), str(error.get("Message"))
+            raise RejectedError(code, message, _hint(code, message))
         payload, length = codec.field(response, "Payload", str), _length(response, "Len")
     elif "code" in doc:
         code = codec.field(doc, "code", int)
         if code != 0:
-            raise RejectedError(code, str(doc.get("message")))
+            message = str(doc.get("message"))
+            raise RejectedError(code, message, _hint(code, message))
         payload, length = codec.field(doc, "payload", str), _length(doc, "len")
     else:
         raise ProtocolError("neither Response nor code in the answer")

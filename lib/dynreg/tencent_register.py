@@ -19,4 +19,4 @@ def register(info, ca, opts, attempt, timeout_ms):
            "plain HTTP, the answer encrypted", attempt, opts["attempts"]))
     status, answer, retry_after = http.post(url, headers, body, ca, timeout_ms)
     http.check_status(status, retry_after)
-    return tencent.parse_response(answer, info.product_secret)
+    return http.parsed(status, tencent.parse_response, answer, info.product_secret)
