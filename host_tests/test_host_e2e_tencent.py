@@ -299,3 +299,22 @@ def test_no_secret_in_device_output(cloud, tmp_path):
     assert "credential stored in" in result["output"]
     for secret in (psk, SECRET):
         assert secret not in result["output"]
+
+
+def test_an_info_in_the_tencent_sdk_format_registers_with_the_endpoints_and_ca_it_carries(cloud, tmp_path):
+    # The C SDK's file, read and written as is, with dynreg's endpoint and CA keys beside the
+    # SDK's own (the SDK ignores keys it does not know).
+    folder = tmp_path / "sdk-format"
+    folder.mkdir()
+    path = folder / "device_info.json"
+    path.write_text(json.dumps({
+        "auth_mode": "KEY", "productId": KEY_PRODUCT, "productSecret": SECRET, "deviceName": "sdkfmt01",
+        "key_deviceinfo": {"deviceSecret": "YOUR_IOT_PSK"}, "region": "china",
+        "register_url": "https://localhost:%d/device/register" % cloud.https_port,
+        "mqtt_url": "mqtts://localhost:%d" % cloud.mqtts_port, "ca": cloud.ca_der_path}))
+    result = run_device(str(path), ensure=FAST, connect={})
+    assert result["ok"] and result["connected"], result
+    doc = read_json(str(path))
+    assert doc["key_deviceinfo"] == {"deviceSecret": cloud.device(KEY_PRODUCT, "sdkfmt01")["psk"]}
+    assert doc["auth_mode"] == "KEY" and doc["region"] == "china" and doc["ca"] == cloud.ca_der_path
+    assert [e["result"] for e in registrations(cloud, "sdkfmt01")] == ["ok"]

@@ -119,7 +119,13 @@ class Info:
             self.auth = "cert" if _text(doc, "auth_mode", ("KEY", "CERT"), "KEY") == "CERT" else "key"
             self.api = "current"
             self.algorithm = "hmacsha256"
-            self.register_url = self.mqtt_url = self.ca = self.mqtt_ca = self.instance_id = self.region = None
+            # The SDK's own keys say nothing of where to register or which CA to trust; the
+            # file may carry dynreg's (the SDK ignores keys it does not know).
+            self.register_url = doc.get("register_url")
+            self.mqtt_url = doc.get("mqtt_url")
+            self.ca = doc.get("ca")
+            self.mqtt_ca = doc.get("mqtt_ca")
+            self.instance_id = self.region = None
             credential = {}
             key_info = doc.get(_SDK_KEY)
             cert_info = doc.get(_SDK_CERT)
