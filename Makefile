@@ -26,8 +26,8 @@ test: firmware mpy
 demo: firmware-unix
 	@$(VENV)/bin/python tools/demo.py
 
-# The local cloud emulator on its default ports, state kept in build/cloud.
-# Add a product: .venv/bin/python -m cloud_emulator add-product --state build/cloud ...
+# The local cloud emulator on its default ports, state kept in build/cloud (every command's default --state).
+# Add a product: .venv/bin/python -m cloud_emulator add-product --product-id ID --generate-secret FILE ...
 cloud: setup
 	@$(VENV)/bin/python -m cloud_emulator serve --state build/cloud
 

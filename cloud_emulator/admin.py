@@ -4,10 +4,44 @@ They work whether or not a server is running: the server re-reads the state on e
 """
 
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import registry
-from .state import StateStore
+from .crypto import CA_PEM_FILE
+from .state import STATE_FILE, StateStore
+
+# A folder holds emulator state once it has products (state.json) or `serve` made its CA.
+STATE_MARKERS = (STATE_FILE, CA_PEM_FILE)
+PRODUCT_SETTINGS = ("cloud", "auth", "dynreg", "mode", "limit", *registry.ALIYUN_FLAGS)
+
+
+class NoStateError(registry.RegistryError):
+    """A state folder that does not exist or holds no emulator state."""
+
+
+class ProductExistsError(registry.RegistryError):
+    """A product id that is taken, given to add-product without asking for an update."""
+
+
+@dataclass(frozen=True)
+class ProductChange:
+    created: bool
+    changed: tuple[str, ...]  # settings (and "secret") that differ from before; () when created
+    settings: dict[str, Any]  # the product as stored now, without its secret
+
+
+def has_state(folder: str | Path) -> bool:
+    return any((Path(folder) / name).is_file() for name in STATE_MARKERS)
+
+
+def open_state(folder: str | Path, *, create: bool = False) -> StateStore:
+    """The store of `folder`; unless `create`, a folder without emulator state is refused and
+    left as it is (a mistyped path must not quietly become a new, empty state)."""
+    if not create and not has_state(folder):
+        raise NoStateError(f"no emulator state at {folder}: `serve --state {folder}` creates one")
+    return StateStore(folder)
 
 
 def add_product(
@@ -30,6 +64,40 @@ def add_product(
             state, product_id, secret, cloud=cloud, auth=auth, dynreg=dynreg, mode=mode, limit=limit,
             regnwl=regnwl, gateway=gateway, subdevice=subdevice, securemode3=securemode3,
         )
+
+
+def define_product(
+    store: StateStore, product_id: str, secret: str | None = None, *, update: bool = False, **given: Any
+) -> ProductChange:
+    """The console's add-product. A new product gets `given` over the defaults and needs a secret.
+    An existing one is refused unless `update`: then only the settings in `given` (and the secret,
+    when one is given) change, everything else is kept. Settings: PRODUCT_SETTINGS."""
+    unknown = set(given) - set(PRODUCT_SETTINGS)
+    if unknown:
+        raise TypeError(f"unknown product settings {sorted(unknown)}")
+    with store.transaction() as state:
+        existing = registry.get_product(state, product_id)
+        if existing is None:
+            if secret is None:
+                raise registry.RegistryError(
+                    f"product {product_id} is new: it needs a secret (--secret-file or --generate-secret)")
+            registry.put_product(state, product_id, secret, **given)
+            return ProductChange(True, (), _product_settings(registry.get_product(state, product_id)))
+        if not update:
+            raise ProductExistsError(f"product {product_id} already exists: pass --update to change it")
+        before, old_secret = _product_settings(existing), existing["secret"]
+        registry.put_product(state, product_id, old_secret if secret is None else secret, **{**before, **given})
+        after = _product_settings(existing)
+        changed = [name for name in after if after[name] != before.get(name)]
+        if existing["secret"] != old_secret:
+            changed.append("secret")
+        return ProductChange(False, tuple(changed), after)
+
+
+def _product_settings(product: dict[str, Any]) -> dict[str, Any]:
+    settings = {name: product[name] for name in PRODUCT_SETTINGS if name in product}
+    settings["cloud"] = registry.product_cloud(product)
+    return settings
 
 
 def add_device(store: StateStore, product_id: str, device_name: str) -> None:

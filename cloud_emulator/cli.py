@@ -1,17 +1,78 @@
-"""Command line: `python -m cloud_emulator <command> --state DIR ...` (see README.md)."""
+"""Command line: `python -m cloud_emulator <command> [--state DIR] ...` (see README.md)."""
 
 import argparse
 import json
+import os
+import re
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from . import admin, registry
 from .faults import FAULT_KINDS, Blackhole, FaultError, queue_fault
 from .server import ServeOptions, run
 from .state import StateStore
+
+DEFAULT_STATE = Path(__file__).resolve().parent.parent / "build" / "cloud"  # where `make cloud` serves
+GENERATED_SECRET_LENGTH = 24
+HIDDEN = "<hidden>"
+SECRET_ON_ARGV_WARNING = ("warning: --secret shows the ProductSecret to other users (ps) and leaves it in your "
+                          "shell history; prefer --secret-file or --generate-secret")
+
+
+class InputError(ValueError):
+    """A command-line input the emulator cannot use (an unreadable secret file, ...)."""
+
+
+class CommandLineError(Exception):
+    """Raised instead of argparse's print-and-exit, so main() can hide argument values first."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse repeats raw arguments in its errors ("unrecognized arguments: --secrett S"); a
+    # mistyped secret option must not put the secret on the terminal, so main() masks them.
+    public_words: frozenset[str] = frozenset()  # command names and choices: shown even when typed
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandLineError(self, message)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error("unrecognized arguments: " + " ".join(_names_only(extras)))
+        return namespace
+
+
+_OPTION_NAME = re.compile(r"--?[a-z][a-z0-9-]*\Z")
+
+
+def _names_only(arguments: list[str]) -> list[str]:
+    """Option names as typed, every value replaced by HIDDEN."""
+    shown = []
+    for argument in arguments:
+        name, equals, _ = argument.partition("=")
+        shown.append(name + (equals and "=" + HIDDEN) if _OPTION_NAME.match(name) else HIDDEN)
+    return shown
+
+
+def _without_values(message: str, argv: list[str], public_words: frozenset[str]) -> str:
+    """`message` with every argument value in `argv` (quoted, or after "=") replaced by HIDDEN,
+    except the command line's own words (a list of choices stays readable)."""
+    for argument in argv:
+        name, equals, value = argument.partition("=")
+        if equals and name.startswith("-"):
+            message = message.replace(argument, f"{name}={HIDDEN}")
+            argument = value
+        if not argument.startswith("-") and argument not in public_words:
+            message = message.replace(repr(argument), HIDDEN)
+    return message
 
 
 def _port(text: str) -> int:
@@ -35,10 +96,18 @@ def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells)
 
 
+def _state_folder(args: argparse.Namespace) -> Path:
+    return DEFAULT_STATE if args.state is None else Path(args.state)
+
+
+def _store(args: argparse.Namespace) -> StateStore:
+    return admin.open_state(_state_folder(args))
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     return run(
         ServeOptions(
-            state_dir=Path(args.state),
+            state_dir=_state_folder(args),
             host=args.host,
             http_port=args.http_port,
             https_port=args.https_port,
@@ -53,42 +122,121 @@ def _on_off_text(value: bool) -> str:
     return "on" if value else "off"
 
 
+def _store_for_add_product(args: argparse.Namespace) -> StateStore:
+    """add-product may start a new state in a folder named explicitly (add-product, then serve, is
+    a documented order); the default folder it never creates: a forgotten --state would quietly
+    send the product to a state no server serves."""
+    folder = _state_folder(args)
+    if args.state is None or admin.has_state(folder):
+        return admin.open_state(folder)
+    print(f"note: no emulator state at {folder} yet: starting a new one there", file=sys.stderr)
+    return admin.open_state(folder, create=True)
+
+
+def _strip_one_newline(text: str) -> str:
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _read_secret_file(name: str) -> str:
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"cannot read the secret file {name}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"the secret file {name} is not UTF-8 text") from None
+    secret = _strip_one_newline(text)
+    if not secret:
+        raise InputError(f"the secret file {name} is empty")
+    return secret
+
+
+def _write_new_secret_file(path: Path, secret: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InputError(f"{path} exists: --generate-secret never overwrites a file") from None
+    except OSError as error:
+        raise InputError(f"cannot create {path}: {error.strerror or error}") from None
+    os.fchmod(fd, 0o600)  # O_CREAT honours the umask; make the mode exact
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secret + "\n")
+
+
+def _given_secret(args: argparse.Namespace) -> str | None:
+    if args.secret is not None:
+        print(SECRET_ON_ARGV_WARNING, file=sys.stderr)
+        return args.secret
+    if args.secret_file is not None:
+        return _read_secret_file(args.secret_file)
+    return None
+
+
+def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the settings typed on the command line: --update changes these and keeps the rest."""
+    settings = {name: getattr(args, name) for name in ("cloud", "auth", "dynreg", "mode", "limit", "regnwl",
+                                                       "securemode3")}
+    if args.node is not None:  # one setting, stored as two flags
+        settings.update(gateway=args.node == "gateway", subdevice=args.node == "subdevice")
+    return {name: value for name, value in settings.items() if value is not None}
+
+
+def _define_product(args: argparse.Namespace, store: StateStore) -> admin.ProductChange:
+    settings = _given_settings(args)
+    if args.generate_secret is None:
+        return admin.define_product(store, args.product_id, _given_secret(args), update=args.update, **settings)
+    path, secret = Path(args.generate_secret), registry.random_alphanumeric(GENERATED_SECRET_LENGTH)
+    _write_new_secret_file(path, secret)
+    try:
+        return admin.define_product(store, args.product_id, secret, update=args.update, **settings)
+    except registry.RegistryError:
+        path.unlink()  # the product did not take it: leave no secret file behind
+        raise
+
+
+def _node(settings: dict[str, Any]) -> str:
+    return "gateway" if settings.get("gateway") else "subdevice" if settings.get("subdevice") else "direct"
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    if settings["cloud"] == registry.CLOUD_ALIYUN:
+        return (f"cloud aliyun, dynreg {_on_off_text(settings['dynreg'])}, "
+                f"regnwl {_on_off_text(settings['regnwl'])}, node {_node(settings)}, "
+                f"securemode3 {_on_off_text(settings['securemode3'])}, limit {settings['limit']}")
+    return (f"auth {settings['auth']}, dynreg {_on_off_text(settings['dynreg'])}, mode {settings['mode']}, "
+            f"limit {settings['limit']}")
+
+
+def _changed_text(changed: tuple[str, ...]) -> str:
+    names = dict.fromkeys("node" if name in ("gateway", "subdevice") else name for name in changed)
+    return f"changed: {', '.join(names)}" if names else "nothing changed"
+
+
 def _cmd_add_product(args: argparse.Namespace) -> int:
-    created = admin.add_product(
-        StateStore(args.state), args.product_id, args.secret, cloud=args.cloud,
-        auth=args.auth, dynreg=args.dynreg, mode=args.mode, limit=args.limit,
-        regnwl=args.regnwl, gateway=args.gateway, subdevice=args.subdevice, securemode3=args.securemode3,
-    )
-    verb = "added" if created else "updated"
-    if args.cloud == registry.CLOUD_ALIYUN:
-        node = "gateway" if args.gateway else "subdevice" if args.subdevice else "direct"
-        print(
-            f"product {args.product_id} {verb}: cloud aliyun, dynreg {_on_off_text(args.dynreg)}, "
-            f"regnwl {_on_off_text(args.regnwl)}, node {node}, securemode3 {_on_off_text(args.securemode3)}, "
-            f"limit {args.limit}"
-        )
+    change = _define_product(args, _store_for_add_product(args))
+    if change.created:
+        print(f"product {args.product_id} added: {_settings_text(change.settings)}")
     else:
-        print(
-            f"product {args.product_id} {verb}: auth {args.auth}, "
-            f"dynreg {_on_off_text(args.dynreg)}, mode {args.mode or 'autocreate'}, limit {args.limit}"
-        )
+        print(f"product {args.product_id} updated ({_changed_text(change.changed)}): "
+              f"{_settings_text(change.settings)}")
+    if args.generate_secret is not None:
+        print(f"ProductSecret written to {args.generate_secret} (mode 0600)")
     return 0
 
 
 def _cmd_add_device(args: argparse.Namespace) -> int:
-    admin.add_device(StateStore(args.state), args.product_id, args.device_name)
+    admin.add_device(_store(args), args.product_id, args.device_name)
     print(f"device {args.product_id}/{args.device_name} added (status created)")
     return 0
 
 
 def _cmd_reset_device(args: argparse.Namespace) -> int:
-    admin.reset_device(StateStore(args.state), args.product_id, args.device_name)
+    admin.reset_device(_store(args), args.product_id, args.device_name)
     print(f"device {args.product_id}/{args.device_name} reset (status created, secret revoked)")
     return 0
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
-    rows = admin.list_devices(StateStore(args.state), with_secrets=args.show_secrets)
+    rows = admin.list_devices(_store(args), with_secrets=args.show_secrets)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -106,10 +254,10 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _cmd_products(args: argparse.Namespace) -> int:
-    rows = admin.list_products(StateStore(args.state))
+    rows = admin.list_products(_store(args))
     for row in rows:
         if row["cloud"] == registry.CLOUD_ALIYUN:
-            row["node"] = "gateway" if row.get("gateway") else "subdevice" if row.get("subdevice") else "direct"
+            row["node"] = _node(row)
     print(_table(rows, [("product_id", "PRODUCT"), ("cloud", "CLOUD"), ("auth", "AUTH"), ("dynreg", "DYNREG"),
                         ("mode", "MODE"), ("limit", "LIMIT"), ("regnwl", "REGNWL"), ("node", "NODE"),
                         ("securemode3", "SECUREMODE3"), ("devices", "DEVICES")]))
@@ -117,7 +265,7 @@ def _cmd_products(args: argparse.Namespace) -> int:
 
 
 def _cmd_log(args: argparse.Namespace) -> int:
-    for record in StateStore(args.state).read_log():
+    for record in _store(args).read_log():
         if args.json:
             print(json.dumps(record, sort_keys=True, ensure_ascii=False))
             continue
@@ -130,7 +278,7 @@ def _cmd_log(args: argparse.Namespace) -> int:
 
 
 def _cmd_fault(args: argparse.Namespace) -> int:
-    store = StateStore(args.state)
+    store = _store(args)
     if args.clear:
         store.clear_faults()
         print("fault queue cleared")
@@ -146,7 +294,7 @@ def _cmd_fault(args: argparse.Namespace) -> int:
 
 
 def _cmd_clock(args: argparse.Namespace) -> int:
-    store = StateStore(args.state)
+    store = _store(args)
     if args.offset is not None:
         admin.set_clock_offset(store, args.offset)
     print(f"emulator clock: host clock {store.clock_offset():+g} s")
@@ -154,7 +302,7 @@ def _cmd_clock(args: argparse.Namespace) -> int:
 
 
 def _cmd_drop(args: argparse.Namespace) -> int:
-    request_id = admin.drop_connection(StateStore(args.state), args.product_id, args.device_name, how=args.how)
+    request_id = admin.drop_connection(_store(args), args.product_id, args.device_name, how=args.how)
     print(f"drop of {args.product_id}/{args.device_name} ({args.how}) queued: the running broker logs it as "
           f"mqtt-drop, request_id {request_id}")
     return 0
@@ -181,14 +329,14 @@ def _cmd_blackhole(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cloud_emulator",
-                                     description="Local Tencent IoT and Alibaba Cloud IoT Platform emulator")
+def _parser() -> _Parser:
+    parser = _Parser(prog="python -m cloud_emulator",
+                     description="Local Tencent IoT and Alibaba Cloud IoT Platform emulator")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--state", required=True, metavar="DIR", help="state folder")
+        sub.add_argument("--state", metavar="DIR", help=f"state folder (default {DEFAULT_STATE})")
         sub.set_defaults(handler=handler)
         return sub
 
@@ -201,23 +349,36 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--client-timeout", type=float, default=10.0, metavar="S",
                        help="seconds a client gets to send a whole HTTP request or its MQTT CONNECT (default 10)")
 
-    product = command("add-product", _cmd_add_product, "create or update a product")
+    # Settings default to None: --update must tell the options typed from those left out.
+    product = command("add-product", _cmd_add_product,
+                      "create a product, or with --update change the settings given and keep the rest")
     product.add_argument("--product-id", "--product-key", dest="product_id", required=True,
                          help="Tencent ProductId (10 A-Z0-9) or Alibaba ProductKey (11 A-Za-z0-9)")
-    product.add_argument("--secret", required=True, help="ProductSecret (never echoed)")
-    product.add_argument("--cloud", choices=registry.CLOUDS, default=registry.CLOUD_TENCENT)
-    product.add_argument("--auth", choices=registry.AUTH_MODES, default="key")
-    product.add_argument("--dynreg", type=_on_off, default=True, metavar="on|off")
-    product.add_argument("--mode", choices=registry.REGISTRATION_MODES, default=None,
+    product.add_argument("--update", action="store_true",
+                         help="change an existing product (without it, an existing id is refused)")
+    secret = product.add_mutually_exclusive_group()
+    secret.add_argument("--secret-file", metavar="PATH",
+                        help="read the ProductSecret from PATH (- reads stdin; one trailing newline is dropped)")
+    secret.add_argument("--generate-secret", metavar="PATH",
+                        help=f"use a new random ProductSecret ({GENERATED_SECRET_LENGTH} alphanumerics), written to "
+                        "PATH with mode 0600 (never overwrites a file)")
+    secret.add_argument("--secret", metavar="S",
+                        help="ProductSecret on the command line: visible to other users and in shell history")
+    product.add_argument("--cloud", choices=registry.CLOUDS, help="default tencent")
+    product.add_argument("--auth", choices=registry.AUTH_MODES, help="default key")
+    product.add_argument("--dynreg", type=_on_off, metavar="on|off", help="default on")
+    product.add_argument("--mode", choices=registry.REGISTRATION_MODES,
                          help="Tencent only (default autocreate); Alibaba devices are always pre-registered")
-    product.add_argument("--limit", type=int, default=registry.DEFAULT_DEVICE_LIMIT,
-                         help="most devices auto-create (Tencent) or regnwl (Alibaba) may reach")
-    product.add_argument("--regnwl", type=_on_off, default=False, metavar="on|off",
+    product.add_argument("--limit", type=int,
+                         help="most devices auto-create (Tencent) or regnwl (Alibaba) may reach "
+                         f"(default {registry.DEFAULT_DEVICE_LIMIT})")
+    product.add_argument("--regnwl", type=_on_off, metavar="on|off",
                          help="Alibaba: allow pre-registration-free MQTT registration (default off)")
     node = product.add_mutually_exclusive_group()
-    node.add_argument("--gateway", action="store_true", help="Alibaba: gateway product")
-    node.add_argument("--subdevice", action="store_true", help="Alibaba: sub-device product")
-    product.add_argument("--securemode3", type=_on_off, default=False, metavar="on|off",
+    for kind, help_text in (("gateway", "Alibaba: gateway product"), ("subdevice", "Alibaba: sub-device product"),
+                            ("direct", "Alibaba: direct-connection product (the default)")):
+        node.add_argument(f"--{kind}", dest="node", action="store_const", const=kind, help=help_text)
+    product.add_argument("--securemode3", type=_on_off, metavar="on|off",
                          help="Alibaba: accept DeviceSecret logins over plain TCP, securemode=3 (default off)")
 
     for name, handler, help_text in (
@@ -266,13 +427,26 @@ def _parser() -> argparse.ArgumentParser:
     hole.add_argument("--host", default="127.0.0.1")
     hole.add_argument("--port", type=_port, default=0, help="0 picks a free port (printed)")
     hole.set_defaults(handler=_cmd_blackhole)
+    parser.public_words = frozenset([*commands.choices, *registry.CLOUDS, *registry.AUTH_MODES,
+                                     *registry.REGISTRATION_MODES, *FAULT_KINDS, *admin.DROP_HOW])
     return parser
 
 
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = _parser()
+    try:
+        return parser.parse_args(argv)
+    except CommandLineError as error:
+        error.parser.print_usage(sys.stderr)
+        message = _without_values(error.message, argv, parser.public_words)
+        print(f"{error.parser.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(sys.argv[1:] if argv is None else list(argv))
     try:
         return args.handler(args)
-    except (registry.RegistryError, FaultError) as error:
+    except (registry.RegistryError, FaultError, InputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
