@@ -7,6 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: bench
 
+## bench: every benchmark: build/bench.{json,md,png}
 bench: setup
 	@if [ ! -f $(BENCH_STAMP) ] || [ bench/requirements.txt -nt $(BENCH_STAMP) ]; then \
 		echo "bench: installing bench/requirements.txt into $(VENV)"; \

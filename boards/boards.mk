@@ -15,16 +15,19 @@ APP ?= firmware
 
 .PHONY: firmware-esp32 firmware-picow provision bench-board
 
+## firmware-picow: the Pico W image, build/firmware/RPI_PICO_W_DYNREG/firmware.uf2
 firmware-picow: setup
 	@tools/firmware.sh picow
 	@echo "firmware-picow: build/firmware/RPI_PICO_W_DYNREG/firmware.uf2"
 	@echo "  flash: hold BOOTSEL, plug the board in, copy firmware.uf2 to the RPI-RP2 drive"
 
+## firmware-esp32: the ESP32 image (needs ESP-IDF's idf.py on PATH)
 firmware-esp32: setup
 	@tools/firmware.sh esp32
 
 # The ProductSecret: SECRET_FILE=path, or DYNREG_PRODUCT_SECRET in the environment; never
 # on the command line.
+## provision: write the identity to boards over mpremote: PORTS=.. INFO=.. CA=.. [SECRET_FILE=..] [SITE=..]; checks INFO first (tools/info_check.py)
 provision: setup
 	@[ -n "$(INFO)" ] || { echo "provision: INFO=product_info.json is required (see boards/README.md)"; exit 2; }
 	@$(VENV)/bin/python tools/provision.py --ports "$(PORTS)" --info "$(INFO)" \
@@ -33,6 +36,7 @@ provision: setup
 
 # The virtual bench: the unix port on a pty, then the Pico W image on an emulated RP2040 on a
 # pty (provisioned by tools/provision.py over mpremote, booted twice).
+## bench-board: the virtual bench: the unix port and the emulated Pico W provisioned and booted
 bench-board: firmware
 	@$(VENV)/bin/python -m pytest -q -s -p no:cacheprovider host_tests/test_host_bench.py -k registers_once
 	@$(VENV)/bin/python -m pytest -q -s -p no:cacheprovider host_tests/test_host_pico.py -k tencent

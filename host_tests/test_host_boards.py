@@ -221,4 +221,137 @@ def test_provision_refuses_a_file_that_is_not_dynreg_info(tmp_path, monkeypatch)
     info.write_text(json.dumps({"productId": "P000000001", "productSecret": "sdk-format-secret-01"}))
     lines = []
     assert provision.main(["--ports", "/dev/null", "--info", str(info)], out=lines.append) == 2
-    assert "not in dynreg's info format" in lines[-1] and "sdk-format-secret" not in "".join(lines)
+    assert any("not in dynreg's info format" in line for line in lines), lines
+    assert "sdk-format-secret" not in "".join(lines)
+
+
+# -- provision.py refuses a bad batch before any board is touched ---------------------------------
+# A stand-in mpremote logs every run and answers as a board would; FAKE_MODE makes the board
+# hold a credential ("credential") or hang in a step ("hang-probe", "hang-copy").
+
+SECRET = "Bench2Secret-0123456789"
+FAKE_MPREMOTE = """#!%(python)s
+import json, os, sys, time
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+mode = os.environ.get("FAKE_MODE", "")
+copying = "fs" in sys.argv
+if mode == ("hang-copy" if copying else "hang-probe"):
+    time.sleep(60)
+if copying:
+    sys.exit("mpremote: the stand-in copies nothing")
+print("PROVISION " + json.dumps({"platform": "fake", "credential": mode == "credential"}))
+"""
+
+
+@pytest.fixture
+def bench(tmp_path, monkeypatch):
+    # (argv for provision.main with a good info, the mpremote log); the secret in the environment.
+    fake = tmp_path / "mpremote"
+    fake.write_text(FAKE_MPREMOTE % {"python": sys.executable})
+    fake.chmod(0o755)
+    log = tmp_path / "mpremote.log"
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    monkeypatch.setenv(provision.SECRET_ENV, SECRET)
+    write_info(tmp_path)
+    return ["--info", str(tmp_path / "info.json"), "--mpremote", str(fake), "--resume"], log
+
+
+def write_info(folder, **fields):
+    doc = {"dynreg": 1, "cloud": "tencent", "product_id": "BENCH00001", "device_name_from": "unique_id",
+           "register_url": "http://localhost:8080", "mqtt_url": "mqtt://localhost:1883", "credential": {"psk": ""}}
+    doc.update(fields)
+    (folder / "info.json").write_text(json.dumps({k: v for k, v in doc.items() if v is not None}))
+
+
+def run_provision(argv):
+    lines = []
+    status = provision.main(argv, out=lines.append)
+    text = "\n".join(lines)
+    assert SECRET not in text, text
+    return status, text
+
+
+def boards_touched(log):
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_provision_refuses_the_whole_batch_when_the_info_has_a_problem(bench, tmp_path, monkeypatch):
+    argv, log = bench
+    write_info(tmp_path, product_id="bench1", device_name_from="serial")
+    monkeypatch.setenv(provision.SECRET_ENV, "Bench2-short")  # under Tencent's 16 characters
+    status, text = run_provision(argv + ["--ports", "/dev/a,/dev/b"])
+    assert status == 2 and boards_touched(log) == [], text
+    assert "10 uppercase" in text and "fewer than 16" in text and "device_name_from must be" in text, text
+    assert "Bench2-short" not in text and "no board was touched" in text
+
+
+def test_provision_refuses_a_fixed_device_name_for_more_than_one_port(bench, tmp_path):
+    argv, log = bench
+    write_info(tmp_path, device_name_from=None, device_name="line-01")
+    status, text = run_provision(argv + ["--ports", "/dev/a,/dev/b,/dev/c"])
+    assert status == 2 and boards_touched(log) == [], text
+    assert "device_name is fixed" in text and "3 ports" in text and "DeviceAlreadyActivated" in text, text
+    status, text = run_provision(argv + ["--ports", "/dev/a"])  # one board: its own name
+    assert "device_name is fixed" not in text and len(boards_touched(log)) == 2, text
+
+
+def test_provision_reports_a_missing_ca_once_before_any_board(bench, tmp_path):
+    argv, log = bench
+    missing = str(tmp_path / "no-such-ca.der")
+    status, text = run_provision(argv + ["--ports", "/dev/a,/dev/b", "--ca", missing])
+    assert status == 2 and boards_touched(log) == [], text
+    assert text.count(missing) == 1 and "does not exist" in text, text
+
+
+def test_provision_reports_tls_without_a_ca_before_any_board(bench, tmp_path):
+    argv, log = bench
+    write_info(tmp_path, register_url="https://localhost:8443")
+    status, text = run_provision(argv + ["--ports", "/dev/a"])
+    assert status == 2 and boards_touched(log) == [] and "uses TLS but there is no CA" in text, text
+
+
+def test_a_board_holding_a_credential_is_skipped_not_failed(bench, monkeypatch):
+    argv, log = bench
+    monkeypatch.setenv("FAKE_MODE", "credential")
+    status, text = run_provision(argv + ["--ports", "/dev/a,/dev/b"])
+    assert status == 0, text
+    rows = [line for line in text.splitlines() if line.startswith("/dev/")]
+    assert len(rows) == 2 and all("skipped (holds a credential)" in row for row in rows), text
+    assert "0 of 2 board(s) provisioned, 2 skipped (holds a credential), 0 failed" in text
+    assert len(boards_touched(log)) == 2  # the probe only: nothing copied
+
+
+@pytest.mark.parametrize("mode, step", [("hang-probe", "check the board"),
+                                        ("hang-copy", "copy 1 files, rename and hash them")])
+def test_a_hung_mpremote_step_times_out_naming_the_step(bench, monkeypatch, mode, step):
+    argv, log = bench
+    monkeypatch.setenv("FAKE_MODE", mode)
+    status, text = run_provision(argv + ["--ports", "/dev/a", "--timeout", "1"])
+    assert status == 1, text
+    assert "step '%s' hung: mpremote did not finish within 1 s" % step in text, text
+    assert "0 of 1 board(s) provisioned, 0 skipped (holds a credential), 1 failed" in text
+
+
+@pytest.mark.parametrize("typed", [["--secret", SECRET], ["--secret=" + SECRET], ["--timeout", SECRET],
+                                   ["--ports", "x", SECRET]], ids=["option", "equals", "bad-int", "extra"])
+def test_a_mistyped_option_never_prints_its_value(typed):
+    argv = [sys.executable, os.path.join(ROOT, "tools", "provision.py"), "--ports", "x", "--info", "i.json"]
+    proc = subprocess.run(argv + typed, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr and "error: " in proc.stderr, proc.stderr
+    assert typed[0].split("=")[0] in proc.stderr or "unrecognized arguments" in proc.stderr
+
+
+# -- make help ----------------------------------------------------------------------------------
+
+def test_make_help_lists_every_target_once():
+    phony = []
+    for name in ("Makefile", "boards/boards.mk", "bench/bench.mk"):
+        with open(os.path.join(ROOT, name)) as f:
+            phony += [t for line in f if line.startswith(".PHONY:") for t in line.split()[1:]]
+    proc = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    listed = [line.split()[0] for line in proc.stdout.splitlines()]
+    assert sorted(listed) == sorted(set(phony)), proc.stdout
+    assert all(len(line.split()) > 1 for line in proc.stdout.splitlines())  # each with what it does

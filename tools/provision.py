@@ -11,10 +11,14 @@ The ProductSecret comes from --secret-file, the environment (DYNREG_PRODUCT_SECR
 info file itself, never from the command line, and every line printed is masked. Each file
 is copied to a temporary name and renamed on the board (atomic on littlefs), then its
 SHA-256 is computed on the board and compared with the local copy. A board whose info
-already holds a credential is left alone unless --force: overwriting it would make the
-device register again, which the cloud refuses once it has logged in.
+already holds a credential is skipped unless --force: overwriting it would make the device
+register again, which the cloud refuses once it has logged in.
+
+Before any board is touched, the info and the CA go through tools/info_check.py's checks,
+and a fixed device_name is refused for more than one board: any problem refuses the whole
+batch. Exit status: 0 when no board failed (skipped ones included), 1 when one did, 2 when
+the batch was refused.
 """
-import argparse
 import hashlib
 import json
 import os
@@ -24,6 +28,8 @@ import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+
+import info_check
 
 INFO = "device_info.json"
 SITE = "site.json"
@@ -81,7 +87,8 @@ for name in names:
 print("PROVISION " + json.dumps({"sha256": {n: sha256(n) for n in names},
                                  "device": %(device)r or device(%(rule)r)}))
 """
-PLACEHOLDERS = ("", "YOUR_IOT_PSK", "YOUR_DEVICE_CERT_FILE_NAME", "YOUR_DEVICE_PRIVATE_KEY_FILE_NAME")
+PLACEHOLDERS = info_check.PLACEHOLDERS
+SKIPPED = "skipped (holds a credential)"
 
 
 class ProvisionError(Exception):
@@ -110,11 +117,18 @@ class Console:
             self.out(self.mask("[%s] %s" % (port, text)))
 
 
-def read_secret(args, info_doc):
+def given_secret(args):
+    # The ProductSecret from --secret-file or the environment; None when neither gives one.
     if args.secret_file:
         with open(args.secret_file) as f:
             return f.read().strip()
-    secret = os.environ.get(SECRET_ENV) or info_doc.get("product_secret")
+    return os.environ.get(SECRET_ENV) or None
+
+
+def read_secret(args, info_doc):
+    secret = given_secret(args)
+    if secret is None:
+        secret = info_doc.get("product_secret")
     if not secret:
         raise ProvisionError("no ProductSecret: give --secret-file FILE or set %s "
                              "(never on the command line)" % SECRET_ENV)
@@ -142,6 +156,9 @@ def build_payload(args, scratch):
     fd = os.open(info_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f)
+    if os.path.getsize(info_path) > info_check.MAX_INFO:
+        raise ProvisionError("the info with the ProductSecret filled in is larger than %d bytes, which the "
+                             "library refuses: remove what the board does not need" % info_check.MAX_INFO)
     secrets = [secret]
     if args.site:
         with open(args.site) as f:
@@ -166,12 +183,17 @@ class Board:
         self.args = args
         self.console = console
 
-    def mpremote(self, *commands):
+    def mpremote(self, step, *commands):
+        # One step: one mpremote run, bounded by --timeout; a hang names the step.
         argv = [self.args.mpremote, "connect", self.port] + (["resume"] if self.args.resume else []) + list(commands)
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.args.timeout)
         except subprocess.TimeoutExpired:
-            raise ProvisionError("mpremote did not finish within %d s" % self.args.timeout)
+            raise ProvisionError("step '%s' hung: mpremote did not finish within %d s (is the board "
+                                 "busy, or the port held by another program? --timeout sets the limit)"
+                                 % (step, self.args.timeout))
+        except OSError as e:
+            raise ProvisionError("step '%s': cannot run %s (%s)" % (step, self.args.mpremote, e.strerror))
         if proc.returncode:
             last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
             raise ProvisionError(last[len("mpremote: "):] if last.startswith("mpremote: ") else last)
@@ -184,10 +206,10 @@ class Board:
         result = {"port": self.port, "device": "?", "result": "", "sha256": "-"}
         try:
             self.console.say(self.port, "checking the board")
-            probe = self.mpremote("exec", PROBE % {"info": INFO, "placeholders": PLACEHOLDERS})
+            probe = self.mpremote("check the board", "exec", PROBE % {"info": INFO, "placeholders": PLACEHOLDERS})
             if probe["credential"] and not self.args.force:
-                result["result"] = "skipped: holds a credential (--force overwrites it)"
-                self.console.say(self.port, result["result"])
+                result["result"] = SKIPPED
+                self.console.say(self.port, SKIPPED + ": left alone (--force overwrites it)")
                 return result
             self.console.say(self.port, "copying %d files (%s)" % (len(files), probe["platform"]))
             commands = []
@@ -196,7 +218,7 @@ class Board:
             names = [name for _, name in files]
             commands += ["exec", FINALIZE % {"names": names, "device": doc.get("device_name"),
                                              "rule": doc.get("device_name_from")}]
-            final = self.mpremote(*commands)
+            final = self.mpremote("copy %d files, rename and hash them" % len(files), *commands)
             result["device"] = final["device"]
             wrong = [name for local, name in files if final["sha256"].get(name) != sha256_of(local)]
             result["sha256"] = "MISMATCH: " + ", ".join(wrong) if wrong else "ok (%d files)" % len(files)
@@ -209,7 +231,10 @@ class Board:
 
 def find_ports(mpremote):
     # `mpremote devs`: port, serial number, vid:pid, maker, product; USB devices only.
-    out = subprocess.run([mpremote, "devs"], capture_output=True, text=True, timeout=30).stdout
+    try:
+        out = subprocess.run([mpremote, "devs"], capture_output=True, text=True, timeout=30).stdout
+    except subprocess.TimeoutExpired:
+        raise ProvisionError("step 'find the boards' hung: `mpremote devs` did not finish within 30 s")
     ports = [line.split()[0] for line in out.splitlines() if len(line.split()) > 2 and line.split()[2] != "0000:0000"]
     if not ports:
         raise ProvisionError("no board found by `mpremote devs`; name the ports with --ports")
@@ -229,8 +254,10 @@ def default_mpremote():
 
 def parse_args(argv):
     # No abbreviations: "--secret VALUE" must be an error, not --secret-file VALUE.
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                     epilog="ProductSecret: --secret-file or $%s, never an argument." % SECRET_ENV)
+    # Its errors name options, never the values typed (a mistyped option may carry a secret).
+    parser = info_check.OptionNamesOnlyParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                              epilog="ProductSecret: --secret-file or $%s, never an argument."
+                                              % SECRET_ENV)
     parser.add_argument("--ports", required=True, help="comma-separated serial ports, or auto")
     parser.add_argument("--info", required=True, help="the product's info in dynreg's format (device_info.json)")
     parser.add_argument("--ca", help="the cloud's CA certificate (DER or PEM), stored as the info's 'ca'")
@@ -241,8 +268,60 @@ def parse_args(argv):
     parser.add_argument("--resume", action="store_true",
                         help="no soft reset before each step (mpremote resume; needed by the virtual board)")
     parser.add_argument("--mpremote", default=default_mpremote(), help="the mpremote command")
-    parser.add_argument("--timeout", type=int, default=120, help="seconds per mpremote run")
+    parser.add_argument("--timeout", type=int, default=120, help="seconds per mpremote step on each board")
     return parser.parse_args(argv)
+
+
+def format_problems(doc, info_path):
+    if "dynreg" in doc:
+        return []  # a wrong version is info_check's
+    return ["%s is not in dynreg's info format ({\"dynreg\": 1, ...}), which provision.py writes: "
+            "convert it (README \"Device info\")" % info_path]
+
+
+def shared_name_problems(doc, info_path, ports):
+    # A DeviceName the info gives every board alike: all but the first board would fail.
+    if len(ports) < 2 or not (doc.get("device_name") or doc.get("deviceName")):
+        return []
+    return ["device_name is fixed in %s and %d ports are given: every board would get the same DeviceName "
+            "and all but the first fail with DeviceAlreadyActivated; use device_name_from (unique_id or mac), "
+            "or provision one board per run" % (info_path, len(ports))]
+
+
+def info_problems(args, secret):
+    # The info and the CA, checked before any board is touched.
+    doc, _ = info_check.read_info(args.info)
+    extra = format_problems(doc, args.info) if doc is not None else []
+    return extra + info_check.problems(args.info, args.ca, secret)
+
+
+def port_problems(args, ports):
+    if not ports:
+        return ["no port given: --ports PORT[,PORT...] or --ports auto"]
+    doc, _ = info_check.read_info(args.info)
+    return shared_name_problems(doc, args.info, ports) if doc is not None else []
+
+
+def info_secret(info_path):
+    # The info's own ProductSecret, to mask; None when it has none or cannot be read.
+    doc, _ = info_check.read_info(info_path)
+    secret = doc and (doc.get("product_secret") or doc.get("productSecret"))
+    return secret if isinstance(secret, str) else None
+
+
+def refuse(found, mask, out):
+    for problem in found:
+        out(mask("provision: problem: %s" % problem))
+    out("provision: %d problem(s): no board was touched (tools/info_check.py checks an info alone)" % len(found))
+    return 2
+
+
+def outcome(results, out):
+    ok = sum(r["result"] == "provisioned" for r in results)
+    skipped = sum(r["result"] == SKIPPED for r in results)
+    failed = len(results) - ok - skipped
+    out("%d of %d board(s) provisioned, %d %s, %d failed" % (ok, len(results), skipped, SKIPPED, failed))
+    return 1 if failed else 0
 
 
 def main(argv=None, out=print):
@@ -250,9 +329,19 @@ def main(argv=None, out=print):
     mask = Masker([os.environ.get(SECRET_ENV)])
     scratch = tempfile.mkdtemp(prefix="provision-")
     try:
+        secret = given_secret(args)
+        mask = Masker([secret, info_secret(args.info)])
+        found = info_problems(args, secret)
+        if found:
+            return refuse(found, mask, out)
+        ports = find_ports(args.mpremote) if args.ports == "auto" else [p for p in args.ports.split(",") if p]
+        found = port_problems(args, ports)
+        if found:
+            return refuse(found, mask, out)
+        for note in info_check.notes(args.info):
+            out(mask("provision: note: %s" % note))
         files, secrets, doc = build_payload(args, scratch)
         mask = Masker(secrets)
-        ports = find_ports(args.mpremote) if args.ports == "auto" else [p for p in args.ports.split(",") if p]
         console = Console(mask, out)
         out("provisioning %d board(s): %s" % (len(ports), ", ".join(name for _, name in files)))
         with ThreadPoolExecutor(max_workers=len(ports)) as pool:
@@ -263,9 +352,7 @@ def main(argv=None, out=print):
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     out(table(results, mask))
-    ok = sum(r["result"] == "provisioned" for r in results)
-    out("%d of %d board(s) provisioned" % (ok, len(results)))
-    return 0 if ok == len(results) else 1
+    return outcome(results, out)
 
 
 if __name__ == "__main__":

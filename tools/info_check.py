@@ -1,0 +1,461 @@
+#!/usr/bin/env python3
+"""Check a device info file and its CA certificate offline, before any board is touched.
+
+    .venv/bin/python tools/info_check.py product_info.json [--ca ca.der] [--secret-file FILE]
+
+Lists every problem, one line each with its fix, and exits 1; or prints "ok: ..." and a
+one-line summary (cloud, product, device naming) and exits 0. Both formats the library
+reads are checked: dynreg's ({"dynreg": 1, ...}) and the Tencent C SDK's ("productId", ...).
+The rules are the library's (lib/dynreg/store.py, tencent.py, aliyun.py, codec.py) and the
+clouds' (PROTOCOLS.md): where a cloud is stricter than the library, the cloud's rule is
+checked. No value of any field is ever printed: an identity in the wrong field may be a
+secret. The ProductSecret is the info's, or --secret-file's, or $DYNREG_PRODUCT_SECRET's,
+as tools/provision.py takes it. tools/provision.py runs the same checks (problems()).
+"""
+import argparse
+import json
+import os
+import re
+import sys
+from datetime import datetime, timezone
+
+MAX_INFO = 8192  # bytes: lib/dynreg/store.py MAX_INFO; the library refuses a larger info or CA
+SECRET_ENV = "DYNREG_PRODUCT_SECRET"
+PLACEHOLDERS = ("", "YOUR_IOT_PSK", "YOUR_DEVICE_CERT_FILE_NAME", "YOUR_DEVICE_PRIVATE_KEY_FILE_NAME")
+NAME_RULES = ("unique_id", "mac")  # firmware/board.py device_name(rule)
+API_PATHS = ("/device/register", "/register/dev", "/auth/register/device")
+APIS = {"tencent": ("current", "legacy"), "aliyun": ("https", "mqtt", "regnwl")}
+ALGORITHMS = {"tencent": ("hmacsha256", "hmacsha1"), "aliyun": ("hmacsha256", "hmacsha1", "hmacmd5")}
+PRODUCT_RULES = {  # PROTOCOLS.md: what the consoles issue
+    "tencent": (re.compile(r"[A-Z0-9]{10}"), "10 uppercase letters and digits"),
+    "aliyun": (re.compile(r"[A-Za-z0-9]{11}"), "11 letters and digits"),
+}
+DEVICE_NAME_RULES = {  # PROTOCOLS.md 2.4; lib/dynreg/aliyun.py check_device_name
+    "tencent": (re.compile(r"[A-Za-z0-9:_-]{1,48}"), "1 to 48 of A-Z a-z 0-9 : _ -"),
+    "aliyun": (re.compile(r"[A-Za-z0-9_@.:-]{4,32}"), "4 to 32 of A-Z a-z 0-9 - _ @ . :"),
+}
+TENCENT_SECRET_LENGTH = 16  # its first 16 characters are the AES-128 key of the cloud's answer
+
+
+# -- the info as the library reads it ---------------------------------------------------------
+
+class View:
+    # The fields of either format under one set of names, and the names the file uses for them.
+    def __init__(self, doc):
+        self.doc = doc
+        self.sdk = "dynreg" not in doc
+        if self.sdk:
+            self.cloud = "tencent"
+            self.names = {"product": "productId", "secret": "productSecret", "device_name": "deviceName"}
+        else:
+            self.cloud = doc.get("cloud")
+            product = "product_key" if self.cloud == "aliyun" else "product_id"
+            self.names = {"product": product, "secret": "product_secret", "device_name": "device_name"}
+        self.product = doc.get(self.names["product"])
+        self.secret = doc.get(self.names["secret"])
+        self.device_name = doc.get(self.names["device_name"])
+        self.device_name_from = None if self.sdk else doc.get("device_name_from")
+
+    @property
+    def format_name(self):
+        return "Tencent C SDK format" if self.sdk else "dynreg format"
+
+    def default_api(self):
+        return "current" if self.cloud == "tencent" else "https"
+
+    def api(self):
+        return "current" if self.sdk else self.doc.get("api", self.default_api())
+
+
+def read_info(info_path):
+    # (doc, problems): the JSON object, or None and why not.
+    if not os.path.isfile(info_path):
+        return None, ["%s: no such file: give the path of the product's info (device_info.json)" % info_path]
+    size = os.path.getsize(info_path)
+    if size > MAX_INFO:
+        return None, ["%s: %d bytes, larger than the %d the library reads: remove what the board does not need"
+                      % (info_path, size, MAX_INFO)]
+    try:
+        with open(info_path, "rb") as f:
+            doc = json.loads(f.read().decode("utf-8"))
+    except (ValueError, UnicodeError) as e:
+        return None, ["%s: not valid JSON (%s): fix the file, or export it again"
+                      % (info_path, json_error_place(e))]
+    if not isinstance(doc, dict):
+        return None, ["%s: not a JSON object: an info is {...} with its fields" % info_path]
+    return doc, []
+
+
+def json_error_place(error):
+    # Where the JSON is broken, never the text there.
+    if isinstance(error, json.JSONDecodeError):
+        return "line %d, column %d" % (error.lineno, error.colno)
+    return "not UTF-8"
+
+
+# -- the checks, one area each: every function returns a list of problems ----------------------
+
+def format_problems(view):
+    doc = view.doc
+    if view.sdk and "productId" not in doc:
+        return ["neither dynreg's format (no \"dynreg\": 1) nor the Tencent C SDK's (no productId): "
+                "add \"dynreg\": 1 and \"cloud\", or use the SDK's keys"]
+    if not view.sdk and doc.get("dynreg") != 1:
+        return ["field dynreg must be 1 (the format's version)"]
+    return []
+
+
+def cloud_problems(view):
+    if view.cloud in APIS:
+        return []
+    return ["field cloud must be tencent (with product_id) or aliyun (with product_key)"]
+
+
+def product_problems(view):
+    field = view.names["product"]
+    if not isinstance(view.product, str) or not view.product:
+        return ["field %s is missing or empty: copy it from the product's page in the console" % field]
+    pattern, rule = PRODUCT_RULES[view.cloud]
+    if not pattern.fullmatch(view.product):
+        return ["field %s is not a %s %s (%s): copy it from the console" % (field, cloud_title(view.cloud),
+                                                                          product_title(view.cloud), rule)]
+    return []
+
+
+def cloud_title(cloud):
+    return "Tencent" if cloud == "tencent" else "Alibaba"
+
+
+def product_title(cloud):
+    return "ProductId" if cloud == "tencent" else "ProductKey"
+
+
+def secret_problems(view, secret):
+    field = view.names["secret"]
+    if secret is None or secret == "":
+        return ["no ProductSecret (field %s is missing or empty): add it to the info, or give it to "
+                "tools/provision.py with --secret-file FILE or $%s (never on the command line)" % (field, SECRET_ENV)]
+    if not isinstance(secret, str):
+        return ["field %s is not a string: write the ProductSecret in quotes" % field]
+    found = []
+    if secret != secret.strip():
+        found.append("the ProductSecret starts or ends with white space: copy it again from the console")
+    if view.cloud == "tencent" and len(secret) < TENCENT_SECRET_LENGTH:
+        found.append("the ProductSecret has %d characters, fewer than %d: Tencent's is at least 16, and its "
+                     "first 16 are the AES-128 key that decrypts the cloud's answer; copy the whole "
+                     "ProductSecret from the console" % (len(secret), TENCENT_SECRET_LENGTH))
+    if not secret.isascii():
+        found.append("the ProductSecret holds characters outside ASCII: copy it again from the console")
+    return found
+
+
+def device_name_problems(view):
+    field = view.names["device_name"]
+    name = view.device_name
+    if name is not None and name != "":
+        if not isinstance(name, str):
+            return ["field %s is not a string" % field]
+        pattern, rule = DEVICE_NAME_RULES[view.cloud]
+        if not pattern.fullmatch(name):
+            return ["field %s breaks %s's DeviceName rule (%s): rename the device"
+                    % (field, cloud_title(view.cloud), rule)]
+        return []
+    if view.sdk:
+        return ["no DeviceName (field deviceName): the SDK format names the device itself; set deviceName, "
+                "or use dynreg's format with device_name_from"]
+    rule = view.device_name_from
+    if rule is None:
+        return ["no DeviceName: set device_name, or device_name_from to %s (the firmware derives it from the chip)"
+                % " or ".join(NAME_RULES)]
+    if rule not in NAME_RULES:
+        return ["field device_name_from must be %s (the rules firmware/board.py knows)" % " or ".join(NAME_RULES)]
+    return []
+
+
+def option_problems(view):
+    if view.sdk:
+        mode = view.doc.get("auth_mode", "KEY")
+        return [] if mode in ("KEY", "CERT") else ["field auth_mode must be KEY or CERT"]
+    doc, cloud = view.doc, view.cloud
+    found = []
+    if doc.get("api", view.default_api()) not in APIS[cloud]:
+        found.append("field api must be one of %s for %s" % (", ".join(APIS[cloud]), cloud))
+    if doc.get("algorithm", "hmacsha256") not in ALGORITHMS[cloud]:
+        found.append("field algorithm must be one of %s for %s" % (", ".join(ALGORITHMS[cloud]), cloud))
+    if doc.get("auth", "key") not in (("key", "cert") if cloud == "tencent" else ("key",)):
+        found.append("field auth must be %s for %s" % ("key or cert" if cloud == "tencent" else "key", cloud))
+    if doc.get("api") == "regnwl" and not doc.get("instance_id"):
+        found.append("api regnwl (pre-registration-free) needs instance_id: copy the instance's id from the console")
+    if not isinstance(doc.get("keep_product_secret", False), bool):
+        found.append("field keep_product_secret must be true or false")
+    if not isinstance(doc.get("credential") or {}, dict):
+        found.append("field credential must be an object: {} for a device that registers")
+    return found
+
+
+# -- URLs -----------------------------------------------------------------------------------
+
+def url_parts(url):
+    # (scheme, hostport, path) of "scheme://host[:port]/path", as lib/dynreg/codec.py splits it.
+    scheme, sep, rest = url.partition("://")
+    hostport, slash, path = rest.partition("/")
+    return (scheme if sep else ""), hostport, slash + path
+
+
+def url_problems(field, url, schemes, why=""):
+    if not isinstance(url, str) or not url:
+        return ["field %s must be a URL, %s://host[:port]" % (field, schemes[-1])]
+    scheme, hostport, path = url_parts(url)
+    if scheme not in schemes:
+        return ["field %s must start with %s%s" % (field, " or ".join(s + "://" for s in schemes), why)]
+    if "@" in hostport:
+        return ["field %s holds a user name or password: remove it (the device signs with its own credential)" % field]
+    host, _, port = hostport.partition(":")
+    if not host:
+        return ["field %s has no host: write %s://host[:port]" % (field, scheme)]
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        return ["field %s has a port that is not a number from 1 to 65535" % field]
+    if field == "register_url":
+        return register_path_problems(path.rstrip("/"))
+    if path.rstrip("/"):
+        return ["field %s has a path: drop it, the broker is scheme://host[:port]" % field]
+    return []
+
+
+def register_path_problems(path):
+    if not path:
+        return []
+    if path in API_PATHS:
+        return []  # taken as its base by dynreg: a note (notes()), not a problem
+    return ["field register_url has a path the API does not use: it is a base URL, scheme://host[:port]; "
+            "drop the path"]
+
+
+def endpoint_problems(view):
+    doc, aliyun = view.doc, view.cloud == "aliyun"
+    found = []
+    if "register_url" in doc:
+        why = " (Alibaba's answer carries the DeviceSecret in clear: HTTPS only)" if aliyun else ""
+        found += url_problems("register_url", doc["register_url"], ("https",) if aliyun else ("http", "https"), why)
+    if "mqtt_url" in doc:
+        why = " (Alibaba's brokers take TLS only)" if aliyun else ""
+        found += url_problems("mqtt_url", doc["mqtt_url"], ("mqtts",) if aliyun else ("mqtt", "mqtts"), why)
+    return found
+
+
+def tls_uses(view):
+    # Which connections need a CA: a TLS URL, or the cloud's own endpoint (always TLS).
+    doc = view.doc
+    uses = []
+    register = doc.get("register_url")
+    registers_over_mqtt = view.cloud == "aliyun" and view.api() in ("mqtt", "regnwl")
+    if not registers_over_mqtt:
+        if not register:
+            uses.append("registration (no register_url: the cloud's own HTTPS endpoint)")
+        elif isinstance(register, str) and register.startswith("https://"):
+            uses.append("register_url (https)")
+    mqtt = doc.get("mqtt_url")
+    if not mqtt:
+        uses.append("MQTT (no mqtt_url: the cloud's own broker over TLS)")
+    elif isinstance(mqtt, str) and mqtt.startswith("mqtts://"):
+        uses.append("mqtt_url (mqtts)")
+    return uses
+
+
+# -- CA certificates ------------------------------------------------------------------------
+
+def ca_file(view, info_path, ca_path, field="ca"):
+    # The CA file to check: --ca, else the info's field relative to the info's folder.
+    if field == "ca" and ca_path:
+        return ca_path
+    name = view.doc.get(field)
+    if not isinstance(name, str) or not name:
+        return None
+    return name if os.path.isabs(name) else os.path.join(os.path.dirname(info_path), name)
+
+
+def ca_problems(view, info_path, ca_path):
+    found = []
+    if "ca" in view.doc and not isinstance(view.doc["ca"], str):
+        found.append("field ca must be a file name (the CA certificate beside the info)")
+    path = ca_file(view, info_path, ca_path)
+    if path is None:
+        for use in tls_uses(view):
+            found.append("%s uses TLS but there is no CA: give --ca FILE (the cloud's root certificate) "
+                         "or set ca in the info" % use)
+    else:
+        found += certificate_problems(path, "--ca" if ca_path else "field ca")
+    mqtt_ca = ca_file(view, info_path, None, "mqtt_ca")
+    if mqtt_ca:
+        found += certificate_problems(mqtt_ca, "field mqtt_ca")
+    return found
+
+
+def certificate_problems(path, given_by):
+    what = "the CA file %s (%s)" % (path, given_by)
+    if not os.path.isfile(path):
+        return ["%s does not exist: give the path of the cloud's root certificate (DER or PEM)" % what]
+    size = os.path.getsize(path)
+    if size > MAX_INFO:
+        return ["%s has %d bytes, more than the %d the library reads: keep only the root that signs the server"
+                % (what, size, MAX_INFO)]
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        certificates = parse_certificates(data)
+    except ValueError as e:
+        return ["%s is not a certificate (%s): give the cloud's root CA certificate, DER or PEM" % (what, e)]
+    return expiry_problems(what, certificates)
+
+
+def parse_certificates(data):
+    from cryptography import x509
+
+    if data.lstrip()[:1] in (b"{", b"["):
+        raise ValueError("it is JSON: the info and the CA swapped?")
+    if b"-----BEGIN" not in data:
+        try:
+            return [x509.load_der_x509_certificate(data)]
+        except ValueError:
+            raise ValueError("neither PEM nor DER X.509")
+    kinds = set(re.findall(rb"-----BEGIN ([A-Z0-9 ]+)-----", data))
+    if kinds != {b"CERTIFICATE"}:
+        raise ValueError("PEM blocks other than CERTIFICATE")
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ValueError("a PEM block does not parse as X.509")
+
+
+def expiry_problems(what, certificates):
+    now = datetime.now(timezone.utc)
+    expired = [c for c in certificates if c.not_valid_after_utc < now]
+    return ["%s holds a certificate that expired on %s: get the cloud's current root"
+            % (what, c.not_valid_after_utc.date()) for c in expired]
+
+
+# -- the public functions -------------------------------------------------------------------
+
+def problems(info_path, ca_path=None, product_secret=None):
+    """Every problem of the info at info_path and its CA, each with its fix; [] when it is fine.
+    ca_path: the CA to check instead of the info's "ca" (tools/provision.py's --ca).
+    product_secret: the ProductSecret to check instead of the info's (--secret-file, $DYNREG_PRODUCT_SECRET)."""
+    doc, found = read_info(info_path)
+    if doc is None:
+        return found
+    view = View(doc)
+    found = format_problems(view) + cloud_problems(view)
+    if found:
+        return found
+    secret = view.secret if product_secret is None else product_secret
+    return (product_problems(view) + secret_problems(view, secret) + device_name_problems(view)
+            + option_problems(view) + endpoint_problems(view) + ca_problems(view, info_path, ca_path))
+
+
+def notes(info_path):
+    """What is worth knowing but not wrong: a credential already in the info."""
+    doc, found = read_info(info_path)
+    if doc is None:
+        return []
+    found = []
+    url = doc.get("register_url")
+    path = url.partition("://")[2].partition("/")[2] if isinstance(url, str) else ""
+    if "/" + path.rstrip("/") in API_PATHS:
+        found.append("field register_url ends in the API path /%s: dynreg takes it as its base URL "
+                     "(scheme://host[:port]) and adds the path itself" % path.rstrip("/"))
+    held = held_credential_fields(View(doc))
+    if held:
+        found.append("the info already holds a credential (%s): a board given it connects with it and never "
+                     "registers; for a new device, empty it" % ", ".join(held))
+    return found
+
+
+def held_credential_fields(view):
+    doc = view.doc
+    if view.sdk:
+        fields = [("key_deviceinfo", "deviceSecret"), ("cert_deviceinfo", "devCertFile")]
+        return ["%s.%s" % (outer, inner) for outer, inner in fields
+                if is_value(doc.get(outer), inner)]
+    credential = doc.get("credential")
+    return ["credential.%s" % name for name in sorted(credential or {}) if is_value(credential, name)] \
+        if isinstance(credential, dict) else []
+
+
+def is_value(container, name):
+    value = container.get(name) if isinstance(container, dict) else None
+    return isinstance(value, str) and value not in PLACEHOLDERS
+
+
+def summary(info_path, ca_path=None):
+    """One line naming the cloud, the product and the device naming; never a secret."""
+    doc, _ = read_info(info_path)
+    view = View(doc)
+    if view.device_name:
+        naming = "fixed DeviceName %s" % view.device_name
+    else:
+        naming = "DeviceName from the chip (%s)" % view.device_name_from
+    ca = ca_file(view, info_path, ca_path)
+    return "%s (%s): %s %s %s, %s, %s API, CA %s" % (
+        info_path, view.format_name, cloud_title(view.cloud), product_title(view.cloud), view.product, naming,
+        view.api(), ca or "none (plain connections only)")
+
+
+# -- command line ---------------------------------------------------------------------------
+
+class OptionNamesOnlyParser(argparse.ArgumentParser):
+    # argparse's errors quote what was typed ("unrecognized arguments: --secret VALUE"): a
+    # mistyped option may carry a secret, so the message keeps option names and drops values.
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, "%s: error: %s\n" % (self.prog, names_only(message)))
+
+
+def names_only(message):
+    kind, _, detail = message.partition(": ")
+    if kind == "unrecognized arguments":
+        names = " ".join(n for n in map(option_name, detail.split()) if n)
+        return "unrecognized arguments%s (values not shown)" % (": " + names if names else "")
+    message = re.split("['\"]", message)[0]  # argparse quotes every value it names
+    return re.sub(r"(?<!\S)-\S+?(?=[:,]?(\s|$))", lambda m: option_name(m.group()) or "(value)",
+                  message).rstrip(": ")
+
+
+def option_name(token):
+    # "--secret=VALUE" -> "--secret"; anything not shaped like an option name -> None.
+    name = token.split("=", 1)[0]
+    return name if re.fullmatch(r"--?[a-z][a-z0-9-]{0,30}", name) else None
+
+
+def read_secret_file(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def parse_args(argv):
+    parser = OptionNamesOnlyParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("info", help="the info file (dynreg's format or the Tencent C SDK's)")
+    parser.add_argument("--ca", help="the CA certificate to check instead of the info's 'ca' (DER or PEM)")
+    parser.add_argument("--secret-file", help="file holding the ProductSecret, when the info has none")
+    return parser.parse_args(argv)
+
+
+def main(argv=None, out=print):
+    args = parse_args(argv)
+    try:
+        secret = read_secret_file(args.secret_file) if args.secret_file else os.environ.get(SECRET_ENV) or None
+    except OSError:
+        out("problem: cannot read the secret file %s: give the file holding the ProductSecret" % args.secret_file)
+        return 1
+    found = problems(args.info, args.ca, secret)
+    for note in notes(args.info):
+        out("note: " + note)
+    for problem in found:
+        out("problem: " + problem)
+    if found:
+        return 1
+    out("ok: " + summary(args.info, args.ca))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
