@@ -160,20 +160,29 @@ def test_provision_many_boards_at_once_and_report_each(cloud, tmp_path):
     first = VirtualBoard(str(tmp_path / "a.img"), fresh=True, env={"DYNREG_UNIQUE_ID": "0000000a"})
     second = VirtualBoard(str(tmp_path / "b.img"), fresh=True, env={"DYNREG_UNIQUE_ID": "0000000b"})
     with first, second:
+        report = tmp_path / "batch.json"
         proc = subprocess.run([PYTHON, PROVISION, "--ports", ",".join((first.port, missing, second.port)),
-                               "--resume", "--info", str(info), "--ca", cloud.ca_der_path, "--app", "firmware"],
+                               "--resume", "--info", str(info), "--ca", cloud.ca_der_path, "--app", "firmware",
+                               "--report", str(report)],
                               capture_output=True, text=True, timeout=60, cwd=ROOT,
                               env=dict(os.environ, DYNREG_PRODUCT_SECRET=SECRET))
         for board in (first, second):
             assert "ca.der" in mpremote(board, "fs", "ls", ":")
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output  # not every board was provisioned
-    rows = {line.split()[0]: line.split()[1:] for line in output.splitlines() if line.startswith("/")}
-    assert rows[first.port] == ["0000000a", "provisioned", "ok", "(5", "files)"], output
-    assert rows[second.port] == ["0000000b", "provisioned", "ok", "(5", "files)"], output
-    assert rows[missing][1:4] == ["failed:", "failed", "to"] and rows[missing][-1] == "-", output
+    rows = {line.split()[0]: line.split()[1:-1] for line in output.splitlines() if line.startswith("/")}
+    # port, chip id, DeviceName, result, sha256, seconds (the board's clock-free time, not checked)
+    assert rows[first.port] == ["-", "0000000a", "provisioned", "ok", "(5", "files)"], output
+    assert rows[second.port] == ["-", "0000000b", "provisioned", "ok", "(5", "files)"], output
+    assert rows[missing][2:5] == ["failed:", "failed", "to"] and rows[missing][-1] == "-", output
     assert "[%s] copying 5 files" % first.port in output and "2 of 3 board(s) provisioned" in output
+    assert "[####################] 3/3 boards done: 2 provisioned, 0 skipped, 1 failed" in output, output
     assert SECRET not in output
+    # The batch's record: which board got which DeviceName.
+    record = json.loads(report.read_text())
+    boards = [(b["port"], b["device"], b["result"][:6]) for b in record["boards"]]
+    assert boards == [(first.port, "0000000a", "provis"), (missing, "?", "failed"), (second.port, "0000000b", "provis")]
+    assert all(b["seconds"] >= 0 for b in record["boards"]) and SECRET not in report.read_text()
 
 
 @pytest.fixture

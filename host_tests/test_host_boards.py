@@ -212,7 +212,7 @@ def test_secret_sources_in_order_and_masked(tmp_path, monkeypatch):
     with pytest.raises(provision.ProvisionError, match="never on the command line"):
         provision.read_secret(args, {})
     mask = provision.Masker(["from-file-0123456", None, ""])
-    row = {"port": "p", "device": "d", "result": "failed: bad from-file-0123456", "sha256": "-"}
+    row = {"port": "p", "chip": "-", "device": "d", "result": "failed: bad from-file-0123456", "sha256": "-", "seconds": 0.1}
     assert "from-file" not in provision.table([row], mask) and "****" in provision.table([row], mask)
 
 

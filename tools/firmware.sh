@@ -100,8 +100,6 @@ resolve_source() {
         LATEST_LIB=$SRC/extra/micropython-lib-latest
     fi
     [ "$(mpy_version "$SRC")" = "$RELEASE" ] || die "$SRC is not MicroPython v$RELEASE"
-    echo "$SOURCE_ID" > "$OUT/source-id"
-    echo "$SRC" > "$OUT/source-dir"
 }
 
 # inputs_hash FILE-OR-FOLDER...: a hash of the source id, this recipe and the inputs' contents.
@@ -245,6 +243,10 @@ main() {
     apt_packages
     resolve_source
     say "MicroPython v$RELEASE source: $SOURCE_ID"
+    if [ "$what" != esp32 ]; then  # the tree build/firmware's unix and rp2 builds come from
+        echo "$SOURCE_ID" > "$OUT/source-id"
+        echo "$SRC" > "$OUT/source-dir"
+    fi
     case "$what" in
         source) ;;
         unix) build_unix; umqtt_variants ;;

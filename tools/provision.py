@@ -27,7 +27,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import info_check
 
@@ -49,7 +50,18 @@ def held():
     values.append((doc.get("key_deviceinfo") or {}).get("deviceSecret"))
     values.append((doc.get("cert_deviceinfo") or {}).get("devCertFile"))
     return any(isinstance(v, str) and v not in %(placeholders)r for v in values)
-print("PROVISION " + json.dumps({"platform": sys.platform, "credential": held()}))
+def chip():
+    try:
+        import board  # the firmware's, when the board has it: the id it names devices by
+        return board.device_name("unique_id")
+    except Exception:
+        pass
+    try:
+        import machine, binascii
+        return binascii.hexlify(machine.unique_id()).decode()
+    except Exception:
+        return "-"  # a port without one
+print("PROVISION " + json.dumps({"platform": sys.platform, "credential": held(), "chip": chip()}))
 """
 
 # Run on the board after the copies: rename each temporary file over its final name, hash
@@ -203,10 +215,17 @@ class Board:
         return None
 
     def provision(self, files, doc):
-        result = {"port": self.port, "device": "?", "result": "", "sha256": "-"}
+        start = time.monotonic()
+        result = self.attempt(files, doc)
+        result["seconds"] = round(time.monotonic() - start, 1)
+        return result
+
+    def attempt(self, files, doc):
+        result = {"port": self.port, "chip": "-", "device": "?", "result": "", "sha256": "-"}
         try:
             self.console.say(self.port, "checking the board")
             probe = self.mpremote("check the board", "exec", PROBE % {"info": INFO, "placeholders": PLACEHOLDERS})
+            result["chip"] = probe.get("chip", "-")
             if probe["credential"] and not self.args.force:
                 result["result"] = SKIPPED
                 self.console.say(self.port, SKIPPED + ": left alone (--force overwrites it)")
@@ -241,9 +260,12 @@ def find_ports(mpremote):
     return ports
 
 
+REPORT_COLUMNS = ("port", "chip", "device", "result", "sha256", "seconds")
+
+
 def table(results, mask):
-    rows = [("port", "device", "result", "sha256")] + [(r["port"], r["device"], r["result"], r["sha256"]) for r in results]
-    widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
+    rows = [REPORT_COLUMNS] + [tuple(r[c] for c in REPORT_COLUMNS) for r in results]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(REPORT_COLUMNS))]
     return "\n".join(mask("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip()) for row in rows)
 
 
@@ -269,6 +291,8 @@ def parse_args(argv):
                         help="no soft reset before each step (mpremote resume; needed by the virtual board)")
     parser.add_argument("--mpremote", default=default_mpremote(), help="the mpremote command")
     parser.add_argument("--timeout", type=int, default=120, help="seconds per mpremote step on each board")
+    parser.add_argument("--report", help="write the batch's record (port, chip id, DeviceName, result, time) "
+                                         "to this file: .csv, or .json")
     return parser.parse_args(argv)
 
 
@@ -316,6 +340,44 @@ def refuse(found, mask, out):
     return 2
 
 
+def write_report(path, results, mask):
+    # The traceability record of the batch: which board (port, chip id) got which DeviceName,
+    # and how it went. CSV or JSON by the file's name; secrets masked like every output.
+    rows = [{c: mask(str(r[c])) if isinstance(r[c], str) else r[c] for c in REPORT_COLUMNS} for r in results]
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with open(path + ".tmp", "w", newline="") as f:
+        if path.endswith(".json"):
+            json.dump({"time": stamp, "boards": rows}, f, indent=1)
+        else:
+            import csv
+
+            writer = csv.DictWriter(f, fieldnames=REPORT_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    os.replace(path + ".tmp", path)
+
+
+def progress(done, total, results):
+    width = 20
+    filled = width * done // total
+    ok = sum(r["result"] == "provisioned" for r in results)
+    skipped = sum(r["result"] == SKIPPED for r in results)
+    return "[%s%s] %d/%d boards done: %d provisioned, %d skipped, %d failed" % (
+        "#" * filled, "." * (width - filled), done, total, ok, skipped, len(results) - ok - skipped)
+
+
+def provision_all(ports, args, console, files, doc, out):
+    # In parallel, one thread per board; a progress line each time one finishes.
+    results = []
+    with ThreadPoolExecutor(max_workers=len(ports)) as pool:
+        pending = [pool.submit(Board(port, args, console).provision, files, doc) for port in ports]
+        for future in as_completed(pending):
+            results.append(future.result())
+            out(progress(len(results), len(ports), results))
+    order = {port: i for i, port in enumerate(ports)}
+    return sorted(results, key=lambda r: order[r["port"]])
+
+
 def outcome(results, out):
     ok = sum(r["result"] == "provisioned" for r in results)
     skipped = sum(r["result"] == SKIPPED for r in results)
@@ -344,14 +406,17 @@ def main(argv=None, out=print):
         mask = Masker(secrets)
         console = Console(mask, out)
         out("provisioning %d board(s): %s" % (len(ports), ", ".join(name for _, name in files)))
-        with ThreadPoolExecutor(max_workers=len(ports)) as pool:
-            results = list(pool.map(lambda port: Board(port, args, console).provision(files, doc), ports))
+        results = provision_all(ports, args, console, files, doc, out)
+        if args.report:
+            write_report(args.report, results, mask)
     except (ProvisionError, OSError, ValueError) as e:
         out(mask("provision: %s" % e))
         return 2
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     out(table(results, mask))
+    if args.report:
+        out("report: %s" % args.report)
     return outcome(results, out)
 
 

@@ -1,0 +1,84 @@
+# python -m dynreg_tools: one command for the line, every verb with --help; `status` and
+# `erase` against a virtual board (the unix port on a pseudo-terminal, driven by the real
+# mpremote, as tools/provision.py drives boards).
+import json
+import os
+import subprocess
+import sys
+
+from e2e import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "boards", "unix"))
+from serial_board import VirtualBoard  # noqa: E402
+
+PYTHON = sys.executable
+MPREMOTE = os.path.join(ROOT, ".venv", "bin", "mpremote")
+PSK = "lDZ6Uqt+I9E0wW7rvDUs7Q=="
+SECRET = "Tools2Secret-0123456789"
+VERBS = ("check", "provision", "status", "erase", "cloud")
+
+
+def tools(*argv):
+    proc = subprocess.run([PYTHON, "-m", "dynreg_tools"] + list(argv), capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    output = proc.stdout + proc.stderr
+    assert SECRET not in output and PSK not in output, output
+    return proc.returncode, output
+
+
+def test_every_verb_has_its_help():
+    code, text = tools("--help")
+    assert code == 0 and all(verb in text for verb in VERBS), text
+    for verb in VERBS:
+        code, text = tools(verb, "--help")
+        assert code == 0 and "usage:" in text, (verb, text)
+
+
+def test_an_unknown_verb_is_named_as_such_and_never_echoed():
+    code, text = tools(SECRET)
+    assert code == 2 and "unknown verb" in text and "check, provision" in text, text
+
+
+def test_check_is_the_offline_validator(tmp_path):
+    info = tmp_path / "device_info.json"
+    info.write_text(json.dumps({"dynreg": 1, "cloud": "tencent", "product_id": "TOOLS00001", "product_secret": "short",
+                                "device_name": "dev-01", "register_url": "http://localhost:8080", "credential": {}}))
+    code, text = tools("check", str(info))
+    assert code == 1 and "problem:" in text and "16" in text and "short" not in text, text
+
+
+def _info(credential):
+    doc = {"dynreg": 1, "cloud": "tencent", "product_id": "TOOLS00001", "product_secret": SECRET,
+           "device_name": "line-07", "register_url": "http://localhost:8080", "credential": {"psk": credential}}
+    return doc
+
+
+def _put(board, tmp_path, doc):
+    local = tmp_path / "device_info.json"
+    local.write_text(json.dumps(doc))
+    subprocess.run([MPREMOTE, "connect", board.port, "resume", "fs", "cp", str(local), ":device_info.json"],
+                   check=True, capture_output=True, timeout=60)
+
+
+def test_status_and_erase_of_a_board(tmp_path):
+    with VirtualBoard(str(tmp_path / "board.img"), fresh=True) as board:
+        base = ("--resume", board.port)
+        code, text = tools("status", *base)
+        assert code == 0 and "no device_info.json: not provisioned" in text, text
+
+        _put(board, tmp_path, _info(""))
+        code, text = tools("status", *base)
+        assert code == 0 and "tencent TOOLS00001/line-07: no credential yet" in text, text
+        assert "ProductSecret on flash" in text
+
+        _put(board, tmp_path, _info(PSK))
+        code, text = tools("status", *base)
+        assert "holds a credential" in text, text
+        code, text = tools("erase", *base)  # without --yes: says what would go, erases nothing
+        assert code == 0 and "would erase device_info.json" in text, text
+        code, text = tools("erase", "--yes", *base)  # a credential: refused without --force
+        assert code == 1 and "cannot register again" in text, text
+        assert "holds a credential" in tools("status", *base)[1]
+        code, text = tools("erase", "--yes", "--force", *base)
+        assert code == 0 and "erased device_info.json" in text, text
+        assert "not provisioned" in tools("status", *base)[1]
