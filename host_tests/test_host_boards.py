@@ -216,13 +216,34 @@ def test_secret_sources_in_order_and_masked(tmp_path, monkeypatch):
     assert "from-file" not in provision.table([row], mask) and "****" in provision.table([row], mask)
 
 
-def test_provision_refuses_a_file_that_is_not_dynreg_info(tmp_path, monkeypatch):
+def test_provision_refuses_a_file_that_is_no_info_at_all(tmp_path, monkeypatch):
     info = tmp_path / "info.json"
-    info.write_text(json.dumps({"productId": "P000000001", "productSecret": "sdk-format-secret-01"}))
+    info.write_text(json.dumps({"wifi": "x", "password": "not-an-info-secret-01"}))
     lines = []
     assert provision.main(["--ports", "/dev/null", "--info", str(info)], out=lines.append) == 2
-    assert any("not in dynreg's info format" in line for line in lines), lines
-    assert "sdk-format-secret" not in "".join(lines)
+    assert any("neither dynreg's info format" in line for line in lines), lines
+    assert "not-an-info-secret" not in "".join(lines)
+
+
+def test_provision_writes_a_tencent_sdk_format_info_in_its_own_keys(tmp_path, monkeypatch):
+    # The C SDK's file is provisioned as it is: the ProductSecret from the secret file into
+    # productSecret, the CA beside it as dynreg's "ca" key (which the SDK ignores).
+    info = tmp_path / "info.json"
+    info.write_text(json.dumps({"auth_mode": "KEY", "productId": "P000000001", "productSecret": "",
+                                "deviceName": "line-01", "key_deviceinfo": {"deviceSecret": "YOUR_IOT_PSK"}}))
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text("sdk-format-secret-01\n")
+    ca = tmp_path / "ca.der"
+    ca.write_bytes(b"0")
+    args = provision.parse_args(["--ports", "x", "--info", str(info), "--secret-file", str(secret_file),
+                                 "--ca", str(ca)])
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    files, secrets, doc = provision.build_payload(args, str(scratch))
+    written = json.loads((scratch / "device_info.json").read_text())
+    assert written == {"auth_mode": "KEY", "productId": "P000000001", "productSecret": "sdk-format-secret-01",
+                       "deviceName": "line-01", "key_deviceinfo": {"deviceSecret": "YOUR_IOT_PSK"}, "ca": "ca.der"}
+    assert [name for _, name in files] == ["ca.der", "device_info.json"] and secrets == ["sdk-format-secret-01"]
 
 
 # -- provision.py refuses a bad batch before any board is touched ---------------------------------

@@ -137,10 +137,10 @@ def given_secret(args):
     return os.environ.get(SECRET_ENV) or None
 
 
-def read_secret(args, info_doc):
+def read_secret(args, info_doc, field="product_secret"):
     secret = given_secret(args)
     if secret is None:
-        secret = info_doc.get("product_secret")
+        secret = info_doc.get(field)
     if not secret:
         raise ProvisionError("no ProductSecret: give --secret-file FILE or set %s "
                              "(never on the command line)" % SECRET_ENV)
@@ -152,14 +152,18 @@ def build_payload(args, scratch):
     board)], the secrets to mask, and the info as it goes to the boards."""
     with open(args.info) as f:
         doc = json.load(f)
-    if not isinstance(doc, dict) or doc.get("dynreg") != 1:
-        raise ProvisionError("%s is not in dynreg's info format ({\"dynreg\": 1, ...})" % args.info)
-    product_field = "product_key" if doc.get("cloud") == "aliyun" else "product_id"
+    if not isinstance(doc, dict) or (doc.get("dynreg") != 1 and "productId" not in doc):
+        raise ProvisionError("%s is neither dynreg's info format ({\"dynreg\": 1, ...}) nor the Tencent "
+                             "C SDK's" % args.info)
+    sdk = "dynreg" not in doc  # the Tencent C SDK's own file, written back in its own keys
+    product_field = "productId" if sdk else "product_key" if doc.get("cloud") == "aliyun" else "product_id"
     if not doc.get(product_field):
         raise ProvisionError("%s names no %s" % (args.info, product_field))
-    secret = read_secret(args, doc)
-    doc["product_secret"] = secret
-    doc.setdefault("credential", {})
+    secret_field = "productSecret" if sdk else "product_secret"
+    secret = read_secret(args, doc, secret_field)
+    doc[secret_field] = secret
+    if not sdk:
+        doc.setdefault("credential", {})
     files = []
     if args.ca:
         doc["ca"] = doc.get("ca") or "ca.der"
@@ -235,7 +239,7 @@ class Board:
             for local, name in files:
                 commands += ["fs", "cp", local, ":%s.tmp" % name, "+"]
             names = [name for _, name in files]
-            commands += ["exec", FINALIZE % {"names": names, "device": doc.get("device_name"),
+            commands += ["exec", FINALIZE % {"names": names, "device": doc.get("device_name") or doc.get("deviceName"),
                                              "rule": doc.get("device_name_from")}]
             final = self.mpremote("copy %d files, rename and hash them" % len(files), *commands)
             result["device"] = final["device"]
@@ -281,7 +285,7 @@ def parse_args(argv):
                                               epilog="ProductSecret: --secret-file or $%s, never an argument."
                                               % SECRET_ENV)
     parser.add_argument("--ports", required=True, help="comma-separated serial ports, or auto")
-    parser.add_argument("--info", required=True, help="the product's info in dynreg's format (device_info.json)")
+    parser.add_argument("--info", required=True, help="the product's info, in dynreg's format or the Tencent C SDK's (device_info.json)")
     parser.add_argument("--ca", help="the cloud's CA certificate (DER or PEM), stored as the info's 'ca'")
     parser.add_argument("--secret-file", help="file holding the ProductSecret")
     parser.add_argument("--site", help="site.json (WiFi, topic) to put beside the info")
@@ -297,10 +301,10 @@ def parse_args(argv):
 
 
 def format_problems(doc, info_path):
-    if "dynreg" in doc:
-        return []  # a wrong version is info_check's
-    return ["%s is not in dynreg's info format ({\"dynreg\": 1, ...}), which provision.py writes: "
-            "convert it (README \"Device info\")" % info_path]
+    if "dynreg" in doc or "productId" in doc:
+        return []  # dynreg's format or the Tencent C SDK's; a wrong version is info_check's
+    return ["%s is neither dynreg's info format ({\"dynreg\": 1, ...}) nor the Tencent C SDK's "
+            "(README \"Device info\")" % info_path]
 
 
 def shared_name_problems(doc, info_path, ports):
