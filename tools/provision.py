@@ -131,6 +131,8 @@ class Console:
 
 def given_secret(args):
     # The ProductSecret from --secret-file or the environment; None when neither gives one.
+    if args.secret_file == "-":
+        return sys.stdin.read().strip()
     if args.secret_file:
         with open(args.secret_file) as f:
             return f.read().strip()
@@ -287,7 +289,7 @@ def parse_args(argv):
     parser.add_argument("--ports", required=True, help="comma-separated serial ports, or auto")
     parser.add_argument("--info", required=True, help="the product's info, in dynreg's format or the Tencent C SDK's (device_info.json)")
     parser.add_argument("--ca", help="the cloud's CA certificate (DER or PEM), stored as the info's 'ca'")
-    parser.add_argument("--secret-file", help="file holding the ProductSecret")
+    parser.add_argument("--secret-file", help="file holding the ProductSecret (- reads it from stdin)")
     parser.add_argument("--site", help="site.json (WiFi, topic) to put beside the info")
     parser.add_argument("--app", help="folder whose .py files go to the board's root (e.g. firmware)")
     parser.add_argument("--force", action="store_true", help="overwrite an info that holds a credential")

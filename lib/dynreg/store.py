@@ -296,7 +296,13 @@ def _json_object(path, data):
 
 
 def load(path):
-    return Info(path, read_json(path))
+    doc = read_json(path)
+    try:
+        return Info(path, doc)
+    except ConfigError as e:
+        if path in str(e):
+            raise
+        raise ConfigError("%s: %s: provision it again with that field right" % (path, e))
 
 
 def needs_registration(info):
