@@ -35,7 +35,8 @@ def info():
     credential.append((doc.get("cert_deviceinfo") or {}).get("devCertFile"))
     return {"readable": True, "cloud": doc.get("cloud", "tencent"),
             "product": doc.get("product_id") or doc.get("product_key") or doc.get("productId"),
-            "device": doc.get("device_name") or doc.get("deviceName") or doc.get("device_name_from"),
+            "device": doc.get("device_name") or doc.get("deviceName")
+                      or "<named by %%s>" %% doc.get("device_name_from"),
             "credential": any(isinstance(v, str) and v not in %(placeholders)r for v in credential),
             "product_secret": bool(doc.get("product_secret") or doc.get("productSecret"))}
 print("BOARD " + json.dumps({"files": [n for n in %(files)r if exists(n)], "info": info()}))

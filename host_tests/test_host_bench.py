@@ -172,8 +172,8 @@ def test_provision_many_boards_at_once_and_report_each(cloud, tmp_path):
     assert proc.returncode == 1, output  # not every board was provisioned
     rows = {line.split()[0]: line.split()[1:-1] for line in output.splitlines() if line.startswith("/")}
     # port, chip id, DeviceName, result, sha256, seconds (the board's clock-free time, not checked)
-    assert rows[first.port] == ["-", "0000000a", "provisioned", "ok", "(5", "files)"], output
-    assert rows[second.port] == ["-", "0000000b", "provisioned", "ok", "(5", "files)"], output
+    assert rows[first.port] == ["0000000a", "0000000a", "provisioned", "ok", "(5", "files)"], output
+    assert rows[second.port] == ["0000000b", "0000000b", "provisioned", "ok", "(5", "files)"], output
     assert rows[missing][2:5] == ["failed:", "failed", "to"] and rows[missing][-1] == "-", output
     assert "[%s] copying 5 files" % first.port in output and "2 of 3 board(s) provisioned" in output
     assert "[####################] 3/3 boards done: 2 provisioned, 0 skipped, 1 failed" in output, output

@@ -97,7 +97,7 @@ names = %(names)r
 for name in names:
     put(name)
 print("PROVISION " + json.dumps({"sha256": {n: sha256(n) for n in names},
-                                 "device": %(device)r or device(%(rule)r)}))
+                                 "device": %(device)r or device(%(rule)r), "chip": device("unique_id")}))
 """
 PLACEHOLDERS = info_check.PLACEHOLDERS
 SKIPPED = "skipped (holds a credential)"
@@ -131,8 +131,10 @@ class Console:
 
 def given_secret(args):
     # The ProductSecret from --secret-file or the environment; None when neither gives one.
-    if args.secret_file == "-":
-        return sys.stdin.read().strip()
+    if args.secret_file == "-":  # read once: stdin gives it only once
+        if getattr(args, "stdin_secret", None) is None:
+            args.stdin_secret = sys.stdin.read().strip()
+        return args.stdin_secret or None
     if args.secret_file:
         with open(args.secret_file) as f:
             return f.read().strip()
@@ -245,6 +247,7 @@ class Board:
                                              "rule": doc.get("device_name_from")}]
             final = self.mpremote("copy %d files, rename and hash them" % len(files), *commands)
             result["device"] = final["device"]
+            result["chip"] = final.get("chip") or result["chip"]
             wrong = [name for local, name in files if final["sha256"].get(name) != sha256_of(local)]
             result["sha256"] = "MISMATCH: " + ", ".join(wrong) if wrong else "ok (%d files)" % len(files)
             result["result"] = "failed" if wrong else "provisioned"
