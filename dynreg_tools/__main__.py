@@ -60,6 +60,7 @@ def main(argv=None):
         print("dynreg_tools: unknown verb; one of: %s (--help says what each does)" % ", ".join(VERBS),
               file=sys.stderr)
         return 2
+    sys.argv[0] = "python -m dynreg_tools " + argv[0]  # what the verbs' usage lines show
     return verb(argv[1:])
 
 
