@@ -156,14 +156,17 @@ def aliyun(spec):
         kit.connect_async()
         return kit
 
-    mode = spec["mode"]
-    if mode in ("login", "connwl"):  # a later boot: what the registration gave is stored
+    def log_in_with_what_is_stored():
         with open(spec["info"]) as f:
             stored = json.load(f)
-        if mode == "login":
+        if "deviceSecret" in stored:
             start(device_secret=stored["deviceSecret"])
-        else:
+        else:  # connwl: what regnwl gave
             start(client_id=stored["clientId"], username=stored["username"], password=stored["password"])
+
+    mode = spec["mode"]
+    if mode in ("login", "connwl"):  # a later boot: what the registration gave is stored
+        log_in_with_what_is_stored()
     else:
         # "https": no auth_type, linkkit registers over HTTPS, then logs in with the DeviceSecret itself.
         start(auth_type={"https": None, "mqtt": "register", "regnwl": "regnwl"}[mode], product_secret=spec["secret"])
@@ -172,12 +175,7 @@ def aliyun(spec):
         if "refused" in got:
             return "refused %s" % got["refused"]
         if spec.get("connect") and mode != "https":
-            with open(spec["info"]) as f:
-                stored = json.load(f)
-            if mode == "mqtt":
-                start(device_secret=stored["deviceSecret"])
-            else:
-                start(client_id=stored["clientId"], username=stored["username"], password=stored["password"])
+            log_in_with_what_is_stored()
     if (spec.get("connect") or mode in ("login", "connwl")) and not events["connected"].wait(wait):
         return "no CONNACK 0 (%s)" % got.get("connect_rc")
     return "ok"
