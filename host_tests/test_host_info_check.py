@@ -61,7 +61,7 @@ def sdk(**fields):
     return {k: v for k, v in doc.items() if v is not None}
 
 
-def check(folder, doc, ca=None, secret=None, name="info.json"):
+def check(folder, doc, ca=None, secret=None, name="device_info.json"):
     path = folder / name
     path.write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
     found = info_check.problems(str(path), ca, secret)
@@ -88,8 +88,8 @@ def cli(*args, env=None):
 # -- the command line ---------------------------------------------------------------------------
 
 def test_a_good_info_is_ok_with_a_summary_naming_cloud_product_and_device_naming(folder):
-    (folder / "info.json").write_text(json.dumps(tencent()))
-    proc = cli(str(folder / "info.json"))
+    (folder / "device_info.json").write_text(json.dumps(tencent()))
+    proc = cli(str(folder / "device_info.json"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [line] = proc.stdout.splitlines()
     assert line.startswith("ok: ") and "Tencent ProductId BENCH00001" in line and "unique_id" in line, line
@@ -97,8 +97,8 @@ def test_a_good_info_is_ok_with_a_summary_naming_cloud_product_and_device_naming
 
 def test_every_problem_is_one_line_and_the_exit_status_is_1(folder):
     doc = tencent(product_id="bench1", product_secret="short-secret", device_name_from="serial")
-    (folder / "info.json").write_text(json.dumps(doc))
-    proc = cli(str(folder / "info.json"))
+    (folder / "device_info.json").write_text(json.dumps(doc))
+    proc = cli(str(folder / "device_info.json"))
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
     assert len(lines) == 3 and all(line.startswith("problem: ") for line in lines), lines
@@ -106,15 +106,15 @@ def test_every_problem_is_one_line_and_the_exit_status_is_1(folder):
 
 
 def test_the_cli_takes_the_secret_from_a_file_or_the_environment(folder, tmp_path):
-    (folder / "info.json").write_text(json.dumps(tencent(product_secret=None)))
-    assert cli(str(folder / "info.json")).returncode == 1
+    (folder / "device_info.json").write_text(json.dumps(tencent(product_secret=None)))
+    assert cli(str(folder / "device_info.json")).returncode == 1
     (tmp_path / "secret.txt").write_text(SECRET + "\n")
-    assert cli(str(folder / "info.json"), "--secret-file", str(tmp_path / "secret.txt")).returncode == 0
-    assert cli(str(folder / "info.json"), env={info_check.SECRET_ENV: SECRET}).returncode == 0
+    assert cli(str(folder / "device_info.json"), "--secret-file", str(tmp_path / "secret.txt")).returncode == 0
+    assert cli(str(folder / "device_info.json"), env={info_check.SECRET_ENV: SECRET}).returncode == 0
 
 
 def test_a_mistyped_option_of_the_cli_never_prints_its_value(folder):
-    proc = cli(str(folder / "info.json"), "--secret", SECRET)
+    proc = cli(str(folder / "device_info.json"), "--secret", SECRET)
     assert proc.returncode == 2 and "--secret" in proc.stderr
 
 
@@ -238,8 +238,8 @@ def test_urls_must_be_well_formed(folder, doc, words):
 def test_a_register_url_ending_in_the_api_path_is_a_note_not_a_problem(folder, doc, path):
     # dynreg takes such a URL as its base (lib/dynreg/codec.base_url): worth saying, not wrong.
     assert check(folder, doc) == []
-    (folder / "info.json").write_text(json.dumps(doc))
-    [note] = [n for n in info_check.notes(str(folder / "info.json")) if "register_url" in n]
+    (folder / "device_info.json").write_text(json.dumps(doc))
+    [note] = [n for n in info_check.notes(str(folder / "device_info.json")) if "register_url" in n]
     assert path.rstrip("/") in note and "base URL" in note
 
 
@@ -285,7 +285,7 @@ def test_pem_bundles_and_der_parse(folder):
 
 
 @pytest.mark.parametrize("content, words", [
-    (json.dumps(tencent()).encode(), ("not a certificate", "JSON")),
+    (json.dumps(tencent(product_secret="")).encode(), ("not a certificate", "JSON")),  # an info, no secret in it
     (b"\x30\x82\x01\x00 not der at all", ("not a certificate", "neither PEM nor DER")),
     (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", ("not a certificate",)),
     (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
@@ -312,15 +312,15 @@ def test_a_broken_mqtt_ca_is_reported_too(folder):
 def test_a_credential_already_present_is_a_note_not_a_problem(folder, tmp_path):
     psk = "lDZ6Uqt+I9E0wW7rvDUs7Q=="
     assert check(folder, tencent(credential={"psk": psk})) == []
-    [note] = info_check.notes(str(folder / "info.json"))
+    [note] = info_check.notes(str(folder / "device_info.json"))
     assert "already holds a credential (credential.psk)" in note and psk not in note
     assert check(folder, sdk(key_deviceinfo={"deviceSecret": psk})) == []
-    assert "key_deviceinfo.deviceSecret" in info_check.notes(str(folder / "info.json"))[0]
-    assert check(folder, tencent()) == [] and info_check.notes(str(folder / "info.json")) == []  # "" is none
-    proc = cli(str(folder / "info.json"))
+    assert "key_deviceinfo.deviceSecret" in info_check.notes(str(folder / "device_info.json"))[0]
+    assert check(folder, tencent()) == [] and info_check.notes(str(folder / "device_info.json")) == []  # "" is none
+    proc = cli(str(folder / "device_info.json"))
     assert proc.returncode == 0
-    (folder / "info.json").write_text(json.dumps(tencent(credential={"psk": psk})))
-    proc = cli(str(folder / "info.json"))
+    (folder / "device_info.json").write_text(json.dumps(tencent(credential={"psk": psk})))
+    proc = cli(str(folder / "device_info.json"))
     assert proc.returncode == 0 and proc.stdout.startswith("note: ") and psk not in proc.stdout
 
 
