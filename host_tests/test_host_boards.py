@@ -354,6 +354,16 @@ def test_a_hung_mpremote_step_times_out_naming_the_step(bench, monkeypatch, mode
     assert "0 of 1 board(s) provisioned, 0 skipped (holds a credential), 1 failed" in text
 
 
+def test_a_board_that_hangs_is_reported_while_it_hangs(bench, monkeypatch):
+    # Not silent until its step times out: a line every HEARTBEAT_SECONDS names the step.
+    argv, log = bench
+    monkeypatch.setenv("FAKE_MODE", "hang-probe")
+    monkeypatch.setattr(provision, "HEARTBEAT_SECONDS", 0.2)
+    status, text = run_provision(argv + ["--ports", "/dev/a", "--timeout", "3"])
+    assert status == 1 and "[/dev/a] still at step 'check the board' after" in text, text
+    assert "(gives up at 3 s)" in text and "step 'check the board' hung" in text, text
+
+
 @pytest.mark.parametrize("typed", [["--secret", SECRET], ["--secret=" + SECRET], ["--timeout", SECRET],
                                    ["--ports", "x", SECRET]], ids=["option", "equals", "bad-int", "extra"])
 def test_a_mistyped_option_never_prints_its_value(typed):

@@ -101,6 +101,7 @@ print("PROVISION " + json.dumps({"sha256": {n: sha256(n) for n in names},
 """
 PLACEHOLDERS = info_check.PLACEHOLDERS
 SKIPPED = "skipped (holds a credential)"
+HEARTBEAT_SECONDS = 15
 
 
 class ProvisionError(Exception):
@@ -207,20 +208,36 @@ class Board:
         # One step: one mpremote run, bounded by --timeout; a hang names the step.
         argv = [self.args.mpremote, "connect", self.port] + (["resume"] if self.args.resume else []) + list(commands)
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.args.timeout)
-        except subprocess.TimeoutExpired:
-            raise ProvisionError("step '%s' hung: mpremote did not finish within %d s (is the board "
-                                 "busy, or the port held by another program? --timeout sets the limit)"
-                                 % (step, self.args.timeout))
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         except OSError as e:
             raise ProvisionError("step '%s': cannot run %s (%s)" % (step, self.args.mpremote, e.strerror))
+        stdout, stderr = self.wait_for(proc, step)
         if proc.returncode:
-            last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+            last = (stderr.strip() or stdout.strip() or "no output").splitlines()[-1]
             raise ProvisionError(last[len("mpremote: "):] if last.startswith("mpremote: ") else last)
-        for line in reversed(proc.stdout.splitlines()):
+        for line in reversed(stdout.splitlines()):
             if line.startswith("PROVISION "):
                 return json.loads(line[len("PROVISION "):])
         return None
+
+    def wait_for(self, proc, step):
+        # mpremote's output, within --timeout; a line every HEARTBEAT_SECONDS while it runs, so
+        # that a board that hangs is seen at once, not only when its step times out.
+        start = time.monotonic()
+        while True:
+            left = self.args.timeout - (time.monotonic() - start)
+            try:
+                return proc.communicate(timeout=max(0.01, min(HEARTBEAT_SECONDS, left)))
+            except subprocess.TimeoutExpired:
+                waited = time.monotonic() - start
+                if waited >= self.args.timeout:
+                    proc.kill()
+                    proc.communicate()
+                    raise ProvisionError("step '%s' hung: mpremote did not finish within %d s (is the board "
+                                         "busy, or the port held by another program? --timeout sets the limit)"
+                                         % (step, self.args.timeout))
+                self.console.say(self.port, "still at step '%s' after %d s (gives up at %d s)"
+                                 % (step, waited, self.args.timeout))
 
     def provision(self, files, doc):
         start = time.monotonic()
