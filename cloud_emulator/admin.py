@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import registry
+from . import registry, throttle
 from .crypto import CA_PEM_FILE
 from .state import STATE_FILE, StateStore
 
@@ -114,6 +114,18 @@ def set_clock_offset(store: StateStore, seconds: float) -> None:
     """Run the emulator's clock `seconds` ahead of the host's (negative: behind; 0: the host's).
     The clouds check registration timestamps and Tencent login expiries against it."""
     store.set_clock_offset(float(seconds))
+
+
+def set_throttle(store: StateStore, product_id: str, rate: float | None, burst: int | None = None) -> None:
+    """Limit the product's registrations to `rate` a second, `burst` at once (None: no limit).
+    Takes effect at the running emulator's next registration request."""
+    with store.transaction() as state:
+        if registry.get_product(state, product_id) is None:
+            raise registry.RegistryError(f"no product {product_id}")
+        try:
+            throttle.set_throttle(state, product_id, rate, burst)
+        except ValueError as error:
+            raise registry.RegistryError(str(error)) from None
 
 
 DROP_HOW = ("reset", "silence")

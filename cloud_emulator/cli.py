@@ -301,6 +301,16 @@ def _cmd_clock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_throttle(args: argparse.Namespace) -> int:
+    if args.off == (args.rate is not None):
+        print("throttle: give --rate R (registrations a second) or --off", file=sys.stderr)
+        return 2
+    admin.set_throttle(_store(args), args.product_id, None if args.off else args.rate, args.burst)
+    print(f"product {args.product_id}: " + ("registrations not limited" if args.off else
+                                           f"at most {args.rate:g} registrations a second, {args.burst or 1} at once"))
+    return 0
+
+
 def _cmd_drop(args: argparse.Namespace) -> int:
     request_id = admin.drop_connection(_store(args), args.product_id, args.device_name, how=args.how)
     print(f"drop of {args.product_id}/{args.device_name} ({args.how}) queued: the running broker logs it as "
@@ -414,6 +424,12 @@ def _parser() -> _Parser:
     clock = command("clock", _cmd_clock, "show or set the emulator clock's offset from the host clock")
     clock.add_argument("--offset", type=float, metavar="S",
                        help="seconds ahead of the host clock (negative: behind; 0: the host's)")
+
+    throttle = command("throttle", _cmd_throttle, "limit a product's registrations (a token bucket), or lift it")
+    throttle.add_argument("--product-id", "--product-key", dest="product_id", required=True)
+    throttle.add_argument("--rate", type=float, metavar="R", help="registrations a second")
+    throttle.add_argument("--burst", type=int, metavar="B", help="registrations at once (default 1)")
+    throttle.add_argument("--off", action="store_true", help="no limit")
 
     drop = command("drop", _cmd_drop, "drop a connected device's MQTT connections (the running broker acts)")
     drop.add_argument("--product-id", "--product-key", dest="product_id", required=True)

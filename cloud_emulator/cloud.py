@@ -48,6 +48,7 @@ class HttpRequest:
 class HttpResponse:
     status: int
     body: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()  # beside Content-Type and Content-Length (Retry-After)
 
 
 @dataclass(frozen=True)

@@ -320,7 +320,7 @@ class HttpListener:
             self._answer_error(sock, request.version, route, error, send)
             return
         response = route.handle(request)
-        send(sock, self._render(request.version, response))
+        send(sock, self._render(request.version, response, extra_headers=list(response.headers)))
 
     def _apply_fault(self, sock: socket.socket, request: HttpRequest, route: Route | None,
                      fault: dict[str, Any]) -> "_Sender | None":

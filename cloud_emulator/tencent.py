@@ -34,6 +34,7 @@ from .cloud import (
 )
 from .crypto import CertificateAuthority, encrypt_registration_payload
 from .state import StateStore
+from .throttle import RegistrationThrottle
 
 API_V2 = "tencent-v2"
 API_LEGACY = "tencent-legacy"
@@ -161,6 +162,24 @@ class Refused(Exception):
         return LEGACY_BAD_SIGNATURE_MESSAGE if self.refusal is BAD_SIGNATURE else self.message
 
 
+# Over a product's registration rate (throttle.py). Tencent Cloud API 3.0 lists
+# RequestLimitExceeded ("the number of requests exceeds the frequency limit") among its common
+# error codes; its use by the device gateway, the HTTP status 429 and Retry-After are
+# unconfirmed: the emulator's choice, so that a device can tell when to come back.
+THROTTLED_CODE = "RequestLimitExceeded"
+THROTTLED_LEGACY_CODE = 429
+THROTTLED_MESSAGE = "Request limit exceeded: retry after %d s"
+
+
+class Throttled(Exception):
+    def __init__(self, seconds: int) -> None:
+        super().__init__("throttled")
+        self.seconds = seconds
+
+    def response(self, body: dict[str, Any]) -> HttpResponse:
+        return HttpResponse(429, body, (("Retry-After", str(self.seconds)),))
+
+
 # -- registration ---------------------------------------------------------------------------
 
 
@@ -207,6 +226,7 @@ class TencentCloud:
         self.store = store
         self.ca = ca
         self.clock = clock
+        self.throttle = RegistrationThrottle()
 
     # -- routes -----------------------------------------------------------------------------
 
@@ -224,6 +244,11 @@ class TencentCloud:
         except Refused as refused:
             self._log(API_V2, request, seen, refused.refusal.code, refused.refusal.reason, request_id=request_id)
             return HttpResponse(200, _v2_error_body(refused.refusal.code, refused.message, request_id))
+        except Throttled as throttled:
+            self._log(API_V2, request, seen, THROTTLED_CODE, "throttled", request_id=request_id,
+                      retry_after=throttled.seconds)
+            return throttled.response(_v2_error_body(THROTTLED_CODE, THROTTLED_MESSAGE % throttled.seconds,
+                                                     request_id))
         self._log(API_V2, request, seen, "ok", None, request_id=request_id, state=registration.state)
         return HttpResponse(
             200,
@@ -244,6 +269,10 @@ class TencentCloud:
         except Refused as refused:
             self._log(API_LEGACY, request, seen, str(refused.refusal.legacy_code), refused.refusal.reason)
             return HttpResponse(200, {"code": refused.refusal.legacy_code, "message": refused.legacy_message})
+        except Throttled as throttled:
+            self._log(API_LEGACY, request, seen, str(THROTTLED_LEGACY_CODE), "throttled",
+                      retry_after=throttled.seconds)
+            return throttled.response({"code": THROTTLED_LEGACY_CODE, "message": THROTTLED_MESSAGE % throttled.seconds})
         self._log(API_LEGACY, request, seen, "ok", None, state=registration.state)
         return HttpResponse(
             200, {"code": 0, "message": "", "len": registration.length, "payload": registration.payload}
@@ -351,7 +380,10 @@ class TencentCloud:
         # Refusals are returned from inside the transaction, not raised, so that what was
         # already recorded (the nonce of a correctly signed request) is saved.
         with self.store.transaction() as state:
-            outcome = self._register_locked(state, request)
+            wait = self.throttle.wait(state, request.product_id, self.clock())
+            outcome = self._register_locked(state, request) if wait is None else None
+        if wait is not None:
+            raise Throttled(wait)
         if isinstance(outcome, Refusal):
             raise Refused(outcome)
         return outcome

@@ -266,3 +266,28 @@ def test_argument_errors_never_echo_a_secret(tmp_path, mistake):
 def test_unrecognized_arguments_still_name_the_option(tmp_path):
     refused = run_cli(*ADD_PRODUCT, "--state", str(tmp_path), "--secrett", new_secret())
     assert refused.returncode == 2 and "unrecognized arguments: --secrett <hidden>" in refused.stderr
+
+
+# -- throttle ------------------------------------------------------------------------------------
+
+def test_throttle_sets_and_lifts_a_products_registration_rate(state):
+    folder, _ = state
+    made = run_cli("throttle", "--state", str(folder), "--product-id", TENCENT_PID, "--rate", "2.5", "--burst", "4")
+    assert made.returncode == 0 and "at most 2.5 registrations a second, 4 at once" in made.stdout, output(made)
+    throttles = json.loads((folder / "state.json").read_text())["throttles"]
+    assert throttles == {TENCENT_PID: {"rate": 2.5, "burst": 4}}
+    lifted = run_cli("throttle", "--state", str(folder), "--product-id", TENCENT_PID, "--off")
+    assert lifted.returncode == 0 and json.loads((folder / "state.json").read_text())["throttles"] == {}
+
+
+@pytest.mark.parametrize("args", [["--product-id", "NOSUCHPROD"], ["--product-id", TENCENT_PID, "--rate", "0"],
+                                  ["--product-id", TENCENT_PID], ["--product-id", TENCENT_PID, "--rate", "1",
+                                                                  "--burst", "0"]],
+                         ids=["unknown-product", "zero-rate", "neither-rate-nor-off", "zero-burst"])
+def test_throttle_refuses_what_makes_no_sense(state, args):
+    folder, _ = state
+    if args == ["--product-id", "NOSUCHPROD"]:
+        args = args + ["--rate", "1"]
+    refused = run_cli("throttle", "--state", str(folder), *args)
+    assert refused.returncode == 2, output(refused)
+    assert "throttles" not in json.loads((folder / "state.json").read_text())

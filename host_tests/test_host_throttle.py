@@ -1,0 +1,114 @@
+# A cloud that admits R registrations a second: the emulator's token bucket per product, its
+# over-limit answers in each cloud's shape, and devices that come back when told and succeed.
+import http.client
+import json
+import ssl
+
+import pytest
+
+from cloud_emulator.testing import running_emulator
+from cloud_emulator.throttle import RegistrationThrottle, set_throttle
+from e2e import SECRET, read_json, registrations, retry_waits, run_device, write_aliyun_info, write_info
+
+TENCENT, ALIYUN = "THROTTLE01", "a1Throttle1"
+
+
+def test_a_bucket_admits_its_burst_then_its_rate():
+    state = {}
+    set_throttle(state, "P", 0.5, 2)  # two at once, then one every 2 s
+    bucket = RegistrationThrottle()
+    assert [bucket.wait(state, "P", 100.0) for _ in range(3)] == [None, None, 2]
+    assert bucket.wait(state, "P", 101.0) == 1  # half a token there: 1 s to go
+    assert bucket.wait(state, "P", 102.0) is None and bucket.wait(state, "P", 102.0) == 2
+    assert bucket.wait(state, "other", 102.0) is None  # a product without a limit
+    set_throttle(state, "P", None, None)
+    assert bucket.wait(state, "P", 102.0) is None
+
+
+@pytest.mark.parametrize("rate, burst", [(0, 1), (-1, 1), (float("inf"), 1), (1, 0)])
+def test_a_limit_that_makes_no_sense_is_refused(rate, burst):
+    with pytest.raises(ValueError):
+        set_throttle({}, "P", rate, burst)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    with running_emulator(tmp_path_factory.mktemp("cloud")) as cloud:
+        cloud.add_product(TENCENT, SECRET, auth="key", dynreg=True, mode="autocreate")
+        cloud.add_product(ALIYUN, SECRET, cloud="aliyun")
+        for name in ("https-a", "https-b", "mqtt-a", "mqtt-b"):
+            cloud.add_device(ALIYUN, name)
+        yield cloud
+
+
+def _post(cloud, path, body, content_type):
+    connection = http.client.HTTPSConnection("localhost", cloud.https_port, timeout=30,
+                                             context=ssl.create_default_context(cafile=cloud.ca_pem_path))
+    headers = {"Content-Type": content_type}
+    if path == "/device/register":
+        headers.update({"X-TC-Algorithm": "hmacsha256", "X-TC-Timestamp": "1", "X-TC-Nonce": "1",
+                        "X-TC-Signature": "bm90IGEgc2lnbmF0dXJl"})
+    connection.request("POST", path, body, headers)
+    response = connection.getresponse()
+    answer = response.status, response.getheader("Retry-After"), json.loads(response.read())
+    connection.close()
+    return answer
+
+
+def test_over_the_limit_each_cloud_answers_429_with_retry_after(cloud):
+    # One registration a minute: the second request, signed or not, is over the limit.
+    cloud.throttle(TENCENT, 1 / 60)
+    cloud.throttle(ALIYUN, 1 / 60)
+    try:
+        v2 = json.dumps({"ProductId": TENCENT, "DeviceName": "probe"})
+        first = _post(cloud, "/device/register", v2, "application/json")
+        status, retry_after, body = _post(cloud, "/device/register", v2, "application/json")
+        assert first[0] == 200 and first[2]["Response"]["Error"]["Code"].startswith("AuthFailure")  # refused, yet counted
+        assert status == 429 and 1 <= int(retry_after) <= 60, (status, retry_after)
+        assert body["Response"]["Error"]["Code"] == "RequestLimitExceeded"
+        form = "productKey=%s&deviceName=probe&random=1&sign=00&signMethod=hmacsha256" % ALIYUN
+        assert _post(cloud, "/auth/register/device", form, "application/x-www-form-urlencoded")[2]["code"] == 401
+        status, retry_after, body = _post(cloud, "/auth/register/device", form, "application/x-www-form-urlencoded")
+        assert (status, body) == (429, {"code": 429, "message": "too many requests"}) and int(retry_after) >= 1
+    finally:
+        cloud.throttle(TENCENT, None)
+        cloud.throttle(ALIYUN, None)
+    throttled = [e for e in cloud.log() if e.get("reason") == "throttled"]
+    assert [e["api"] for e in throttled] == ["tencent-v2", "aliyun-https-register"]
+    assert all(1 <= e["retry_after"] <= 60 for e in throttled)
+
+
+def test_a_throttled_device_comes_back_when_told_and_registers(cloud, tmp_path):
+    # Two a second... one every 2 s: the second device is told "Retry-After: 2" and waits it.
+    cloud.throttle(TENCENT, 0.5, 1)
+    try:
+        devices = []
+        for name in ("later-a", "later-b"):
+            (tmp_path / name).mkdir()
+            devices.append(write_info(tmp_path / name, cloud, TENCENT, device_name=name))
+        first = run_device(devices[0], ensure={"attempts": 3, "backoff_ms": 50, "timeout_ms": 5000})
+        second = run_device(devices[1], ensure={"attempts": 3, "backoff_ms": 50, "timeout_ms": 5000})
+    finally:
+        cloud.throttle(TENCENT, None)
+    assert first["ok"] and second["ok"], second
+    assert [e["result"] for e in registrations(cloud, "later-b")] == ["RequestLimitExceeded", "ok"]
+    assert retry_waits(second["output"])[0] >= 2000  # the cloud's Retry-After, not the 50 ms backoff
+    assert read_json(devices[1])["credential"]["psk"] == cloud.device(TENCENT, "later-b")["psk"]
+
+
+@pytest.mark.parametrize("api", ["https", "mqtt"])
+def test_a_throttled_alibaba_device_registers_on_a_later_attempt(cloud, tmp_path, api):
+    # HTTPS: 429 with Retry-After. MQTT: CONNACK 3 (server unavailable), retried with backoff;
+    # at least 0.75 + 1.5 s pass before the third attempt, when the bucket has a token again.
+    cloud.throttle(ALIYUN, 0.5, 1)
+    try:
+        results = []
+        for name in ("%s-a" % api, "%s-b" % api):
+            (tmp_path / name).mkdir()
+            info = write_aliyun_info(tmp_path / name, cloud, ALIYUN, name, api=api)
+            results.append(run_device(info, ensure={"attempts": 4, "backoff_ms": 1500, "timeout_ms": 5000}))
+    finally:
+        cloud.throttle(ALIYUN, None)
+    assert all(r["ok"] for r in results), results
+    attempts = [e["result"] for e in registrations(cloud, "%s-b" % api)]
+    assert attempts[-1] == "ok" and set(attempts[:-1]) == {"429" if api == "https" else "throttled"}, attempts
