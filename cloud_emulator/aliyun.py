@@ -32,7 +32,7 @@ from .cloud import (
     topic_filter_within,
 )
 from .state import StateStore
-from .throttle import RegistrationThrottle
+from .throttle import RegistrationThrottle, retry_later
 
 API_HTTPS_REGISTER = "aliyun-https-register"
 # Over a product's registration rate (throttle.py): HTTP 429 with Retry-After and this body on
@@ -224,21 +224,19 @@ class AliyunCloud:
         except Refused as refused:
             outcome, wait = refused.error, None
         if wait is not None:
-            self.store.append_log(API_HTTPS_REGISTER, cloud=self.name, transport=request.transport,
-                                  product=seen.get("product"), device=seen.get("device"), result=str(THROTTLED_CODE),
-                                  reason="throttled", retry_after=wait)
-            return HttpResponse(429, {"code": THROTTLED_CODE, "message": THROTTLED_MESSAGE},
-                                (("Retry-After", str(wait)),))
+            self._log_https(request, seen, str(THROTTLED_CODE), "throttled", retry_after=wait)
+            return retry_later(wait, {"code": THROTTLED_CODE, "message": THROTTLED_MESSAGE})
         if isinstance(outcome, AliyunError):
             self._log_https(request, seen, str(outcome.code), outcome.reason)
             return HttpResponse(200, {"code": outcome.code, "message": outcome.message})
         self._log_https(request, seen, "ok", None)
         return HttpResponse(200, {"code": 200, "data": outcome, "message": MESSAGES[200]})
 
-    def _log_https(self, request: HttpRequest, seen: dict[str, Any], result: str, reason: str | None) -> None:
+    def _log_https(self, request: HttpRequest, seen: dict[str, Any], result: str, reason: str | None,
+                   **extra: Any) -> None:
         self.store.append_log(API_HTTPS_REGISTER, cloud=self.name, transport=request.transport,
                               product=seen.get("product"), device=seen.get("device"),
-                              algorithm=seen.get("algorithm"), result=result, reason=reason)
+                              algorithm=seen.get("algorithm"), result=result, reason=reason, **extra)
 
     def _parse_form(self, request: HttpRequest, seen: dict[str, Any]) -> dict[str, str]:
         try:

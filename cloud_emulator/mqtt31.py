@@ -29,8 +29,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cloud import ACTION_PUBLISH, ACTION_SUBSCRIBE, API_MQTT_CONNECT, API_MQTT_DELIVER, API_MQTT_PUBLISH, API_MQTT_SUBSCRIBE, \
-    LoginVerdict, MqttLogin
+from .cloud import (ACTION_PUBLISH, ACTION_SUBSCRIBE, API_MQTT_CONNECT, API_MQTT_DELIVER, API_MQTT_PUBLISH,
+                    API_MQTT_SUBSCRIBE, LoginVerdict, MqttLogin)
 from .gate import API_MQTT_KEEPALIVE, DeviceGate, loggable_payload
 from .state import StateStore
 

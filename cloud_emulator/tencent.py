@@ -34,7 +34,7 @@ from .cloud import (
 )
 from .crypto import CertificateAuthority, encrypt_registration_payload
 from .state import StateStore
-from .throttle import RegistrationThrottle
+from .throttle import RegistrationThrottle, retry_later
 
 API_V2 = "tencent-v2"
 API_LEGACY = "tencent-legacy"
@@ -176,9 +176,6 @@ class Throttled(Exception):
         super().__init__("throttled")
         self.seconds = seconds
 
-    def response(self, body: dict[str, Any]) -> HttpResponse:
-        return HttpResponse(429, body, (("Retry-After", str(self.seconds)),))
-
 
 # -- registration ---------------------------------------------------------------------------
 
@@ -247,8 +244,8 @@ class TencentCloud:
         except Throttled as throttled:
             self._log(API_V2, request, seen, THROTTLED_CODE, "throttled", request_id=request_id,
                       retry_after=throttled.seconds)
-            return throttled.response(_v2_error_body(THROTTLED_CODE, THROTTLED_MESSAGE % throttled.seconds,
-                                                     request_id))
+            return retry_later(throttled.seconds, _v2_error_body(THROTTLED_CODE, THROTTLED_MESSAGE % throttled.seconds,
+                                                                 request_id))
         self._log(API_V2, request, seen, "ok", None, request_id=request_id, state=registration.state)
         return HttpResponse(
             200,
@@ -272,7 +269,8 @@ class TencentCloud:
         except Throttled as throttled:
             self._log(API_LEGACY, request, seen, str(THROTTLED_LEGACY_CODE), "throttled",
                       retry_after=throttled.seconds)
-            return throttled.response({"code": THROTTLED_LEGACY_CODE, "message": THROTTLED_MESSAGE % throttled.seconds})
+            return retry_later(throttled.seconds, {"code": THROTTLED_LEGACY_CODE,
+                                                   "message": THROTTLED_MESSAGE % throttled.seconds})
         self._log(API_LEGACY, request, seen, "ok", None, state=registration.state)
         return HttpResponse(
             200, {"code": 0, "message": "", "len": registration.length, "payload": registration.payload}

@@ -9,6 +9,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from .cloud import HttpResponse
+
 THROTTLES_KEY = "throttles"  # in the state: {product id: {"rate": float, "burst": int}}
 
 
@@ -41,6 +43,11 @@ class RegistrationThrottle:
                 bucket.tokens -= 1
                 return None
             return max(1, math.ceil((1 - bucket.tokens) / bucket.rate))
+
+
+def retry_later(seconds: int, body: dict[str, Any]) -> HttpResponse:
+    """The over-limit answer of the HTTP APIs: 429 with Retry-After, in the API's `body`."""
+    return HttpResponse(429, body, (("Retry-After", str(seconds)),))
 
 
 def set_throttle(state: dict[str, Any], product_id: str, rate: float | None, burst: int | None) -> None:

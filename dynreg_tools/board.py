@@ -13,7 +13,7 @@ import provision  # noqa: E402
 STORE_FILES = ("device_info.json", "device_info.json.tmp", "subdevices.json", "subdevices.json.tmp")
 STEP_SECONDS = 60
 
-# Run on the board: which files are there, and whether the info holds a credential.
+# Run on the board after provision.HELD: which files are there, and what the info holds.
 STATUS = """
 import json, os
 def exists(name):
@@ -30,14 +30,11 @@ def info():
         return None
     except ValueError:
         return {"readable": False}
-    credential = list((doc.get("credential") or {}).values())
-    credential.append((doc.get("key_deviceinfo") or {}).get("deviceSecret"))
-    credential.append((doc.get("cert_deviceinfo") or {}).get("devCertFile"))
     return {"readable": True, "cloud": doc.get("cloud", "tencent"),
             "product": doc.get("product_id") or doc.get("product_key") or doc.get("productId"),
             "device": doc.get("device_name") or doc.get("deviceName")
                       or "<named by %%s>" %% doc.get("device_name_from"),
-            "credential": any(isinstance(v, str) and v not in %(placeholders)r for v in credential),
+            "credential": held(doc),
             "product_secret": bool(doc.get("product_secret") or doc.get("productSecret"))}
 print("BOARD " + json.dumps({"files": [n for n in %(files)r if exists(n)], "info": info()}))
 """
@@ -72,7 +69,7 @@ def run_on_board(mpremote, port, resume, step, code):
 
 
 def status(mpremote, port, resume=False):
-    code = STATUS % {"placeholders": info_check.PLACEHOLDERS, "files": STORE_FILES + ("ca.der", "ca.pem", "site.json")}
+    code = provision.HELD + STATUS % {"files": STORE_FILES + ("ca.der", "ca.pem", "site.json")}
     return json.loads(run_on_board(mpremote, port, resume, "read the board", code))
 
 

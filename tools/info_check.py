@@ -426,9 +426,15 @@ def option_name(token):
     return name if re.fullmatch(r"--?[a-z][a-z0-9-]{0,30}", name) else None
 
 
-def read_secret_file(path):
-    with open(path) as f:
-        return f.read().strip()
+def given_secret(secret_file):
+    """The ProductSecret from `secret_file` ("-": stdin), else $DYNREG_PRODUCT_SECRET; None
+    when neither gives one. OSError when the file cannot be read."""
+    if secret_file == "-":
+        return sys.stdin.read().strip() or None
+    if secret_file:
+        with open(secret_file) as f:
+            return f.read().strip()
+    return os.environ.get(SECRET_ENV) or None
 
 
 def parse_args(argv):
@@ -442,7 +448,7 @@ def parse_args(argv):
 def main(argv=None, out=print):
     args = parse_args(argv)
     try:
-        secret = read_secret_file(args.secret_file) if args.secret_file else os.environ.get(SECRET_ENV) or None
+        secret = given_secret(args.secret_file)
     except OSError:
         out("problem: cannot read the secret file %s: give the file holding the ProductSecret" % args.secret_file)
         return 1

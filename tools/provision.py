@@ -34,22 +34,28 @@ import info_check
 
 INFO = "device_info.json"
 SITE = "site.json"
-SECRET_ENV = "DYNREG_PRODUCT_SECRET"
+SECRET_ENV = info_check.SECRET_ENV
 MASK = "****"
 
-# Run on the board: does the info there hold a credential? (no value is printed)
-PROBE = """
-import json, sys
-def held():
-    try:
-        with open(%(info)r) as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        return False
+# Run on the board, ahead of the scripts that use it (here and dynreg_tools/board.py): does an
+# info document hold a credential, in either format? (No value is printed.)
+HELD = """
+def held(doc):
     values = list((doc.get("credential") or {}).values())
     values.append((doc.get("key_deviceinfo") or {}).get("deviceSecret"))
     values.append((doc.get("cert_deviceinfo") or {}).get("devCertFile"))
-    return any(isinstance(v, str) and v not in %(placeholders)r for v in values)
+    return any(isinstance(v, str) and v not in %r for v in values)
+""" % (info_check.PLACEHOLDERS,)
+
+# Run on the board: does the info there hold a credential, and which chip is it?
+PROBE = """
+import json, sys
+def info_held():
+    try:
+        with open(%(info)r) as f:
+            return held(json.load(f))
+    except (OSError, ValueError):
+        return False
 def chip():
     try:
         import board  # the firmware's, when the board has it: the id it names devices by
@@ -61,7 +67,7 @@ def chip():
         return binascii.hexlify(machine.unique_id()).decode()
     except Exception:
         return "-"  # a port without one
-print("PROVISION " + json.dumps({"platform": sys.platform, "credential": held(), "chip": chip()}))
+print("PROVISION " + json.dumps({"platform": sys.platform, "credential": info_held(), "chip": chip()}))
 """
 
 # Run on the board after the copies: rename each temporary file over its final name, hash
@@ -99,7 +105,6 @@ for name in names:
 print("PROVISION " + json.dumps({"sha256": {n: sha256(n) for n in names},
                                  "device": %(device)r or device(%(rule)r), "chip": device("unique_id")}))
 """
-PLACEHOLDERS = info_check.PLACEHOLDERS
 SKIPPED = "skipped (holds a credential)"
 HEARTBEAT_SECONDS = 15
 
@@ -131,15 +136,13 @@ class Console:
 
 
 def given_secret(args):
-    # The ProductSecret from --secret-file or the environment; None when neither gives one.
-    if args.secret_file == "-":  # read once: stdin gives it only once
-        if getattr(args, "stdin_secret", None) is None:
-            args.stdin_secret = sys.stdin.read().strip()
-        return args.stdin_secret or None
-    if args.secret_file:
-        with open(args.secret_file) as f:
-            return f.read().strip()
-    return os.environ.get(SECRET_ENV) or None
+    # The ProductSecret from --secret-file (- for stdin) or the environment; None when neither
+    # gives one. Stdin is read once per run: it gives the secret only once.
+    if args.secret_file != "-":
+        return info_check.given_secret(args.secret_file)
+    if not hasattr(args, "stdin_secret"):
+        args.stdin_secret = info_check.given_secret("-")
+    return args.stdin_secret
 
 
 def read_secret(args, info_doc, field="product_secret"):
@@ -249,7 +252,7 @@ class Board:
         result = {"port": self.port, "chip": "-", "device": "?", "result": "", "sha256": "-"}
         try:
             self.console.say(self.port, "checking the board")
-            probe = self.mpremote("check the board", "exec", PROBE % {"info": INFO, "placeholders": PLACEHOLDERS})
+            probe = self.mpremote("check the board", "exec", HELD + PROBE % {"info": INFO})
             result["chip"] = probe.get("chip", "-")
             if probe["credential"] and not self.args.force:
                 result["result"] = SKIPPED
@@ -307,7 +310,8 @@ def parse_args(argv):
                                               epilog="ProductSecret: --secret-file or $%s, never an argument."
                                               % SECRET_ENV)
     parser.add_argument("--ports", required=True, help="comma-separated serial ports, or auto")
-    parser.add_argument("--info", required=True, help="the product's info, in dynreg's format or the Tencent C SDK's (device_info.json)")
+    parser.add_argument("--info", required=True,
+                        help="the product's info, in dynreg's format or the Tencent C SDK's (device_info.json)")
     parser.add_argument("--ca", help="the cloud's CA certificate (DER or PEM), stored as the info's 'ca'")
     parser.add_argument("--secret-file", help="file holding the ProductSecret (- reads it from stdin)")
     parser.add_argument("--site", help="site.json (WiFi, topic) to put beside the info")

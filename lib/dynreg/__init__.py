@@ -16,10 +16,17 @@ class ProtocolError(Error):
 
 
 class RejectedError(Error):
-    # .code and .message as the cloud sent them; the text adds what it means, where known.
-    def __init__(self, code, message, hint=None):
+    # .code and .message as the cloud sent them; with `kind` ("tencent", "aliyun", "mqtt") the
+    # text adds what a known code means (dynreg.hints, imported only on a refusal).
+    def __init__(self, code, message, kind=None):
         text = "cloud rejected the request: %s %s" % (code, message)
-        super().__init__(text + " (" + hint + ")" if hint else text)
+        if kind:
+            from dynreg.hints import hint
+
+            found = hint(kind, code, message)
+            if found:
+                text += " (" + found + ")"
+        super().__init__(text)
         self.code = code
         self.message = message
 

@@ -179,9 +179,7 @@ def connect_client(c, timeout_ms):
         code = e.args[0] if e.args else None
         if code == 3:  # "server unavailable" (MQTT 3.1.1 3.2.2.3): the broker's trouble, retried like a 5xx
             raise NetworkError("MQTT broker unavailable (CONNACK 3): try again later")
-        from dynreg.hints import hint  # only when the broker said no
-
-        raise RejectedError(code, "MQTT CONNECT refused (CONNACK %s)" % code, hint("mqtt", code))
+        raise RejectedError(code, "MQTT CONNECT refused (CONNACK %s)" % code, "mqtt")
     except (NetworkError, ProtocolError):  # from net: the TLS handshake, refused or timed out
         close(c)
         raise

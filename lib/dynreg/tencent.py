@@ -120,12 +120,6 @@ def _length(doc, name):
     return codec.field(doc, name, int)
 
 
-def _hint(code, message):
-    from dynreg.hints import hint  # only when the cloud said no
-
-    return hint("tencent", code, message)
-
-
 def parse_response(body, product_secret):
     # Both API shapes: {"Response": {...}} (current) and {"code": ..} (legacy).
     codec.check_size(body)
@@ -139,13 +133,13 @@ def parse_response(body, product_secret):
             if not isinstance(error, dict):
                 raise ProtocolError("Error is not an object")
             code, message = str(error.get("Code")), str(error.get("Message"))
-            raise RejectedError(code, message, _hint(code, message))
+            raise RejectedError(code, message, "tencent")
         payload, length = codec.field(response, "Payload", str), _length(response, "Len")
     elif "code" in doc:
         code = codec.field(doc, "code", int)
         if code != 0:
             message = str(doc.get("message"))
-            raise RejectedError(code, message, _hint(code, message))
+            raise RejectedError(code, message, "tencent")
         payload, length = codec.field(doc, "payload", str), _length(doc, "len")
     else:
         raise ProtocolError("neither Response nor code in the answer")
