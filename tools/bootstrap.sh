@@ -61,14 +61,17 @@ fi
 
 # MQTT 3.1 clients (the Tencent Python SDK speaks it) are served by mosquitto, Debian's, with
 # the emulator's plugin (cloud_emulator/mosquitto_judge.c), built here against its headers.
-if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ] || [ ! -f /usr/include/mosquitto_broker.h ]; then
+# mosquitto.h (the plugin includes it) is libmosquitto-dev's, not mosquitto-dev's.
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ] || [ ! -f /usr/include/mosquitto_broker.h ] \
+        || [ ! -f /usr/include/mosquitto.h ]; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        say "mosquitto not found: installing mosquitto and mosquitto-dev with apt-get"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-dev >/dev/null
+        say "mosquitto or its headers not found: installing mosquitto, mosquitto-dev and libmosquitto-dev with apt-get"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-dev libmosquitto-dev >/dev/null
         # Debian starts the packaged service on 1883; the emulator runs its own instance.
         (service mosquitto stop || systemctl stop mosquitto) >/dev/null 2>&1 || true
     fi
-    [ -f /usr/include/mosquitto_broker.h ] || { say "mosquitto and its plugin headers (Debian: mosquitto mosquitto-dev) are required; install them and retry."; exit 1; }
+    [ -f /usr/include/mosquitto_broker.h ] && [ -f /usr/include/mosquitto.h ] \
+        || { say "mosquitto and its plugin headers (Debian: mosquitto mosquitto-dev libmosquitto-dev) are required; install them and retry."; exit 1; }
 fi
 PLUGIN=build/mosquitto/dynreg_judge.so
 if [ ! -f "$PLUGIN" ] || [ cloud_emulator/mosquitto_judge.c -nt "$PLUGIN" ]; then
