@@ -219,13 +219,13 @@ class AliyunCloud:
         try:
             form = self._parse_form(request, seen)
             with self.store.transaction() as state:
-                wait = self.throttle.wait(state, form["productKey"], self.clock())
-                outcome = self._https_register_locked(state, form) if wait is None else None
+                throttled = self.throttle.check(state, form["productKey"], self.clock(), form["deviceName"])
+                outcome = self._https_register_locked(state, form) if throttled is None else None
         except Refused as refused:
-            outcome, wait = refused.error, None
-        if wait is not None:
-            self._log_https(request, seen, str(THROTTLED_CODE), "throttled", retry_after=wait)
-            return retry_later(wait, {"code": THROTTLED_CODE, "message": THROTTLED_MESSAGE})
+            outcome, throttled = refused.error, None
+        if throttled is not None:
+            self._log_https(request, seen, str(THROTTLED_CODE), "throttled", retry_after=throttled.seconds)
+            return retry_later(throttled, {"code": THROTTLED_CODE, "message": THROTTLED_MESSAGE})
         if isinstance(outcome, AliyunError):
             self._log_https(request, seen, str(outcome.code), outcome.reason)
             return HttpResponse(200, {"code": outcome.code, "message": outcome.message})
@@ -352,7 +352,7 @@ class AliyunCloud:
             product = registry.get_product(state, product_key)
             if not _is_aliyun(product):
                 return refuse(CONNACK_NOT_AUTHORIZED, "unknown-product")
-            if self.throttle.wait(state, product_key, self.clock()) is not None:
+            if self.throttle.check(state, product_key, self.clock()) is not None:  # no way to say when
                 return refuse(CONNACK_SERVER_UNAVAILABLE, "throttled")
             expected = registration_sign(product["secret"], product_key, device_name, random, method)
             if not hex_matches(expected, login.password or ""):

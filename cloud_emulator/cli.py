@@ -13,6 +13,7 @@ from typing import Any, Callable, NoReturn
 from . import admin, registry
 from .faults import FAULT_KINDS, Blackhole, FaultError, queue_fault
 from .server import ServeOptions, run
+from .throttle import RETRY_AFTER_MODES
 from .state import StateStore
 
 DEFAULT_STATE = Path(__file__).resolve().parent.parent / "build" / "cloud"  # where `make cloud` serves
@@ -305,9 +306,10 @@ def _cmd_throttle(args: argparse.Namespace) -> int:
     if args.off == (args.rate is not None):
         print("throttle: give --rate R (registrations a second) or --off", file=sys.stderr)
         return 2
-    admin.set_throttle(_store(args), args.product_id, None if args.off else args.rate, args.burst)
+    admin.set_throttle(_store(args), args.product_id, None if args.off else args.rate, args.burst, args.retry_after)
     print(f"product {args.product_id}: " + ("registrations not limited" if args.off else
-                                           f"at most {args.rate:g} registrations a second, {args.burst or 1} at once"))
+                                           f"at most {args.rate:g} registrations a second, {args.burst or 1} at once, "
+                                           f"Retry-After: {args.retry_after}"))
     return 0
 
 
@@ -429,6 +431,9 @@ def _parser() -> _Parser:
     throttle.add_argument("--product-id", "--product-key", dest="product_id", required=True)
     throttle.add_argument("--rate", type=float, metavar="R", help="registrations a second")
     throttle.add_argument("--burst", type=int, metavar="B", help="registrations at once (default 1)")
+    throttle.add_argument("--retry-after", choices=RETRY_AFTER_MODES, default="slot",
+                          help="what an over-limit answer says: slot (a reserved slot of its own, the default), "
+                               "next (when the next token is there), none (no Retry-After)")
     throttle.add_argument("--off", action="store_true", help="no limit")
 
     drop = command("drop", _cmd_drop, "drop a connected device's MQTT connections (the running broker acts)")

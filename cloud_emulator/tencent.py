@@ -34,7 +34,7 @@ from .cloud import (
 )
 from .crypto import CertificateAuthority, encrypt_registration_payload
 from .state import StateStore
-from .throttle import RegistrationThrottle, retry_later
+from .throttle import RegistrationThrottle, Throttled, retry_later
 
 API_V2 = "tencent-v2"
 API_LEGACY = "tencent-legacy"
@@ -168,13 +168,19 @@ class Refused(Exception):
 # unconfirmed: the emulator's choice, so that a device can tell when to come back.
 THROTTLED_CODE = "RequestLimitExceeded"
 THROTTLED_LEGACY_CODE = 429
-THROTTLED_MESSAGE = "Request limit exceeded: retry after %d s"
+THROTTLED_MESSAGE = "Request limit exceeded"
 
 
-class Throttled(Exception):
-    def __init__(self, seconds: int) -> None:
+class OverLimit(Exception):
+    def __init__(self, throttled: Throttled) -> None:
         super().__init__("throttled")
-        self.seconds = seconds
+        self.throttled = throttled
+
+
+def _throttled_message(throttled: Throttled) -> str:
+    if throttled.seconds is None:
+        return THROTTLED_MESSAGE
+    return THROTTLED_MESSAGE + ": retry after %d s" % throttled.seconds
 
 
 # -- registration ---------------------------------------------------------------------------
@@ -241,11 +247,11 @@ class TencentCloud:
         except Refused as refused:
             self._log(API_V2, request, seen, refused.refusal.code, refused.refusal.reason, request_id=request_id)
             return HttpResponse(200, _v2_error_body(refused.refusal.code, refused.message, request_id))
-        except Throttled as throttled:
+        except OverLimit as over:
             self._log(API_V2, request, seen, THROTTLED_CODE, "throttled", request_id=request_id,
-                      retry_after=throttled.seconds)
-            return retry_later(throttled.seconds, _v2_error_body(THROTTLED_CODE, THROTTLED_MESSAGE % throttled.seconds,
-                                                                 request_id))
+                      retry_after=over.throttled.seconds)
+            return retry_later(over.throttled, _v2_error_body(THROTTLED_CODE, _throttled_message(over.throttled),
+                                                              request_id))
         self._log(API_V2, request, seen, "ok", None, request_id=request_id, state=registration.state)
         return HttpResponse(
             200,
@@ -266,11 +272,11 @@ class TencentCloud:
         except Refused as refused:
             self._log(API_LEGACY, request, seen, str(refused.refusal.legacy_code), refused.refusal.reason)
             return HttpResponse(200, {"code": refused.refusal.legacy_code, "message": refused.legacy_message})
-        except Throttled as throttled:
+        except OverLimit as over:
             self._log(API_LEGACY, request, seen, str(THROTTLED_LEGACY_CODE), "throttled",
-                      retry_after=throttled.seconds)
-            return retry_later(throttled.seconds, {"code": THROTTLED_LEGACY_CODE,
-                                                   "message": THROTTLED_MESSAGE % throttled.seconds})
+                      retry_after=over.throttled.seconds)
+            return retry_later(over.throttled, {"code": THROTTLED_LEGACY_CODE,
+                                                "message": _throttled_message(over.throttled)})
         self._log(API_LEGACY, request, seen, "ok", None, state=registration.state)
         return HttpResponse(
             200, {"code": 0, "message": "", "len": registration.length, "payload": registration.payload}
@@ -378,10 +384,10 @@ class TencentCloud:
         # Refusals are returned from inside the transaction, not raised, so that what was
         # already recorded (the nonce of a correctly signed request) is saved.
         with self.store.transaction() as state:
-            wait = self.throttle.wait(state, request.product_id, self.clock())
-            outcome = self._register_locked(state, request) if wait is None else None
-        if wait is not None:
-            raise Throttled(wait)
+            throttled = self.throttle.check(state, request.product_id, self.clock(), request.device_name)
+            outcome = self._register_locked(state, request) if throttled is None else None
+        if throttled is not None:
+            raise OverLimit(throttled)
         if isinstance(outcome, Refusal):
             raise Refused(outcome)
         return outcome

@@ -133,9 +133,9 @@ class RunningEmulator:
     def clear_faults(self) -> None:
         self.store.clear_faults()
 
-    def throttle(self, product_id: str, rate: float | None, burst: int | None = None) -> None:
+    def throttle(self, product_id: str, rate: float | None, burst: int | None = None, retry_after: str = "slot") -> None:
         """Limit the product's registrations to `rate` a second, `burst` at once (None: no limit)."""
-        admin.set_throttle(self.store, product_id, rate, burst)
+        admin.set_throttle(self.store, product_id, rate, burst, retry_after)
 
     def set_clock_offset(self, seconds: float) -> None:
         """Run the emulator's clock `seconds` ahead of the host's (0: the host's again). The clouds

@@ -7,28 +7,61 @@ import ssl
 import pytest
 
 from cloud_emulator.testing import running_emulator
-from cloud_emulator.throttle import RegistrationThrottle, set_throttle
+from cloud_emulator.throttle import RegistrationThrottle, Throttled, set_throttle
 from e2e import SECRET, read_json, registrations, retry_waits, run_device, write_aliyun_info, write_info
 
 TENCENT, ALIYUN = "THROTTLE01", "a1Throttle1"
 
 
+def _seconds(throttled):
+    return None if throttled is None else throttled.seconds
+
+
 def test_a_bucket_admits_its_burst_then_its_rate():
     state = {}
-    set_throttle(state, "P", 0.5, 2)  # two at once, then one every 2 s
+    set_throttle(state, "P", 0.5, 2, "next")  # two at once, then one every 2 s
     bucket = RegistrationThrottle()
-    assert [bucket.wait(state, "P", 100.0) for _ in range(3)] == [None, None, 2]
-    assert bucket.wait(state, "P", 101.0) == 1  # half a token there: 1 s to go
-    assert bucket.wait(state, "P", 102.0) is None and bucket.wait(state, "P", 102.0) == 2
-    assert bucket.wait(state, "other", 102.0) is None  # a product without a limit
+    assert [_seconds(bucket.check(state, "P", 100.0, "d%d" % i)) for i in range(3)] == [None, None, 2]
+    assert _seconds(bucket.check(state, "P", 101.0, "d2")) == 1  # half a token there: 1 s to go
+    assert bucket.check(state, "P", 102.0, "d2") is None and _seconds(bucket.check(state, "P", 102.0, "d3")) == 2
+    assert bucket.check(state, "other", 102.0) is None  # a product without a limit
     set_throttle(state, "P", None, None)
-    assert bucket.wait(state, "P", 102.0) is None
+    assert bucket.check(state, "P", 102.0) is None
 
 
-@pytest.mark.parametrize("rate, burst", [(0, 1), (-1, 1), (float("inf"), 1), (1, 0)])
-def test_a_limit_that_makes_no_sense_is_refused(rate, burst):
+def test_a_reserving_bucket_gives_each_refused_device_a_later_slot_and_keeps_it():
+    state = {}
+    set_throttle(state, "P", 2, 1)  # one at once, then one every 0.5 s
+    bucket = RegistrationThrottle()
+    assert bucket.check(state, "P", 100.0, "a") is None
+    # Refused together, told apart: b's token comes at 100.5, c's at 101.0, d's at 101.5.
+    assert [_seconds(bucket.check(state, "P", 100.0, name)) for name in "bcd"] == [1, 1, 2]
+    assert _seconds(bucket.check(state, "P", 100.2, "b")) == 1  # back too early: its slot stands
+    assert _seconds(bucket.check(state, "P", 100.6, "e")) == 2  # a newcomer queues behind d (102.0)
+    assert bucket.check(state, "P", 101.0, "b") is None and bucket.check(state, "P", 101.0, "c") is None
+    assert bucket.check(state, "P", 101.5, "d") is None
+    assert _seconds(bucket.check(state, "P", 101.5, "f")) == 1  # its slot is 102.5: e's, 102.0, is not f's
+    assert bucket.check(state, "P", 102.0, "e") is None and _seconds(bucket.check(state, "P", 102.0, "f")) == 1
+    assert bucket.check(state, "P", 102.5, "f") is None
+
+
+def test_a_throttle_that_sends_no_retry_after_and_one_without_a_device_reserve_nothing():
+    state = {}
+    set_throttle(state, "P", 1, 1, "none")
+    bucket = RegistrationThrottle()
+    assert bucket.check(state, "P", 100.0, "a") is None
+    assert bucket.check(state, "P", 100.0, "b") == Throttled(None)
+    assert bucket.check(state, "P", 101.0, "c") is None  # b reserved nothing: the token went to c
+    set_throttle(state, "Q", 1, 1)  # reserving, but an MQTT registration names no slot to come back to
+    assert bucket.check(state, "Q", 100.0) is None and _seconds(bucket.check(state, "Q", 100.0)) == 1
+    assert bucket.check(state, "Q", 101.0) is None
+
+
+@pytest.mark.parametrize("rate, burst, mode", [(0, 1, "slot"), (-1, 1, "slot"), (float("inf"), 1, "slot"),
+                                               (1, 0, "slot"), (1, 1, "later")])
+def test_a_limit_that_makes_no_sense_is_refused(rate, burst, mode):
     with pytest.raises(ValueError):
-        set_throttle({}, "P", rate, burst)
+        set_throttle({}, "P", rate, burst, mode)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +109,18 @@ def test_over_the_limit_each_cloud_answers_429_with_retry_after(cloud):
     throttled = [e for e in cloud.log() if e.get("reason") == "throttled"]
     assert [e["api"] for e in throttled] == ["tencent-v2", "aliyun-https-register"]
     assert all(1 <= e["retry_after"] <= 60 for e in throttled)
+
+
+def test_a_cloud_set_to_send_no_retry_after_sends_none(cloud):
+    cloud.throttle(TENCENT, 1 / 60, retry_after="none")
+    try:
+        v2 = json.dumps({"ProductId": TENCENT, "DeviceName": "probe-none"})
+        _post(cloud, "/device/register", v2, "application/json")
+        status, retry_after, body = _post(cloud, "/device/register", v2, "application/json")
+    finally:
+        cloud.throttle(TENCENT, None)
+    assert (status, retry_after) == (429, None)
+    assert body["Response"]["Error"] == {"Code": "RequestLimitExceeded", "Message": "Request limit exceeded"}
 
 
 def test_a_throttled_device_comes_back_when_told_and_registers(cloud, tmp_path):
