@@ -84,9 +84,16 @@ def test_retry_after_is_honoured():
     assert attempts.waits[0] == 5000 and 100 <= attempts.waits[1] <= 200, attempts.waits
 
 
-def test_a_retry_after_beyond_the_longest_wait_ends_the_tries():
+def test_a_retry_after_beyond_the_longest_own_wait_is_honoured_within_the_total():
+    # A fleet told to come back in 200 s by a cloud that spreads it: longer than any backoff.
+    attempts = Attempts(_server_error(429, retry_after=200))
+    assert _run(attempts, max_backoff_ms=16000, total_ms=300000) == "credential"
+    assert attempts.waits == [200000]
+
+
+def test_a_retry_after_beyond_the_total_ends_the_tries():
     attempts = Attempts(_server_error(429, retry_after=3600))
-    e = exact(dynreg.NetworkError, _run, attempts, max_backoff_ms=16000)
+    e = exact(dynreg.NetworkError, _run, attempts, max_backoff_ms=16000, total_ms=300000)
     assert attempts.calls == 1 and attempts.waits == [] and "429" in str(e)
 
 
