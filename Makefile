@@ -58,5 +58,5 @@ help:
 
 # Firmware builds, manifest checks, provisioning and the virtual bench.
 include boards/boards.mk
-# `make bench`: flash, RAM, time and fleet figures, build/bench.{json,md,png}.
+# `make bench`: flash, RAM, time and production-line figures, build/bench.{json,md,png}, build/bench-line.png.
 include bench/bench.mk

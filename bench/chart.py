@@ -79,35 +79,53 @@ def _ratios(ax, timing):
     ax.tick_params(axis="y", labelsize=7)
 
 
-def _fleet(ax, fleet):
-    sizes = fleet["sizes"]
-    n = [row["devices"] for row in sizes]
-    ax.plot(n, [row["registration_p50_s"] for row in sizes], "o-", color=NEUTRAL, label="registration p50")
-    ax.plot(n, [row["registration_p99_s"] for row in sizes], "s-", color=OVER, label="registration p99")
-    ax.plot(n, [row["connected_p99_s"] for row in sizes], "^:", color="#8e44ad", label="MQTT connected p99")
-    ax.plot(n, [row["cpu_floor_s"] for row in sizes], "x--", color="#777777", label="CPU floor (all work / cores)")
-    only = fleet.get("register_only")
-    if only:
-        ax.plot([only["devices"]], [only["registration_p99_s"]], "D", color="#e67e22", label="p99, registration only")
-    target = fleet["targets"]
-    ax.plot([target["at"]], [target["p99_s"]], "*", color="black", markersize=12, label="target p99 at N=200")
-    ax.set_xscale("log")
-    ax.set_xticks(n)
-    ax.set_xticklabels([str(x) for x in n])
-    ax.set_xlabel("devices registering at once")
-    ax.set_ylabel("seconds from the common start")
-    ax.set_title("Fleet against one emulator")
-    ax.legend(fontsize=7, loc="upper left", framealpha=0.9)
-    twin = ax.twinx()
-    twin.plot(n, [row["throughput_registrations_per_s"] for row in sizes], "o--", color=OK, alpha=0.6)
-    twin.set_ylabel("registrations/s (green, dashed)", color=OK)
-    twin.set_ylim(bottom=0, top=max(row["throughput_registrations_per_s"] or 0 for row in sizes) * 1.6)
+def _line(ax, line):
+    runs = line["runs"]
+    labels = ["N=%d\nR=%g" % (row["devices"], row["rate"]) for row in runs]
+    ratios = [row["makespan_ratio"] or 0 for row in runs]
+    target = line["targets"]["makespan_ratio"]
+    ax.bar(range(len(runs)), ratios, color=[OK if r <= target else OVER for r in ratios])
+    ax.axhline(target, color="black", linestyle="--", linewidth=1, label="target %.2fx" % target)
+    ax.axhline(1.0, color="#777777", linestyle=":", linewidth=1, label="floor max(N/R, spread)")
+    for i, row in enumerate(runs):
+        ax.text(i, ratios[i] + 0.02, "%.2f" % row["attempts_mean"], ha="center", fontsize=7)
+    ax.set_xticks(range(len(runs)))
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_ylabel("makespan / floor (numbers: mean attempts)")
+    ax.set_title("A production line against a rate-limited cloud")
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def draw_line(line, path, subtitle):
+    """Registrations a second over time against the limit, one panel per run (rows N, columns R)."""
+    runs = line["runs"]
+    sizes = sorted({row["devices"] for row in runs})
+    rates = sorted({row["rate"] for row in runs})
+    fig, axes = plt.subplots(len(sizes), len(rates), figsize=(4.2 * len(rates), 2.8 * len(sizes)), squeeze=False)
+    for row in runs:
+        ax = axes[sizes.index(row["devices"])][rates.index(row["rate"])]
+        ok, refused = row["ok_per_s"], row["refused_per_s"]
+        ax.bar(range(len(refused)), refused, color="#f5b7b1", width=1.0, label="refused (429)")
+        ax.step(range(len(ok)), ok, where="post", color=OK, label="registered")
+        ax.axhline(row["rate"], color="black", linestyle="--", linewidth=1, label="limit R")
+        ax.axvline(row["floor_s"], color="#777777", linestyle=":", linewidth=1, label="floor")
+        ax.set_title("N=%d, R=%g/s: %.2fx floor, %.2f attempts" % (row["devices"], row["rate"],
+                                                                     row["makespan_ratio"] or 0, row["attempts_mean"]),
+                     fontsize=8)
+        ax.set_xlabel("seconds from the first power-on", fontsize=7)
+        ax.set_ylabel("requests a second", fontsize=7)
+        ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=6, loc="upper right")
+    fig.suptitle("dynreg: a production line powers on within %g s  -  %s" % (line["spread_s"], subtitle), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def draw(results, path, subtitle):
     fig, axes = plt.subplots(2, 2, figsize=(15, 10))
     for ax, key, fn in ((axes[0][0], "flash", _flash), (axes[0][1], "ram", _ram), (axes[1][0], "time", _ratios),
-                        (axes[1][1], "fleet", _fleet)):
+                        (axes[1][1], "line", _line)):
         section = results.get(key)
         if section and "error" not in section:
             fn(ax, section)
