@@ -27,7 +27,8 @@ def sleep_ms(ms):
         # 1700 context switches a second), which a line of 1000 waiting devices cannot afford.
         if ms >= 1000:
             time.sleep(ms // 1000)
-        time.sleep_ms(ms % 1000)
+            ms %= 1000
+        time.sleep_ms(ms)
     else:
         time.sleep(ms / 1000)
 
