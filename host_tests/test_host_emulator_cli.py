@@ -29,8 +29,14 @@ def run_cli(*args: str, stdin: str | None = None, cwd: Path = ROOT) -> subproces
                           text=True, timeout=30, input=stdin)
 
 
+class _Secret(str):
+    # pytest prints a failing test's fixture values and compared operands by their repr.
+    def __repr__(self) -> str:
+        return "'<secret of %d characters>'" % len(self)
+
+
 def new_secret() -> str:
-    return "".join(secrets.choice(ALPHANUMERICS) for _ in range(24))
+    return _Secret("".join(secrets.choice(ALPHANUMERICS) for _ in range(24)))
 
 
 def secret_file(folder: Path, secret: str, name: str = "secret.txt") -> str:
@@ -275,7 +281,7 @@ def test_throttle_sets_and_lifts_a_products_registration_rate(state):
     made = run_cli("throttle", "--state", str(folder), "--product-id", TENCENT_PID, "--rate", "2.5", "--burst", "4")
     assert made.returncode == 0 and "at most 2.5 registrations a second, 4 at once" in made.stdout, output(made)
     throttles = json.loads((folder / "state.json").read_text())["throttles"]
-    assert throttles == {TENCENT_PID: {"rate": 2.5, "burst": 4}}
+    assert throttles == {TENCENT_PID: {"rate": 2.5, "burst": 4, "retry_after": "slot"}}
     lifted = run_cli("throttle", "--state", str(folder), "--product-id", TENCENT_PID, "--off")
     assert lifted.returncode == 0 and json.loads((folder / "state.json").read_text())["throttles"] == {}
 

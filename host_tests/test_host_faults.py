@@ -243,12 +243,12 @@ def test_429_retry_after_is_honoured(cloud, tmp_path):
     observed("retry_after", attempts=2, retry_after_s=1, log_gap_s=gap, elapsed_ms=result["elapsed_ms"])
 
 
-def test_429_retry_after_beyond_max_backoff_ends_at_once(cloud, tmp_path):
+def test_429_retry_after_beyond_total_ms_ends_at_once(cloud, tmp_path):
     info = _tencent(tmp_path, cloud, "retry-after-long")
     cloud.fault("http_status", count=3, status=429, retry_after=30)
     mark = len(cloud.log())
     result, wall = _fails(info, "NetworkError", {"attempts": 3, "backoff_ms": 50, "max_backoff_ms": 2000,
-                                                 "timeout_ms": 1000})
+                                                 "total_ms": 20000, "timeout_ms": 1000})
     assert "after 1 attempt " in result["message"] and "HTTP 429" in result["message"], result
     assert len(_faults(_since(cloud, mark), "http_status")) == 1
     assert result["elapsed_ms"] < 1000
