@@ -1,4 +1,4 @@
-# dynreg: dynamic registration of MicroPython devices with Tencent and Alibaba IoT clouds.
+# dynreg: dynamic registration of MicroPython devices with Tencent, Alibaba and Azure IoT clouds.
 # Importing this package is cheap: it defines the error types and two entry points that
 # import the registration flow only when called.
 
@@ -16,7 +16,7 @@ class ProtocolError(Error):
 
 
 class RejectedError(Error):
-    # .code and .message as the cloud sent them; with `kind` ("tencent", "aliyun", "mqtt") the
+    # .code and .message as the cloud sent them; with `kind` ("tencent", "aliyun", "azure", "mqtt") the
     # text adds what a known code means (dynreg.hints, imported only on a refusal).
     def __init__(self, code, message, kind=None):
         text = "cloud rejected the request: %s %s" % (code, message)
@@ -53,7 +53,7 @@ def ensure(info_path, **options):
     return ensure(info_path, **options)
 
 
-def connect(info_or_credentials, **options):
-    from dynreg.mqtt import connect
+def connect(info_or_path, **options):
+    from dynreg.flow import connect
 
-    return connect(info_or_credentials, **options)
+    return connect(info_or_path, **options)

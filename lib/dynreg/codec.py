@@ -3,7 +3,7 @@
 # becomes a ProtocolError, the same on CPython and on MicroPython.
 import json
 import os
-from binascii import a2b_base64
+from binascii import a2b_base64, b2a_base64
 from cryptolib import aes
 from micropython import const
 from dynreg import ConfigError, ProtocolError
@@ -63,6 +63,10 @@ def check_name(value, shortest, longest, extra, rule):
 def check_size(data):
     if len(data) > MAX_RESPONSE:
         raise ProtocolError("response larger than %d bytes" % MAX_RESPONSE)
+
+
+def b64encode(data):
+    return b2a_base64(data)[:-1].decode()
 
 
 def b64decode(text):

@@ -1,7 +1,7 @@
 # The first-boot flow: load the info, return the stored credential if there is one (no
 # network at all), otherwise register with retries and store the credential before
 # returning it. A device that holds a credential never registers again.
-from dynreg import ConfigError, NetworkError, TLSError, store, clock, codec
+from dynreg import ConfigError, NetworkError, RejectedError, TLSError, store, clock, codec
 from dynreg.config import load_ca, options, say
 
 DEFAULTS = {
@@ -34,15 +34,22 @@ def ensure(info_path, **given):
     if not info.device_name:
         raise ConfigError("no DeviceName: set device_name in the info or pass device_name=")
     clock.unix_time()  # a clock that was never set fails here, before any request
+    register(info, opts)
+    return info
+
+
+def register(info, opts):
+    # Registers with retries and stores the credential before returning.
     if info.cloud == "tencent":
         from dynreg.tencent_register import register
+    elif info.cloud == "azure":
+        from dynreg.azure_register import register
     else:
         from dynreg.aliyun_register import register
     ca = load_ca(info, opts["ca"])
     credential = with_retries(opts, lambda attempt, timeout_ms: register(info, ca, opts, attempt, timeout_ms))
     info.save_credential(credential)
     say(opts, "credential stored in %s" % info.path)
-    return info
 
 
 def with_retries(opts, attempt_once):
@@ -74,3 +81,23 @@ def with_retries(opts, attempt_once):
             clock.sleep_ms(wait)
             delay = min(delay * 2, opts["max_backoff_ms"])
 
+
+
+def connect(info, **given):
+    # dynreg.connect: MQTT with the stored credential. An Azure hub that refuses the device
+    # (CONNACK 4 or 5: deleted, disabled, or moved to another hub) makes it provision once
+    # more, with its own key (the group key may be gone), and log in once more; a second
+    # refusal is the caller's. Never a loop.
+    from dynreg import mqtt
+
+    if isinstance(info, str):
+        info = store.load(info)
+    try:
+        return mqtt.connect(info, **given)
+    except RejectedError as e:
+        if info.cloud != "azure" or str(e.code) not in ("4", "5"):
+            raise
+        opts = options({"log": given.get("log", print)}, DEFAULTS)
+        say(opts, "the hub refused %s (%s): provisioning again" % (info.device_name, e.code))
+        register(info, opts)
+    return mqtt.connect(info, **given)

@@ -3,7 +3,7 @@
 # Sub-devices that already hold a secret are never registered again (every call issues a
 # new secret, so a lost one would lock the sub-device out).
 import json
-from dynreg import ConfigError, NetworkError, aliyun, clock, codec, mqtt, net, store
+from dynreg import ConfigError, aliyun, clock, codec, mqtt, store
 
 SUBDEVICES_FILE = "subdevices.json"
 
@@ -31,32 +31,9 @@ def _save(path, devices):
 
 
 def _request(client, topic, reply_topic, payload, timeout_ms):
-    replies = []
-
-    def on_message(t, message):
-        if t == reply_topic.encode():
-            replies.append(message)
-
-    # The SUBACK, the publish and the reply, all by one deadline: umqtt's subscribe waits for
-    # its SUBACK with a blocking read.
-    deadline = net.deadline_in(timeout_ms)
-    previous = mqtt.set_deadline(client, deadline)
-    previous_callback = getattr(client, "cb", None)
-    client.set_callback(on_message)
-    try:
-        try:
-            client.subscribe(reply_topic.encode())
-            client.publish(topic.encode(), payload)
-        except OSError as e:
-            raise NetworkError("MQTT connection lost sending %s (%s)" % (topic, net.reason(e)))
-        except (IndexError, AssertionError):  # umqtt's reading of a closed or garbled SUBACK
-            raise NetworkError("MQTT connection lost subscribing to %s" % reply_topic)
-        if not mqtt.wait_for(client, lambda: replies, max(1, net.left(deadline))):
-            raise NetworkError("no reply on %s within %d ms" % (reply_topic, timeout_ms))
-    finally:
-        mqtt.set_deadline(client, previous)
-        client.set_callback(previous_callback)
-    return replies[0]
+    wanted = reply_topic.encode()
+    return mqtt.request(client, topic.encode(), payload, lambda t, message: message if t == wanted else None,
+                        timeout_ms, wanted)
 
 
 def register_subdevices(client, gateway_info, subdevices, path=None, timeout_ms=10000, method="hmacsha256"):

@@ -42,6 +42,18 @@ def _aliyun(code):
     return None
 
 
+def _azure(code):
+    # DPS: an HTTP status, or an errorCode that begins with one (401002); or the registration's
+    # status.
+    if code == "disabled":
+        return "the enrollment group or this registration is disabled in DPS: enable it"
+    if code[:3] == "401":
+        return "wrong group key for this enrollment group, or the clock is off (SAS token expiry)"
+    if code[:3] == "404":
+        return "no such ID scope, or no enrollment group admits this registration id"
+    return None
+
+
 def _connack(code):
     if code == "2":
         return "the broker refused the client id (or, on Alibaba, a keepalive outside 30-1200 s)"
@@ -53,8 +65,10 @@ def _connack(code):
 
 
 def hint(kind, code, message=None):
-    # kind: "tencent", "aliyun" or "mqtt" (a CONNACK code); the codes of the clouds' answers.
+    # kind: "tencent", "aliyun", "azure" or "mqtt" (a CONNACK code); the codes of the clouds' answers.
     code = str(code)
     if kind == "tencent":
         return _tencent(code, message)
+    if kind == "azure":
+        return _azure(code)
     return _aliyun(code) if kind == "aliyun" else _connack(code)

@@ -4,7 +4,7 @@ from micropython import const
 from dynreg import ConfigError, NetworkError, ProtocolError, RejectedError, store, clock, codec, net
 from dynreg.config import load_ca, options, say
 
-_LOGIN_LIFETIME = const(86400)  # seconds a Tencent login stays valid
+_LOGIN_LIFETIME = const(86400)  # seconds a Tencent login stays valid; an Azure SAS token too
 MAX_PACKET = const(8192)  # bytes: a larger incoming MQTT packet is refused before it is read
 DEFAULTS = {"ca": None, "mqtt_url": None, "keepalive": 60, "timeout_ms": 10000, "max_packet": MAX_PACKET,
             "log": print}
@@ -19,13 +19,16 @@ def connid():
 def endpoint(info, url=None):
     # (host, port, tls) of the broker: the option, the info's mqtt_url, or the cloud's own,
     # over TLS on 8883 (Tencent: "<ProductId>.iotcloud.tencentdevices.com", 1883 plain or 8883
-    # TLS; Alibaba: 1883, 443 or 8883, always TLS; PROTOCOLS.md 2.4 and 3.2).
+    # TLS; Alibaba: 1883, 443 or 8883, always TLS; PROTOCOLS.md 2.4 and 3.2; Azure: the hub DPS
+    # assigned, 8883 TLS).
     url = url or info.mqtt_url
     if url:
         scheme, host, port, _ = codec.split_url(url)
         return host, port, scheme == "mqtts"
     if info.cloud == "tencent":
         return info.product + ".iotcloud.tencentdevices.com", 8883, True
+    if info.cloud == "azure":
+        return info.credential["hub"], 8883, True  # the hub DPS assigned
     if info.instance_id:
         return info.instance_id + ".mqtt.iothub.aliyuncs.com", 8883, True
     from dynreg.aliyun import DEFAULT_REGION
@@ -44,6 +47,13 @@ def login(info, tls):
             client_id = info.product + info.device_name
             return client_id, "%s;12010126;%s;%d" % (client_id, connid(), expiry), ""
         return tencent.mqtt_login(info.product, info.device_name, info.credential["psk"], connid(), expiry)
+    if info.cloud == "azure":
+        from dynreg import azure
+
+        # The SAS token names the assigned hub even where mqtt_url points the connection elsewhere.
+        credential = info.credential
+        return azure.hub_login(credential["hub"], credential["device_id"], credential["device_key"],
+                               clock.unix_time() + _LOGIN_LIFETIME)
     from dynreg import aliyun
 
     if "device_token" in info.credential:
@@ -226,6 +236,43 @@ def wait_for(c, done, timeout_ms):
         set_deadline(c, previous)
 
 
+def request(c, topic, payload, reply, timeout_ms, subscribe=None):
+    # Publishes payload on topic, subscribing first to `subscribe` when given, and takes in
+    # messages until reply(topic, message) gives something other than None, which it returns.
+    # The SUBACK, the publish and the reply all by one deadline: umqtt's subscribe waits for
+    # its SUBACK with a blocking read.
+    from umqtt.simple import MQTTException
+
+    replies = []
+
+    def on_message(t, message):
+        value = reply(t, message)
+        if value is not None:
+            replies.append(value)
+
+    deadline = net.deadline_in(timeout_ms)
+    previous = set_deadline(c, deadline)
+    previous_callback = getattr(c, "cb", None)
+    c.set_callback(on_message)
+    try:
+        try:
+            if subscribe:
+                c.subscribe(subscribe)
+            c.publish(topic, payload)
+        except OSError as e:
+            raise NetworkError("MQTT connection lost sending %s (%s)" % (topic.decode(), net.reason(e)))
+        except (IndexError, AssertionError):  # umqtt's reading of a closed or garbled SUBACK
+            raise NetworkError("MQTT connection lost subscribing to %s" % subscribe.decode())
+        except MQTTException:  # a SUBACK of 0x80 (umqtt.simple 1.8)
+            raise RejectedError(128, "subscription to %s refused" % subscribe.decode(), "mqtt")
+        if not wait_for(c, lambda: replies, max(1, net.left(deadline))):
+            raise NetworkError("no reply to %s within %d ms" % (topic.decode(), timeout_ms))
+    finally:
+        set_deadline(c, previous)
+        c.set_callback(previous_callback)
+    return replies[0]
+
+
 def close(c):
     try:
         c.sock.close()
@@ -266,6 +313,10 @@ def spend_product_secret(info, opts):
 
     try:
         if info.erase_product_secret():
-            say(opts, "ProductSecret erased from %s: the credential is in use" % info.path)
+            say(opts, "%s erased from %s: the credential is in use" % (_secret_name(info), info.path))
     except StorageError as e:
-        say(opts, "ProductSecret not erased (%s): tried again at the next login" % e)
+        say(opts, "%s not erased (%s): tried again at the next login" % (_secret_name(info), e))
+
+
+def _secret_name(info):
+    return "group key" if info.cloud == "azure" else "ProductSecret"

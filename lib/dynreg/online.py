@@ -4,7 +4,7 @@
 # was made). It never registers: dynreg.ensure ran once, at boot. A refused login
 # (RejectedError, CONNACK 4 or 5) ends it at once: retrying would not change the cloud's mind.
 from micropython import const
-from dynreg import NetworkError, ProtocolError, TLSError, clock, codec, mqtt
+from dynreg import NetworkError, ProtocolError, TLSError, clock, codec, connect, mqtt
 from dynreg.config import options, say
 
 DEFAULTS = {
@@ -43,7 +43,9 @@ def stay_online(info, on_connect, on_message=None, **given):
             say(opts, "reconnecting in %d ms" % wait)
             clock.sleep_ms(wait)
         try:
-            client = mqtt.connect(info, **connect_opts)  # a new login each time: new connid, new expiry
+            # dynreg.connect: a new login each time (new connid, new expiry), and for Azure one
+            # more provisioning when the hub lost the device.
+            client = connect(info, **connect_opts)
         except TLSError:
             raise  # a certificate the CA does not vouch for stays so: never retried
         except (NetworkError, ProtocolError) as e:

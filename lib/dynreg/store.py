@@ -91,14 +91,17 @@ class Info:
         self.folder = _dirname(path)
         if "dynreg" in doc:
             self.sdk_format = False
-            self.cloud = _text(doc, "cloud", ("tencent", "aliyun"))
-            self.product = _text(doc, "product_id" if self.cloud == "tencent" else "product_key")
-            self.product_secret = _secret(doc, "product_secret")
+            self.cloud = _text(doc, "cloud", ("tencent", "aliyun", "azure"))
+            azure = self.cloud == "azure"
+            self.product = _text(doc, "id_scope" if azure else "product_id" if self.cloud == "tencent" else "product_key")
+            # Azure's group key plays the ProductSecret's part: one key for the batch.
+            self.secret_field = "group_key" if azure else "product_secret"
+            self.product_secret = _secret(doc, self.secret_field)
             self.device_name = doc.get("device_name") or None
             self.device_name_from = doc.get("device_name_from")
             self.auth = _text(doc, "auth", ("key", "cert"), "key")
             self.api = _text(doc, "api", ("current", "legacy", "https", "mqtt", "regnwl"),
-                             "current" if self.cloud == "tencent" else "https")
+                             "current" if self.cloud == "tencent" else "mqtt" if azure else "https")
             self.algorithm = _text(doc, "algorithm", None, "hmacsha256")
             self.register_url = doc.get("register_url")
             self.mqtt_url = doc.get("mqtt_url")
@@ -113,7 +116,8 @@ class Info:
             self.sdk_format = True
             self.cloud = "tencent"
             self.product = _text(doc, "productId")
-            self.product_secret = _secret(doc, "productSecret")
+            self.secret_field = "productSecret"
+            self.product_secret = _secret(doc, self.secret_field)
             self.device_name = doc.get("deviceName") or None
             self.device_name_from = None
             self.auth = "cert" if _text(doc, "auth_mode", ("KEY", "CERT"), "KEY") == "CERT" else "key"
@@ -145,6 +149,8 @@ class Info:
         # The field names of the credential this device holds once registered.
         if self.cloud == "tencent":
             return ("cert_file", "key_file") if self.auth == "cert" else ("psk",)
+        if self.cloud == "azure":
+            return ("hub", "device_id", "device_key")  # the assignment and the derived key
         return ("client_id", "device_token") if self.api == "regnwl" else ("device_secret",)
 
     def _complete(self, credential):
@@ -167,7 +173,7 @@ class Info:
         # in use, or never given) this device cannot register.
         if self.product_secret is None:
             raise ConfigError("no credential stored and info field %s is missing or empty: cannot register"
-                              % ("productSecret" if self.sdk_format else "product_secret"))
+                              % self.secret_field)
 
     def file(self, name):
         return join(self.folder, name)
@@ -223,7 +229,7 @@ class Info:
         if self.sdk_format:
             doc["productSecret"] = ""  # the SDK format keeps the field, empty
         else:
-            del doc["product_secret"]
+            del doc[self.secret_field]
         self._write_doc(doc)
         self.doc = doc
         self.product_secret = None

@@ -1,7 +1,7 @@
 # Tencent Cloud IoT Hub / IoT Explorer: dynamic registration (current and legacy API), the
 # encrypted answer, and the MQTT key-auth login. Pure functions: no I/O.
 import hashlib
-from binascii import hexlify, b2a_base64
+from binascii import hexlify
 from dynreg import hmac, codec, ConfigError, ProtocolError, RejectedError
 
 DEFAULT_HOST = "ap-guangzhou.gateway.tencentdevices.com"
@@ -34,15 +34,11 @@ def _hash_name(algorithm):
     raise ConfigError("algorithm must be hmacsha256 or hmacsha1")
 
 
-def _b64(data):
-    return b2a_base64(data)[:-1].decode()
-
-
 def sign(secret, timestamp, nonce, body, host=DEFAULT_HOST, path=REGISTER_PATH, algorithm="hmacsha256"):
     name = _hash_name(algorithm)
     body_hash = hexlify(getattr(hashlib, name)(body).digest()).decode()
     text = "POST\n%s\n%s\n\n%s\n%d\n%d\n%s" % (host, path, algorithm, timestamp, nonce, body_hash)
-    return _b64(hmac.digest(secret.encode(), text.encode(), name))
+    return codec.b64encode(hmac.digest(secret.encode(), text.encode(), name))
 
 
 def _split_endpoint(endpoint, default_host):
@@ -77,7 +73,7 @@ def register_request(product_id, device_name, product_secret, timestamp, nonce,
 def legacy_signature(product_id, device_name, product_secret, timestamp, nonce):
     # base64 of the 40 hex characters of HMAC-SHA1, not of the raw digest.
     text = "deviceName=%s&nonce=%d&productId=%s&timestamp=%d" % (device_name, nonce, product_id, timestamp)
-    return _b64(hmac.hexdigest(product_secret.encode(), text.encode(), "sha1").encode())
+    return codec.b64encode(hmac.hexdigest(product_secret.encode(), text.encode(), "sha1").encode())
 
 
 def legacy_request(product_id, device_name, product_secret, timestamp, nonce, host=LEGACY_HOST, endpoint=None):
