@@ -14,7 +14,7 @@ from .state import STATE_FILE, StateStore
 
 # A folder holds emulator state once it has products (state.json) or `serve` made its CA.
 STATE_MARKERS = (STATE_FILE, CA_PEM_FILE)
-PRODUCT_SETTINGS = ("cloud", "auth", "dynreg", "mode", "limit", *registry.ALIYUN_FLAGS)
+PRODUCT_SETTINGS = ("cloud", "auth", "dynreg", "mode", "limit", *registry.ALIYUN_FLAGS, *registry.AZURE_SETTINGS)
 
 
 class NoStateError(registry.RegistryError):
@@ -58,11 +58,13 @@ def add_product(
     gateway: bool = False,
     subdevice: bool = False,
     securemode3: bool = False,
+    **azure: Any,
 ) -> bool:
+    """`azure`: an enrollment group's id_scope, hub and assign_seconds (registry.put_product)."""
     with store.transaction() as state:
         return registry.put_product(
             state, product_id, secret, cloud=cloud, auth=auth, dynreg=dynreg, mode=mode, limit=limit,
-            regnwl=regnwl, gateway=gateway, subdevice=subdevice, securemode3=securemode3,
+            regnwl=regnwl, gateway=gateway, subdevice=subdevice, securemode3=securemode3, **azure,
         )
 
 
@@ -108,6 +110,11 @@ def add_device(store: StateStore, product_id: str, device_name: str) -> None:
 def reset_device(store: StateStore, product_id: str, device_name: str) -> None:
     with store.transaction() as state:
         registry.reset_device(state, product_id, device_name)
+
+
+def set_hub_device(store: StateStore, group: str, registration_id: str, action: str) -> None:
+    with store.transaction() as state:
+        registry.set_hub_device(state, group, registration_id, action)
 
 
 def set_clock_offset(store: StateStore, seconds: float) -> None:

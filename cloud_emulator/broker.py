@@ -215,7 +215,36 @@ class DeviceTopicPlugin(BaseTopicPlugin):
             replies = await asyncio.to_thread(gate.handle_publish, identity, message.topic,
                                               bytes(message.data or b""))
             for reply in replies:
-                await self.context.broadcast_message(reply.topic, reply.payload)
+                if reply.to_sender:
+                    await self._send_to(client_id, reply)
+                else:
+                    await self.context.broadcast_message(reply.topic, reply.payload)
+
+    async def _send_to(self, client_id: str, reply: Delivery) -> None:
+        """A reply to the asking connection alone, when it subscribed to a filter that matches
+        (a DPS answer). amqtt 0.12.1's broker keeps (session, handler) by client id."""
+        session, handler = self.context._broker_instance.sessions.get(client_id, (None, None))
+        if session is None or handler is None:
+            return
+        subscribed = any(_filter_matches(pattern, reply.topic) and any(s is session for s, _ in subscribers)
+                         for pattern, subscribers in self.context.subscriptions.items())
+        if not subscribed:
+            return
+        try:
+            await handler.mqtt_publish(reply.topic, reply.payload, QOS_0, retain=False)
+        except (ConnectionError, OSError, ssl.SSLError):
+            pass  # the client went away; it never got its answer
+
+
+def _filter_matches(pattern: str, topic: str) -> bool:
+    """MQTT 3.1.1 4.7: does the subscription filter `pattern` match `topic`?"""
+    wanted, levels = pattern.split("/"), topic.split("/")
+    for index, level in enumerate(wanted):
+        if level == "#":
+            return True
+        if index >= len(levels) or (level != "+" and level != levels[index]):
+            return False
+    return len(wanted) == len(levels)
 
 
 class _CloudConnackHandler(BrokerProtocolHandler):

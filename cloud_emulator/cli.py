@@ -175,7 +175,7 @@ def _given_secret(args: argparse.Namespace) -> str | None:
 def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
     """Only the settings typed on the command line: --update changes these and keeps the rest."""
     settings = {name: getattr(args, name) for name in ("cloud", "auth", "dynreg", "mode", "limit", "regnwl",
-                                                       "securemode3")}
+                                                       "securemode3", *registry.AZURE_SETTINGS)}
     if args.node is not None:  # one setting, stored as two flags
         settings.update(gateway=args.node == "gateway", subdevice=args.node == "subdevice")
     return {name: value for name, value in settings.items() if value is not None}
@@ -185,7 +185,9 @@ def _define_product(args: argparse.Namespace, store: StateStore) -> admin.Produc
     settings = _given_settings(args)
     if args.generate_secret is None:
         return admin.define_product(store, args.product_id, _given_secret(args), update=args.update, **settings)
-    path, secret = Path(args.generate_secret), registry.random_alphanumeric(GENERATED_SECRET_LENGTH)
+    azure = args.cloud == registry.CLOUD_AZURE
+    secret = registry.new_group_key() if azure else registry.random_alphanumeric(GENERATED_SECRET_LENGTH)
+    path = Path(args.generate_secret)
     _write_new_secret_file(path, secret)
     try:
         return admin.define_product(store, args.product_id, secret, update=args.update, **settings)
@@ -199,6 +201,9 @@ def _node(settings: dict[str, Any]) -> str:
 
 
 def _settings_text(settings: dict[str, Any]) -> str:
+    if settings["cloud"] == registry.CLOUD_AZURE:
+        return (f"cloud azure, enrollment group {_on_off_text(settings['dynreg'])}, ID scope {settings['id_scope']}, "
+                f"hub {settings['hub']}, assign_seconds {settings['assign_seconds']}")
     if settings["cloud"] == registry.CLOUD_ALIYUN:
         return (f"cloud aliyun, dynreg {_on_off_text(settings['dynreg'])}, "
                 f"regnwl {_on_off_text(settings['regnwl'])}, node {_node(settings)}, "
@@ -220,7 +225,14 @@ def _cmd_add_product(args: argparse.Namespace) -> int:
         print(f"product {args.product_id} updated ({_changed_text(change.changed)}): "
               f"{_settings_text(change.settings)}")
     if args.generate_secret is not None:
-        print(f"ProductSecret written to {args.generate_secret} (mode 0600)")
+        what = "group key" if change.settings["cloud"] == registry.CLOUD_AZURE else "ProductSecret"
+        print(f"{what} written to {args.generate_secret} (mode 0600)")
+    return 0
+
+
+def _cmd_hub_device(args: argparse.Namespace) -> int:
+    admin.set_hub_device(_store(args), args.product_id, args.device_name, args.action)
+    print(f"device {args.product_id}/{args.device_name}: {args.action}d in its IoT hub")
     return 0
 
 
@@ -343,7 +355,7 @@ def _cmd_blackhole(args: argparse.Namespace) -> int:
 
 def _parser() -> _Parser:
     parser = _Parser(prog="python -m cloud_emulator",
-                     description="Local Tencent IoT and Alibaba Cloud IoT Platform emulator")
+                     description="Local Tencent IoT, Alibaba Cloud IoT Platform and Azure DPS / IoT Hub emulator")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
@@ -392,6 +404,13 @@ def _parser() -> _Parser:
         node.add_argument(f"--{kind}", dest="node", action="store_const", const=kind, help=help_text)
     product.add_argument("--securemode3", type=_on_off, metavar="on|off",
                          help="Alibaba: accept DeviceSecret logins over plain TCP, securemode=3 (default off)")
+    product.add_argument("--id-scope", dest="id_scope", metavar="SCOPE",
+                         help="Azure: the DPS ID scope of this enrollment group (--product-id is the group's name; "
+                         "--generate-secret makes its key, base64 of 64 random bytes)")
+    product.add_argument("--hub", metavar="HOST", help="Azure: the IoT hub the group assigns devices to")
+    product.add_argument("--assign-seconds", dest="assign_seconds", type=int, metavar="S",
+                         help=f"Azure: the retry-after of DPS's first answer, and how long the assignment takes "
+                         f"(default {registry.DEFAULT_ASSIGN_SECONDS})")
 
     for name, handler, help_text in (
         ("add-device", _cmd_add_device, "pre-create a device (operator console)"),
@@ -400,6 +419,12 @@ def _parser() -> _Parser:
         sub = command(name, handler, help_text)
         sub.add_argument("--product-id", "--product-key", dest="product_id", required=True)
         sub.add_argument("--device-name", required=True)
+
+    hub = command("hub-device", _cmd_hub_device, "Azure: delete an assigned device from its IoT hub, "
+                  "or disable or enable it there")
+    hub.add_argument("--product-id", dest="product_id", required=True, help="the enrollment group")
+    hub.add_argument("--device-name", required=True, help="the registration id")
+    hub.add_argument("--action", choices=registry.HUB_ACTIONS, required=True)
 
     devices = command("devices", _cmd_devices, "list devices and their status")
     devices.add_argument("--show-secrets", action="store_true", help="print issued secrets (masked otherwise)")
@@ -449,7 +474,8 @@ def _parser() -> _Parser:
     hole.add_argument("--port", type=_port, default=0, help="0 picks a free port (printed)")
     hole.set_defaults(handler=_cmd_blackhole)
     parser.public_words = frozenset([*commands.choices, *registry.CLOUDS, *registry.AUTH_MODES,
-                                     *registry.REGISTRATION_MODES, *FAULT_KINDS, *admin.DROP_HOW])
+                                     *registry.REGISTRATION_MODES, *FAULT_KINDS, *admin.DROP_HOW,
+                                     *registry.HUB_ACTIONS])
     return parser
 
 

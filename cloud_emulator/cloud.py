@@ -1,4 +1,4 @@
-"""What a cloud (Tencent, Alibaba) plugs into the emulator.
+"""What a cloud (Tencent, Alibaba, Azure) plugs into the emulator.
 
 A cloud contributes HTTP routes to the shared HTTP/HTTPS listeners and judges MQTT logins
 and topic access on the shared broker. The listeners own sockets, limits and fault
@@ -87,6 +87,8 @@ class Delivery:
 
     topic: str
     payload: bytes = field(repr=False)
+    # A reply for the connection that asked only (Azure DPS answers), not for every subscriber.
+    to_sender: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ class LoginVerdict:
     # closes the connection once the client had its grace period to read them.
     deliveries: tuple[Delivery, ...] = field(default=(), compare=False, repr=False)
     close_after_delivery: bool = False
+    # What the cloud keeps of the login for the session's later requests (Azure: the DPS
+    # token's verdict, the hub device id).
+    context: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def accepted(self) -> bool:

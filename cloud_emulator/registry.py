@@ -9,9 +9,16 @@ Device status:
     activated   the device logged in over MQTT; registration is refused from now on
 
 Products belong to one cloud ("tencent", the default for products stored without the
-field, or "aliyun"); their id formats differ, so both live in one table.
+field, "aliyun" or "azure"); their id formats differ, so all live in one table. An Azure
+"product" is a DPS enrollment group (symmetric key): its id is the group's name, its secret the
+group's primary key (base64), and it names the ID scope it belongs to and the IoT hub it
+assigns devices to. Its devices are keyed by registration id; each holds, once assigned, its
+device id, its hub and its derived key (`device_key`), and `in_hub` (false once an operator
+deleted it from the hub; a new provisioning creates it there again) and `hub_enabled`.
 """
 
+import base64
+import binascii
 import re
 import secrets
 import string
@@ -20,7 +27,8 @@ from typing import Any
 
 CLOUD_TENCENT = "tencent"
 CLOUD_ALIYUN = "aliyun"
-CLOUDS = (CLOUD_TENCENT, CLOUD_ALIYUN)
+CLOUD_AZURE = "azure"
+CLOUDS = (CLOUD_TENCENT, CLOUD_ALIYUN, CLOUD_AZURE)
 
 PRODUCT_ID_RULE = re.compile(r"[A-Z0-9]{10}\Z")  # Tencent ProductIds: 10 upper-case alphanumerics
 DEVICE_NAME_RULE = re.compile(r"[A-Za-z0-9:_-]{1,48}\Z")
@@ -29,6 +37,15 @@ DEVICE_NAME_RULE = re.compile(r"[A-Za-z0-9:_-]{1,48}\Z")
 ALIYUN_PRODUCT_KEY_RULE = re.compile(r"[A-Za-z0-9]{11}\Z")
 ALIYUN_DEVICE_NAME_RULE = re.compile(r"[A-Za-z0-9_.@:-]{4,32}\Z")
 MIN_PRODUCT_SECRET_LENGTH = 16  # the payload key is the first 16 bytes of the ProductSecret
+# Azure DPS: registration ids (and enrollment group names) of up to 128 letters, digits and
+# - . _ :, ending in a letter, digit or - (the DPS docs' rule); ID scopes such as 0ne00000A0A;
+# group keys of 16 to 64 bytes, base64 (the portal makes 64).
+AZURE_ID_RULE = re.compile(r"[A-Za-z0-9._:-]{0,127}[A-Za-z0-9-]\Z")
+AZURE_ID_SCOPE_RULE = re.compile(r"[A-Za-z0-9]{4,32}\Z")
+HUB_RULE = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\Z")
+AZURE_KEY_BYTES = 64
+DEFAULT_ASSIGN_SECONDS = 1  # retry-after of the first answer; real DPS was seen to send 3
+AZURE_SETTINGS = ("id_scope", "hub", "assign_seconds")
 
 AUTH_MODES = ("key", "cert")
 REGISTRATION_MODES = ("precreate", "autocreate")
@@ -39,8 +56,9 @@ STATUS_REGISTERED = "registered"
 STATUS_ACTIVATED = "activated"
 
 # Everything one registration issues; a newer registration (or a reset) replaces all of it.
-_ISSUED_SECRET_FIELDS = ("psk", "cert_pem", "key_pem", "cert_sha256", "device_secret", "device_token", "client_id")
-_SHOWN_SECRET_FIELDS = ("psk", "cert_pem", "key_pem", "device_secret", "device_token")
+_ISSUED_SECRET_FIELDS = ("psk", "cert_pem", "key_pem", "cert_sha256", "device_secret", "device_token", "client_id",
+                         "device_key")
+_SHOWN_SECRET_FIELDS = ("psk", "cert_pem", "key_pem", "device_secret", "device_token", "device_key")
 ALIYUN_FLAGS = ("regnwl", "gateway", "subdevice", "securemode3")
 
 
@@ -66,6 +84,9 @@ def put_product(
     gateway: bool = False,
     subdevice: bool = False,
     securemode3: bool = False,
+    id_scope: str | None = None,
+    hub: str | None = None,
+    assign_seconds: int | None = None,
 ) -> bool:
     """Create or update a product; returns True when it was created.
 
@@ -76,7 +97,13 @@ def put_product(
     """
     if cloud not in CLOUDS:
         raise RegistryError(f"cloud must be one of {CLOUDS}")
-    if cloud == CLOUD_TENCENT:
+    if cloud != CLOUD_AZURE and (id_scope or hub or assign_seconds is not None):
+        raise RegistryError("id_scope, hub and assign_seconds are Azure enrollment group settings")
+    if cloud == CLOUD_AZURE:
+        _check_enrollment_group(product_id, secret, auth, mode, id_scope, hub, assign_seconds,
+                                regnwl or gateway or subdevice or securemode3)
+        mode = "autocreate"
+    elif cloud == CLOUD_TENCENT:
         if not PRODUCT_ID_RULE.match(product_id):
             raise RegistryError(f"product id {product_id!r} must be 10 characters A-Z 0-9")
         if regnwl or gateway or subdevice or securemode3:
@@ -92,7 +119,7 @@ def put_product(
         if gateway and subdevice:
             raise RegistryError("a product is either a gateway or a sub-device product")
         mode = "precreate"
-    if len(secret) < MIN_PRODUCT_SECRET_LENGTH or not secret.isascii():
+    if cloud != CLOUD_AZURE and (len(secret) < MIN_PRODUCT_SECRET_LENGTH or not secret.isascii()):
         raise RegistryError(f"product secret must be at least {MIN_PRODUCT_SECRET_LENGTH} ASCII characters")
     if auth not in AUTH_MODES:
         raise RegistryError(f"auth must be one of {AUTH_MODES}")
@@ -111,7 +138,38 @@ def put_product(
     if cloud == CLOUD_ALIYUN:
         product.update({"regnwl": bool(regnwl), "gateway": bool(gateway), "subdevice": bool(subdevice),
                         "securemode3": bool(securemode3)})
+    if cloud == CLOUD_AZURE:
+        product.update({"id_scope": id_scope, "hub": hub,
+                        "assign_seconds": DEFAULT_ASSIGN_SECONDS if assign_seconds is None else int(assign_seconds)})
     return created
+
+
+def _check_enrollment_group(group: str, key: str, auth: str, mode: str | None, id_scope: str | None,
+                            hub: str | None, assign_seconds: int | None, other_flags: bool) -> None:
+    if not AZURE_ID_RULE.match(group):
+        raise RegistryError(f"enrollment group {group!r} must be 1 to 128 of A-Z a-z 0-9 - . _ :")
+    if group_key_bytes(key) is None:
+        raise RegistryError("group key must be the base64 of 16 to 64 bytes")
+    if auth != "key" or mode not in (None, "autocreate") or other_flags:
+        raise RegistryError("an Azure enrollment group takes id_scope, hub, assign_seconds and dynreg (enabled)")
+    if not id_scope or not AZURE_ID_SCOPE_RULE.match(id_scope):
+        raise RegistryError("an enrollment group needs an ID scope of 4 to 32 letters and digits (0ne...)")
+    if not hub or not HUB_RULE.match(hub) or len(hub) > 253:
+        raise RegistryError("an enrollment group needs the host name of its IoT hub (name.azure-devices.net)")
+    if assign_seconds is not None and not 0 <= int(assign_seconds) <= 60:
+        raise RegistryError("assign_seconds must be 0 to 60")
+
+
+def group_key_bytes(key: str) -> bytes | None:
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    return raw if 16 <= len(raw) <= AZURE_KEY_BYTES else None
+
+
+def new_group_key() -> str:
+    return base64.b64encode(secrets.token_bytes(AZURE_KEY_BYTES)).decode()
 
 
 def get_product(state: dict[str, Any], product_id: str) -> dict[str, Any] | None:
@@ -182,6 +240,24 @@ def reset_device(state: dict[str, Any], product_id: str, device_name: str) -> No
     device["status"] = STATUS_CREATED
 
 
+HUB_ACTIONS = ("delete", "disable", "enable")
+
+
+def set_hub_device(state: dict[str, Any], group: str, registration_id: str, action: str) -> None:
+    """The IoT hub console: delete an assigned device from its hub (DPS keeps its registration;
+    its next provisioning creates it there again), or disable or enable it there."""
+    device = get_device(state, group, registration_id)
+    product = get_product(state, group)
+    if product is None or product_cloud(product) != CLOUD_AZURE or device is None or "device_id" not in device:
+        raise RegistryError(f"no device assigned to a hub as {group}/{registration_id}")
+    if action not in HUB_ACTIONS:
+        raise RegistryError(f"action must be one of {HUB_ACTIONS}")
+    if action == "delete":
+        device["in_hub"] = False
+    else:
+        device["hub_enabled"] = action == "enable"
+
+
 def describe_device(
     product_id: str, device_name: str, product: dict[str, Any], device: dict[str, Any], *, with_secrets: bool
 ) -> dict[str, Any]:
@@ -199,7 +275,8 @@ def describe_device(
     }
     if "cert_sha256" in device:
         view["cert_sha256"] = device["cert_sha256"]  # a fingerprint, not a secret
-    for field in ("iot_id", "client_id", "gateway"):  # identifiers and topology, not secrets
+    for field in ("iot_id", "client_id", "gateway", "device_id", "hub", "in_hub", "hub_enabled"):
+        # identifiers, topology and hub state, not secrets
         if field in device:
             view[field] = device[field]
     if "sub_devices" in device:

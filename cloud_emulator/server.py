@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .aliyun import AliyunCloud
+from .azure import AzureCloud
 from .broker import PLAIN_LISTENER, TLS_LISTENER, EmulatorBroker, broker_config
 from .gate import DeviceGate
 from .crypto import TlsMaterial, ensure_tls_material
@@ -93,9 +94,11 @@ async def _serve(options: ServeOptions) -> None:
     with _only_server_for(store):
         ready_path.unlink(missing_ok=True)
         tls = ensure_tls_material(store.folder)
-        # Tencent first: it claims only usernames with ";", Alibaba the "<dn>&<pk>" ones.
-        # Their clock is the state folder's: the host's plus the offset the operator set.
-        clouds = [TencentCloud(store, tls.ca, clock=store.now), AliyunCloud(store, clock=store.now)]
+        # Azure first: it claims only usernames of its two "/"-separated shapes; then Tencent,
+        # which claims those with ";", then Alibaba the "<dn>&<pk>" ones (an Azure username may
+        # hold a "&"). Their clock is the state folder's: the host's plus the operator's offset.
+        clouds = [AzureCloud(store, clock=store.now), TencentCloud(store, tls.ca, clock=store.now),
+                  AliyunCloud(store, clock=store.now)]
         routes = [route for cloud in clouds for route in cloud.http_routes()]
         limits = HttpLimits(client_timeout=options.client_timeout)
         listeners: list[HttpListener] = []

@@ -81,13 +81,21 @@ class RunningEmulator:
         gateway: bool = False,
         subdevice: bool = False,
         securemode3: bool = False,
+        **azure: Any,
     ) -> None:
         """Tencent (default; mode defaults to autocreate) or, with cloud="aliyun", an Alibaba
         product: ProductKey of 11 alphanumerics, devices pre-registered, `regnwl` for
         pre-registration-free MQTT registration, `gateway` / `subdevice` node types,
-        `securemode3` to accept DeviceSecret logins over plain TCP."""
+        `securemode3` to accept DeviceSecret logins over plain TCP. With cloud="azure", an
+        enrollment group: `product_id` its name, `secret` its key (base64), and `azure` its
+        id_scope, hub and assign_seconds; dynreg=False disables it."""
         admin.add_product(self.store, product_id, secret, cloud=cloud, auth=auth, dynreg=dynreg, mode=mode,
-                          limit=limit, regnwl=regnwl, gateway=gateway, subdevice=subdevice, securemode3=securemode3)
+                          limit=limit, regnwl=regnwl, gateway=gateway, subdevice=subdevice, securemode3=securemode3,
+                          **azure)
+
+    def set_hub_device(self, group: str, registration_id: str, action: str) -> None:
+        """"delete" the device from its IoT hub, or "disable" / "enable" it there."""
+        admin.set_hub_device(self.store, group, registration_id, action)
 
     def add_device(self, product_id: str, device_name: str) -> None:
         admin.add_device(self.store, product_id, device_name)

@@ -15,7 +15,7 @@ STORE_FILES = {"state.json", "device_info.json", "subdevices.json", "device_info
                "state.json.tmp", "subdevices.json.tmp", "product_info.json"}
 STORE_ENDINGS = (".crt", ".key", ".img", ".bin", ".der", ".pem", ".lock", ".mpy")
 SECRET_FIELDS = {"product_secret", "productSecret", "secret", "psk", "deviceSecret", "device_secret",
-                 "device_token", "deviceToken", "key_pem", "clientKey", "key"}
+                 "device_token", "deviceToken", "key_pem", "clientKey", "key", "group_key", "device_key"}
 MIN_LENGTH = 12  # shorter values would match by chance
 
 
