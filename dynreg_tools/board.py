@@ -31,11 +31,11 @@ def info():
     except ValueError:
         return {"readable": False}
     return {"readable": True, "cloud": doc.get("cloud", "tencent"),
-            "product": doc.get("product_id") or doc.get("product_key") or doc.get("productId"),
+            "product": doc.get("product_id") or doc.get("product_key") or doc.get("id_scope") or doc.get("productId"),
             "device": doc.get("device_name") or doc.get("deviceName")
                       or "<named by %%s>" %% doc.get("device_name_from"),
             "credential": held(doc),
-            "product_secret": bool(doc.get("product_secret") or doc.get("productSecret"))}
+            "product_secret": bool(doc.get("product_secret") or doc.get("productSecret") or doc.get("group_key"))}
 print("BOARD " + json.dumps({"files": [n for n in %(files)r if exists(n)], "info": info()}))
 """
 ERASE = """

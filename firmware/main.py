@@ -9,7 +9,9 @@ import board
 import dynreg
 
 INFO = "device_info.json"
-STATUS_TOPICS = {"tencent": "%s/%s/data", "aliyun": "/%s/%s/user/update"}  # site "status_topic" overrides
+# Formatted with (product, device name); site "status_topic" overrides. Azure's device id is its
+# registration id: its own events topic.
+STATUS_TOPICS = {"tencent": "%s/%s/data", "aliyun": "/%s/%s/user/update", "azure": "devices/%.0s%s/messages/events/"}
 # site.json may set these online options (dynreg.online.DEFAULTS), under the same names.
 ONLINE_SETTINGS = ("keepalive", "ping_ms", "pong_ms", "timeout_ms", "reconnect_min_ms", "reconnect_max_ms",
                    "online_ms", "sessions")

@@ -52,6 +52,20 @@ def write_aliyun_info(folder, cloud, product_key, device_name, secret=SECRET, ap
     return path
 
 
+def write_azure_info(folder, cloud, id_scope, registration_id, group_key, **fields):
+    # An Azure device of a symmetric-key enrollment group: DPS and the hub on the emulator's
+    # MQTTS listener.
+    url = "mqtts://localhost:%d" % cloud.mqtts_port
+    doc = {"dynreg": 1, "cloud": "azure", "id_scope": id_scope, "group_key": group_key,
+           "device_name": registration_id, "register_url": url, "mqtt_url": url, "ca": cloud.ca_der_path,
+           "credential": {}}
+    doc.update(fields)
+    path = os.path.join(str(folder), "device_info.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path
+
+
 def run_device(info, ensure=None, connect=None, publish=None, timeout=60, heap=None, **spec):
     spec.update({"info": info, "ensure": dict({"log": None}, **(ensure or {})), "connect": connect,
                  "publish": publish})
@@ -84,7 +98,7 @@ def read_json(path):
 
 
 REGISTRATION_APIS = ("tencent-v2", "tencent-legacy", "aliyun-https-register", "aliyun-mqtt-register",
-                     "aliyun-mqtt-regnwl")
+                     "aliyun-mqtt-regnwl", "azure-dps-register")
 
 
 def registrations(log, device_name=None):

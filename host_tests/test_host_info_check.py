@@ -141,7 +141,7 @@ def test_a_file_in_neither_format_is_named_so(folder):
 
 
 def test_an_unknown_cloud_is_refused(folder):
-    [problem] = check(folder, tencent(cloud="azure"))
+    [problem] = check(folder, tencent(cloud="aws"))
     assert "cloud must be tencent" in problem
 
 

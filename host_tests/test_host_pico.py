@@ -26,6 +26,8 @@ PROVISION = os.path.join(ROOT, "tools", "provision.py")
 TENCENT = "PICOTC0001"
 ALIYUN = "a1PicoMqtt1"
 SECRET = "p1c0-Pr0duct-S3cret-0123"
+AZURE_GROUP, AZURE_SCOPE, AZURE_HUB = "pico-line", "0ne00PICOW1", "pico-emu.azure-devices.net"
+AZURE_KEY = "cGljby13LWdyb3VwLWtleS0wMTIzNDU2Nzg5YWJjZGVmZ2hpams="  # base64 of 38 bytes
 UNIQUE_ID = "e66138524459a1b2"  # the emulated flash's unique id: the DeviceName when derived
 BOOT_TIMEOUT = 240  # wall seconds; the emulator runs at about 0.4x real time
 ENDS = (b"published status on", b"stopped:", b"failed:")
@@ -42,6 +44,7 @@ def cloud(tmp_path_factory):
         cloud.add_product(TENCENT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=100)
         cloud.add_product(ALIYUN, SECRET, cloud="aliyun")
         cloud.add_device(ALIYUN, "pico-mqtt-01")
+        cloud.add_product(AZURE_GROUP, AZURE_KEY, cloud="azure", id_scope=AZURE_SCOPE, hub=AZURE_HUB, assign_seconds=1)
         yield cloud
 
 
@@ -135,6 +138,26 @@ def test_alibaba_over_mqtt_with_tls_registers_on_the_chip(cloud, tmp_path):
     second = boot(flash)
     assert "holds a credential: no registration" in second and "published status on" in second, second
     assert len(registrations(cloud, "pico-mqtt-01")) == 1
+
+
+def test_azure_dps_provisions_on_the_chip_then_the_hub_takes_the_derived_key(cloud, tmp_path):
+    url = "mqtts://localhost:%d" % cloud.mqtts_port
+    doc = {"dynreg": 1, "cloud": "azure", "id_scope": AZURE_SCOPE, "group_key": AZURE_KEY,
+           "device_name_from": "unique_id", "register_url": url, "mqtt_url": url, "ca": "ca.der", "credential": {}}
+    flash, output = provision(tmp_path, cloud, doc)
+    assert AZURE_KEY not in output
+    first = boot(flash)
+    assert AZURE_KEY not in first
+    assert "registering %s with Azure DPS localhost" % UNIQUE_ID in first, first
+    assert "published status on devices/%s/messages/events/" % UNIQUE_ID in first, first
+    assert [e["result"] for e in registrations(cloud, UNIQUE_ID) if e["api"] == "azure-dps-register"] == ["assigning"]
+    stored = read_info(flash)
+    view = cloud.device(AZURE_GROUP, UNIQUE_ID)
+    assert stored["credential"] == {"hub": AZURE_HUB, "device_id": UNIQUE_ID, "device_key": view["device_key"]}
+    assert "group_key" not in stored and "group key erased from device_info.json" in first, first
+    second = boot(flash)
+    assert "holds a credential: no registration" in second and "published status on" in second, second
+    assert len([e for e in registrations(cloud, UNIQUE_ID) if e["api"] == "azure-dps-register"]) == 1
 
 
 def test_a_wrong_ca_is_refused_by_mbedtls_on_the_chip(cloud, tmp_path):

@@ -3,6 +3,8 @@
 # redirected). Whatever they send, the real cloud accepts from them, so the emulator must too,
 # and must refuse them with a wrong secret. Then our device, on the frozen MicroPython unix
 # build, registers the same products with the same secrets and gets the same outcome.
+import base64
+import hashlib
 import json
 import os
 import struct
@@ -15,7 +17,7 @@ import pytest
 
 from cloud_emulator.crypto import SERVER_CERT_FILE, SERVER_KEY_FILE
 from cloud_emulator.testing import running_emulator
-from e2e import SECRET, read_json, registrations, run_device, write_aliyun_info, write_info
+from e2e import SECRET, read_json, registrations, run_device, write_aliyun_info, write_azure_info, write_info
 from hostile import HostileBroker, hold, read_packet
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
@@ -25,6 +27,11 @@ TENCENT = "VENDORSDK1"
 ALIYUN = "a1VendorSdk"  # pre-registered devices: HTTPS and MQTT registration
 ALIYUN_FREE = "a1VendorNwl"  # pre-registration-free (regnwl)
 WRONG_SECRET = "WrongProductSecret000000"
+AZURE_GROUP = "vendor-sdk"  # a DPS enrollment group (symmetric key)
+AZURE_SCOPE = "0ne00VENDOR"
+AZURE_HUB = "vendor-emu.azure-devices.net"
+AZURE_KEY = base64.b64encode(hashlib.sha512(b"vendor sdk group key").digest()).decode()
+AZURE_WRONG_KEY = base64.b64encode(hashlib.sha512(b"not the group's key").digest()).decode()
 EVENT_WAIT = 60  # seconds: the most an SDK is given for what it must do (never reached when all is well)
 
 if not os.path.exists(VENDOR_PYTHON):
@@ -37,6 +44,7 @@ def cloud(tmp_path_factory):
         cloud.add_product(TENCENT, SECRET, auth="key", dynreg=True, mode="autocreate")
         cloud.add_product(ALIYUN, SECRET, cloud="aliyun")
         cloud.add_product(ALIYUN_FREE, SECRET, cloud="aliyun", regnwl=True)
+        cloud.add_product(AZURE_GROUP, AZURE_KEY, cloud="azure", id_scope=AZURE_SCOPE, hub=AZURE_HUB, assign_seconds=1)
         for who in ("sdk", "our"):
             for case in ("https", "https-bad", "mqtt", "mqtt-bad"):
                 cloud.add_device(ALIYUN, "%s-%s" % (who, case))
@@ -75,7 +83,8 @@ def run_sdk_until(cloud, spec, refusal):
 def _outcome(out, err):
     labels = [line.split()[1] for line in out.splitlines() if line.startswith("T ")]
     results = [line[len("RESULT "):] for line in out.splitlines() if line.startswith("RESULT ")]
-    assert SECRET not in out + err and WRONG_SECRET not in out + err
+    for secret in (SECRET, WRONG_SECRET, AZURE_KEY, AZURE_WRONG_KEY):
+        assert secret not in out + err
     return (results[-1] if results else "no RESULT: " + err[-300:]), labels
 
 
@@ -274,3 +283,41 @@ def test_linkkit_login_with_a_wrong_device_secret_is_refused(cloud, tmp_path):
     record, labels = run_sdk_until(cloud, dict(spec, mode="login"), lambda e: e.get("api") == "mqtt-connect"
                                    and e.get("device") == name and e.get("result") != "ok")
     assert record["result"] == "bad-password" and record["connack"] == 4 and "connected" not in labels
+
+
+# -- Azure: azure-iot-device 2.14.0 -------------------------------------------------------------
+
+def _azure_logins(cloud, device):
+    return [e["result"] for e in cloud.log() if e.get("api") == "mqtt-connect" and e.get("device") == device]
+
+
+def test_azure_sdk_provisions_and_logs_in_to_the_assigned_hub_and_so_does_our_device(cloud, tmp_path):
+    spec = _spec(cloud, tmp_path, "azure", "dps", AZURE_SCOPE, "sdk-dps-01", secret=AZURE_KEY, connect=True)
+    result, labels = run_sdk(spec)
+    assert result == "ok" and labels == ["start", "stored", "connected"], result
+    assert read_json(spec["info"]) == {"hub": AZURE_HUB, "device_id": "sdk-dps-01"}
+    assert [e["result"] for e in registrations(cloud, "sdk-dps-01")] == ["assigning"]
+    assert _azure_logins(cloud, "sdk-dps-01") == ["ok"]
+    assert cloud.device(AZURE_GROUP, "sdk-dps-01")["status"] == "activated"
+    folder = tmp_path / "our-dps-01"
+    folder.mkdir()
+    info = write_azure_info(folder, cloud, AZURE_SCOPE, "our-dps-01", AZURE_KEY)
+    ours = run_device(info, ensure={"attempts": 1}, connect={})
+    assert ours["ok"] and ours["connected"], ours
+    assert read_json(info)["credential"]["device_key"] == cloud.device(AZURE_GROUP, "our-dps-01")["device_key"]
+    assert _azure_logins(cloud, "our-dps-01") == ["ok"]
+
+
+def test_azure_sdk_with_a_wrong_group_key_is_refused_and_so_is_our_device(cloud, tmp_path):
+    spec = _spec(cloud, tmp_path, "azure", "dps", AZURE_SCOPE, "sdk-dps-bad", secret=AZURE_WRONG_KEY)
+    result, labels = run_sdk(spec)
+    assert result.startswith("refused") and "401" in result and "stored" not in labels, result
+    [registration] = registrations(cloud, "sdk-dps-bad")
+    assert registration["result"] == "unauthorized" and registration["status"] == 401
+    folder = tmp_path / "our-dps-bad"
+    folder.mkdir()
+    info = write_azure_info(folder, cloud, AZURE_SCOPE, "our-dps-bad", AZURE_WRONG_KEY)
+    ours = run_device(info, ensure={"attempts": 1}, connect={})
+    assert ours["error"] == "RejectedError" and ours["code"] == 401000, ours
+    assert read_json(info)["credential"] == {}
+    assert cloud.device(AZURE_GROUP, "our-dps-bad") is None and cloud.device(AZURE_GROUP, "sdk-dps-bad") is None

@@ -24,16 +24,22 @@ SECRET_ENV = "DYNREG_PRODUCT_SECRET"
 PLACEHOLDERS = ("", "YOUR_IOT_PSK", "YOUR_DEVICE_CERT_FILE_NAME", "YOUR_DEVICE_PRIVATE_KEY_FILE_NAME")
 NAME_RULES = ("unique_id", "mac")  # firmware/board.py device_name(rule)
 API_PATHS = ("/device/register", "/register/dev", "/auth/register/device")
-APIS = {"tencent": ("current", "legacy"), "aliyun": ("https", "mqtt", "regnwl")}
-ALGORITHMS = {"tencent": ("hmacsha256", "hmacsha1"), "aliyun": ("hmacsha256", "hmacsha1", "hmacmd5")}
+APIS = {"tencent": ("current", "legacy"), "aliyun": ("https", "mqtt", "regnwl"), "azure": ("mqtt",)}
+ALGORITHMS = {"tencent": ("hmacsha256", "hmacsha1"), "aliyun": ("hmacsha256", "hmacsha1", "hmacmd5"),
+              "azure": ("hmacsha256",)}
 PRODUCT_RULES = {  # PROTOCOLS.md: what the consoles issue
     "tencent": (re.compile(r"[A-Z0-9]{10}"), "10 uppercase letters and digits"),
     "aliyun": (re.compile(r"[A-Za-z0-9]{11}"), "11 letters and digits"),
+    "azure": (re.compile(r"[A-Za-z0-9]{4,32}"), "4 to 32 letters and digits, such as 0ne00000A0A"),
 }
 DEVICE_NAME_RULES = {  # PROTOCOLS.md 2.4; lib/dynreg/aliyun.py check_device_name
     "tencent": (re.compile(r"[A-Za-z0-9:_-]{1,48}"), "1 to 48 of A-Z a-z 0-9 : _ -"),
     "aliyun": (re.compile(r"[A-Za-z0-9_@.:-]{4,32}"), "4 to 32 of A-Z a-z 0-9 - _ @ . :"),
+    # DPS registration ids: lib/dynreg/azure.py check_registration_id
+    "azure": (re.compile(r"[A-Za-z0-9._:-]{0,127}[A-Za-z0-9-]"), "1 to 128 of A-Z a-z 0-9 - . _ :, ending in a "
+              "letter, digit or -"),
 }
+AZURE_KEY_BYTES = (16, 64)  # a group key: base64 of this many bytes (the portal makes 64)
 TENCENT_SECRET_LENGTH = 16  # its first 16 characters are the AES-128 key of the cloud's answer
 
 
@@ -49,8 +55,9 @@ class View:
             self.names = {"product": "productId", "secret": "productSecret", "device_name": "deviceName"}
         else:
             self.cloud = doc.get("cloud")
-            product = "product_key" if self.cloud == "aliyun" else "product_id"
-            self.names = {"product": product, "secret": "product_secret", "device_name": "device_name"}
+            product = {"aliyun": "product_key", "azure": "id_scope"}.get(self.cloud, "product_id")
+            secret = "group_key" if self.cloud == "azure" else "product_secret"
+            self.names = {"product": product, "secret": secret, "device_name": "device_name"}
         self.product = doc.get(self.names["product"])
         self.secret = doc.get(self.names["secret"])
         self.device_name = doc.get(self.names["device_name"])
@@ -61,7 +68,7 @@ class View:
         return "Tencent C SDK format" if self.sdk else "dynreg format"
 
     def default_api(self):
-        return "current" if self.cloud == "tencent" else "https"
+        return {"tencent": "current", "azure": "mqtt"}.get(self.cloud, "https")
 
     def api(self):
         return "current" if self.sdk else self.doc.get("api", self.default_api())
@@ -108,7 +115,7 @@ def format_problems(view):
 def cloud_problems(view):
     if view.cloud in APIS:
         return []
-    return ["field cloud must be tencent (with product_id) or aliyun (with product_key)"]
+    return ["field cloud must be tencent (with product_id), aliyun (with product_key) or azure (with id_scope)"]
 
 
 def product_problems(view):
@@ -123,11 +130,11 @@ def product_problems(view):
 
 
 def cloud_title(cloud):
-    return "Tencent" if cloud == "tencent" else "Alibaba"
+    return {"tencent": "Tencent", "azure": "Azure"}.get(cloud, "Alibaba")
 
 
 def product_title(cloud):
-    return "ProductId" if cloud == "tencent" else "ProductKey"
+    return {"tencent": "ProductId", "azure": "ID scope"}.get(cloud, "ProductKey")
 
 
 def secret_problems(view, secret):
@@ -146,7 +153,21 @@ def secret_problems(view, secret):
                      "ProductSecret from the console" % (len(secret), TENCENT_SECRET_LENGTH))
     if not secret.isascii():
         found.append("the ProductSecret holds characters outside ASCII: copy it again from the console")
+    elif view.cloud == "azure" and not group_key_ok(secret):
+        found.append("the group key is not the base64 of %d to %d bytes: copy the enrollment group's primary "
+                     "key again from the portal" % AZURE_KEY_BYTES)
     return found
+
+
+def group_key_ok(key):
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (ValueError, binascii.Error):
+        return False
+    return AZURE_KEY_BYTES[0] <= len(raw) <= AZURE_KEY_BYTES[1]
 
 
 def device_name_problems(view):
@@ -234,6 +255,11 @@ def register_path_problems(path):
 def endpoint_problems(view):
     doc, aliyun = view.doc, view.cloud == "aliyun"
     found = []
+    if view.cloud == "azure":
+        for field in ("register_url", "mqtt_url"):
+            if field in doc:
+                found += url_problems(field, doc[field], ("mqtts",), " (DPS and IoT Hub take MQTT over TLS only)")
+        return found
     if "register_url" in doc:
         why = " (Alibaba's answer carries the DeviceSecret in clear: HTTPS only)" if aliyun else ""
         found += url_problems("register_url", doc["register_url"], ("https",) if aliyun else ("http", "https"), why)
@@ -248,8 +274,10 @@ def tls_uses(view):
     doc = view.doc
     uses = []
     register = doc.get("register_url")
-    registers_over_mqtt = view.cloud == "aliyun" and view.api() in ("mqtt", "regnwl")
-    if not registers_over_mqtt:
+    registers_over_mqtt = (view.cloud == "aliyun" and view.api() in ("mqtt", "regnwl")) or view.cloud == "azure"
+    if view.cloud == "azure":
+        uses.append("DPS (MQTT over TLS)")
+    elif not registers_over_mqtt:
         if not register:
             uses.append("registration (no register_url: the cloud's own HTTPS endpoint)")
         elif isinstance(register, str) and register.startswith("https://"):

@@ -163,11 +163,11 @@ def build_payload(args, scratch):
     if not isinstance(doc, dict) or (doc.get("dynreg") != 1 and "productId" not in doc):
         raise ProvisionError("%s is neither dynreg's info format ({\"dynreg\": 1, ...}) nor the Tencent "
                              "C SDK's" % args.info)
-    sdk = "dynreg" not in doc  # the Tencent C SDK's own file, written back in its own keys
-    product_field = "productId" if sdk else "product_key" if doc.get("cloud") == "aliyun" else "product_id"
+    view = info_check.View(doc)
+    sdk = view.sdk  # the Tencent C SDK's own file, written back in its own keys
+    product_field, secret_field = view.names["product"], view.names["secret"]
     if not doc.get(product_field):
         raise ProvisionError("%s names no %s" % (args.info, product_field))
-    secret_field = "productSecret" if sdk else "product_secret"
     secret = read_secret(args, doc, secret_field)
     doc[secret_field] = secret
     if not sdk:
@@ -359,7 +359,7 @@ def port_problems(args, ports):
 def info_secret(info_path):
     # The info's own ProductSecret, to mask; None when it has none or cannot be read.
     doc, _ = info_check.read_info(info_path)
-    secret = doc and (doc.get("product_secret") or doc.get("productSecret"))
+    secret = doc and (doc.get("product_secret") or doc.get("productSecret") or doc.get("group_key"))
     return secret if isinstance(secret, str) else None
 
 

@@ -2,13 +2,14 @@
 # independent clients for the conformance tests (host_tests/test_host_vendor_sdks.py) and the
 # reference for the boot-time ratios (bench/timing.py). Runs in the SDKs' own virtualenv
 # (build/vendor-sdks, made by tools/bootstrap.sh from tools/vendor_sdks.txt). One JSON argument:
-#   {"sdk": "tencent" | "aliyun", "mode": see below, "info": path, "product", "device",
+#   {"sdk": "tencent" | "aliyun" | "azure", "mode": see below, "info": path, "product", "device",
 #    "secret", "https_port", "mqtts_port", "ca_pem", "connect": bool, "wait": seconds,
 #    "protocol": linkkit's MQTT version, "MQTTv311" (its default) or "MQTTv31"}
 # Modes. Tencent: "https" (dynregDevice), "login" (a later boot: MQTT with the psk the SDK
 # wrote into "info"). Alibaba: "https" (HTTPS registration, then linkkit logs in by itself),
 # "mqtt" (authType=register), "regnwl" (pre-registration-free), "login" (DeviceSecret from
-# "info"), "connwl" (the clientId, username and token that regnwl stored in "info").
+# "info"), "connwl" (the clientId, username and token that regnwl stored in "info"). Azure:
+# "dps" (the provisioning client; "product" is the ID scope, "secret" the group key).
 # "connect": after a registration, log in with what it gave (as the next boot would).
 # Prints "T start|stored|connected <ns>" (wall clock, comparable with the parent's) and last
 # "RESULT ok", "RESULT refused <why>" (the SDK was told no) or "RESULT <what went wrong>".
@@ -25,7 +26,8 @@
 #   to https://localhost:<port> with the original Host header (Tencent signs over that host).
 #   MQTT: linkkit's config_mqtt(endpoint=..., port=...); tencent-iot-device fixes its broker
 #   (<ProductId>.iotcloud.tencentdevices.com:8883), so paho's connect_async is pointed at
-#   localhost:<mqtts_port> instead.
+#   localhost:<mqtts_port> instead; so does azure-iot-device (port 8883 is fixed in its
+#   mqtt_transport), whose user names and SAS tokens still name the real hosts.
 import json
 import sys
 import threading
@@ -181,10 +183,54 @@ def aliyun(spec):
     return "ok"
 
 
+def azure(spec):
+    # DPS with a symmetric-key enrollment group: the device key is derived from the group key
+    # by the SDK's own SymmetricKeySigningMechanism (HMAC-SHA256, base64), as its group
+    # enrollment sample derives it; then its ProvisioningDeviceClient registers, and with
+    # "connect" its IoTHubDeviceClient logs in to the assigned hub and sends one message.
+    # "info" gets the assignment (not the key).
+    from azure.iot.device import IoTHubDeviceClient, Message, ProvisioningDeviceClient, exceptions
+    from azure.iot.device.common.auth.signing_mechanism import SymmetricKeySigningMechanism
+
+    redirect_paho(spec["mqtts_port"])  # the SDK connects to <host>:8883, its fixed port
+    with open(spec["ca_pem"]) as f:
+        ca = f.read()
+    key = SymmetricKeySigningMechanism(spec["secret"]).sign(spec["device"])
+    client = ProvisioningDeviceClient.create_from_symmetric_key(
+        provisioning_host="global.azure-devices-provisioning.net", registration_id=spec["device"],
+        id_scope=spec["product"], symmetric_key=key, server_verification_cert=ca)
+    try:
+        result = client.register()
+    except exceptions.CredentialError:
+        return "refused CONNACK"
+    except exceptions.ClientError as e:
+        return "refused %s" % (e.__cause__ or e)
+    if result.status != "assigned":
+        return "refused status %s" % result.status
+    state = result.registration_state
+    with open(spec["info"], "w") as f:
+        json.dump({"hub": state.assigned_hub, "device_id": state.device_id}, f)
+    print("T stored", time.time_ns(), flush=True)
+    if not spec.get("connect"):
+        return "ok"
+    hub = IoTHubDeviceClient.create_from_symmetric_key(symmetric_key=key, hostname=state.assigned_hub,
+                                                       device_id=state.device_id, server_verification_cert=ca,
+                                                       connection_retry=False)
+    try:
+        hub.connect()
+        print("T connected", time.time_ns(), flush=True)
+        hub.send_message(Message("hello from the vendor SDK"))
+    except exceptions.CredentialError:
+        return "refused CONNACK at the hub"
+    finally:
+        hub.shutdown()
+    return "ok"
+
+
 def main():
     spec = json.loads(sys.argv[1])
     try:
-        result = tencent(spec) if spec["sdk"] == "tencent" else aliyun(spec)
+        result = {"tencent": tencent, "aliyun": aliyun, "azure": azure}[spec["sdk"]](spec)
     except Exception as e:  # report, never a traceback with request details
         result = "%s %s" % (type(e).__name__, str(e)[:200])
     print("RESULT", result, flush=True)
