@@ -1,7 +1,7 @@
 # `make demo`: fresh devices register against the local cloud emulator on the MicroPython unix
 # port, each booting firmware/main.py from its own littlefs2 image, then boot again without
-# registering: a Tencent device (HTTPS registration), an Alibaba device (MQTT registration)
-# and an Alibaba gateway that registers two sub-devices. Each boot stays online (keepalive
+# registering: a Tencent device (HTTPS registration), an Alibaba device (MQTT registration),
+# an Alibaba gateway that registers two sub-devices and an Azure device (DPS group enrollment). Each boot stays online (keepalive
 # pings) for ONLINE_MS, then leaves: site.json "online_ms", 0 (forever) on a real board.
 # Prints the story step by step; exits 0 only if every step happened as told. No secret is
 # printed: the output is checked for every secret before the verdict.
@@ -22,12 +22,15 @@ from runtime import MICROPYTHON, micropypath  # noqa: E402
 RUN_BOARD = os.path.join(ROOT, "boards", "unix", "run.py")
 MICROPYPATH = micropypath("firmware")
 SECRETS = {"tencent": "dEm0-Pr0duct-S3cret-f0r-l0cal-use", "aliyun": "aLiDem0Pr0dS3cret9",
-           "gateway": "gAtewayDem0S3cret7", "sub": "sUbDev1ceDem0S3cr"}
+           "gateway": "gAtewayDem0S3cret7", "sub": "sUbDev1ceDem0S3cr",
+           "azure": "ZEVtMC1ncm91cC1rZXktZjByLWwwY2FsLXVzZS0wMTIzNDU2Nzg5YWJjZGVm"}  # base64 of 45 bytes
 TENCENT_PRODUCT = "DEMO000001"
 ALIYUN_PRODUCT = "a1DemoOven1"
 GATEWAY_PRODUCT = "a1DemoGatew"
 SUB_PRODUCT = "a1DemoSensr"
 SUB_DEVICES = [[SUB_PRODUCT, "sensor-0001"], [SUB_PRODUCT, "sensor-0002"]]
+AZURE_GROUP, AZURE_SCOPE, AZURE_HUB = "demo-line", "0ne00DEMO01", "demo-hub.azure-devices.net"
+AZURE_CHIP = "a4cf12f0e1d2"
 ONLINE_MS, PING_MS = 1500, 500  # each boot stays online this long, pinging (site.json)
 
 printed = []
@@ -92,17 +95,22 @@ def boot_once(image, **board_args):
           "leaving after 1 session" in output and "offline after" not in output)
 
 
-def two_boots(cloud, image, device, registration_apis, **board_args):
+def _status(topic):
+    # The board's own status message, not a gateway's or DPS's requests.
+    return "/thing/" not in topic and not topic.startswith("$dps/")
+
+
+def two_boots(cloud, image, device, registration_apis, answered="ok", **board_args):
     say("    First boot:")
     boot_once(image, **board_args)
-    check("the cloud saw one registration of %s, answered ok" % device,
-          [e["result"] for e in events(cloud, device, registration_apis)] == ["ok"])
+    check("the cloud saw one registration of %s, answered %s" % (device, answered),
+          [e["result"] for e in events(cloud, device, registration_apis)] == [answered])
     try:
         cloud.wait_for_log(lambda e: e.get("api") == "mqtt-publish" and e.get("device") == device
-                           and "/thing/" not in e["topic"], timeout=5)
+                           and _status(e["topic"]), timeout=5)
     except Exception:
         pass
-    pubs = [e for e in events(cloud, device, ("mqtt-publish",)) if "/thing/" not in e["topic"]]
+    pubs = [e for e in events(cloud, device, ("mqtt-publish",)) if _status(e["topic"])]
     check("the broker accepted its login and received %s" % (
         "%s on %s" % (pubs[0]["payload"], pubs[0]["topic"]) if pubs else "nothing"), len(pubs) == 1)
     say("    Second boot:")
@@ -116,13 +124,13 @@ def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
     issued = []
-    say("[1/5] Starting the local cloud emulator (HTTPS registration, MQTT broker over TLS)")
+    say("[1/6] Starting the local cloud emulator (HTTPS registration, MQTT broker over TLS)")
     with running_emulator(os.path.join(WORK, "cloud")) as cloud:
         https = "https://localhost:%d" % cloud.https_port
         mqtts = "mqtts://localhost:%d" % cloud.mqtts_port
         say("      registration %s, MQTT %s, test CA %s" % (https, mqtts, os.path.relpath(cloud.ca_der_path, ROOT)))
 
-        say("\n[2/5] Tencent: product %s (key auth, dynamic registration, auto-create); a fresh board whose "
+        say("\n[2/6] Tencent: product %s (key auth, dynamic registration, auto-create); a fresh board whose "
             "DeviceName comes from its chip id" % TENCENT_PRODUCT)
         cloud.add_product(TENCENT_PRODUCT, SECRETS["tencent"], auth="key", dynreg=True, mode="autocreate", limit=1000)
         image = flash("tencent", cloud, {"dynreg": 1, "cloud": "tencent", "product_id": TENCENT_PRODUCT,
@@ -136,7 +144,7 @@ def main():
         check("the psk on flash (%d characters) is the one the cloud issued" % len(psk),
               bool(psk) and cloud.device(TENCENT_PRODUCT, device).get("psk") == psk)
 
-        say("\n[3/5] Alibaba: product %s, device oven-0042 pre-registered in the console; the board registers "
+        say("\n[3/6] Alibaba: product %s, device oven-0042 pre-registered in the console; the board registers "
             "over MQTT (TLS) and receives its DeviceSecret on /ext/register" % ALIYUN_PRODUCT)
         cloud.add_product(ALIYUN_PRODUCT, SECRETS["aliyun"], cloud="aliyun")
         cloud.add_device(ALIYUN_PRODUCT, "oven-0042")
@@ -149,7 +157,7 @@ def main():
         check("the DeviceSecret on flash is the one the cloud issued",
               bool(secret) and cloud.device(ALIYUN_PRODUCT, "oven-0042").get("device_secret") == secret)
 
-        say("\n[4/5] Alibaba gateway: gateway gw-0001 registers over HTTPS, then registers two sub-devices "
+        say("\n[4/6] Alibaba gateway: gateway gw-0001 registers over HTTPS, then registers two sub-devices "
             "through its MQTT session and adds them to its topology")
         cloud.add_product(GATEWAY_PRODUCT, SECRETS["gateway"], cloud="aliyun", gateway=True)
         cloud.add_product(SUB_PRODUCT, SECRETS["sub"], cloud="aliyun", subdevice=True)
@@ -172,7 +180,25 @@ def main():
         check("sub-devices registered once although the gateway booted twice",
               len(events(cloud, "gw-0001", ("aliyun-sub-register",))) == 1)
 
-    say("\n[5/5] Stopped the emulator; checking that no secret was printed")
+        say("\n[5/6] Azure: DPS enrollment group %s (symmetric key) in ID scope %s, assigning to %s; a fresh "
+            "board whose registration id comes from its chip id provisions over MQTT (TLS), polls until "
+            "assigned, then logs in to the hub with its derived key" % (AZURE_GROUP, AZURE_SCOPE, AZURE_HUB))
+        cloud.add_product(AZURE_GROUP, SECRETS["azure"], cloud="azure", id_scope=AZURE_SCOPE, hub=AZURE_HUB,
+                          assign_seconds=1)
+        image = flash("azure", cloud, {"dynreg": 1, "cloud": "azure", "id_scope": AZURE_SCOPE,
+                                       "group_key": SECRETS["azure"], "device_name_from": "unique_id",
+                                       "register_url": mqtts, "mqtt_url": mqtts, "ca": "ca.der", "credential": {}})
+        two_boots(cloud, image, AZURE_CHIP, ("azure-dps-register",), answered="assigning", unique_id=AZURE_CHIP)
+        check("DPS assigned it after polling the operation",
+              [e["result"] for e in events(cloud, AZURE_CHIP, ("azure-dps-status",))][-1:] == ["ok"])
+        stored = read_from_image(image, "device_info.json")
+        key = stored["credential"].get("device_key", "")
+        issued.append(key)
+        check("the hub and the derived device key on flash are the cloud's; the group key is gone",
+              stored["credential"].get("hub") == AZURE_HUB and bool(key)
+              and cloud.device(AZURE_GROUP, AZURE_CHIP).get("device_key") == key and "group_key" not in stored)
+
+    say("\n[6/6] Stopped the emulator; checking that no secret was printed")
     leaked = [s for s in list(SECRETS.values()) + issued if s and any(s in line for line in printed)]
     check("none of the %d secrets (products' and issued) in this output" % (len(SECRETS) + len(issued)), not leaked)
     failed = [what for what, ok in checks if not ok]
