@@ -5,6 +5,7 @@
 #    "clock_offset": seconds, "nonce": fixed nonce, "preload": bool,
 #    "subdevices": [[product_key, device_name], ...] registered through the connected gateway,
 #    "elapsed": bool (adds "elapsed_ms": the device's own time for ensure/connect/publish),
+#    "modules": bool (adds "modules": the dynreg modules loaded by the end),
 #    "squeeze_after_answer": bytes (once the cloud's answer is in, ballast leaves only this much
 #    heap free, so the flow runs out of memory between the answer and the flash or later)}
 # and reads the last line: RESULT {"ok": .., "error": .., "code": .., "credential": [field names]}
@@ -83,6 +84,8 @@ def main(spec):
             result["code"] = e.code
     except MemoryError:
         result = {"ok": False, "error": "MemoryError", "message": ""}
+    if spec.get("modules"):
+        result["modules"] = sorted(name for name in sys.modules if name.startswith("dynreg"))
     if spec.get("elapsed"):
         result["elapsed_ms"] = clock.ticks_diff(clock.ticks_ms(), start)
     print("RESULT " + json.dumps(result))
