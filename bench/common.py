@@ -22,15 +22,17 @@ PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 LIB = os.path.join(ROOT, "lib", "dynreg")
 DEVICE_SCRIPT = os.path.join(BENCH, "device_flow.py")
 SECRET = "b3nchPr0ductS3cret-0123456789"  # the benchmark products' ProductSecret (local emulator only)
+AZURE_KEY = "YjNuY2gtZ3IwdXAta2V5LWYwci1sMGNhbC11c2UtMDEyMzQ1Njc4OQ=="  # an enrollment group's key (base64 of 40 bytes)
 
 
 def library_modules():
     return sorted(name[:-3] for name in os.listdir(LIB) if name.endswith(".py"))
 
 
-def mpy_cross(source, target):
+def mpy_cross(source, target, opt=0):
+    # opt: mpy-cross's -O level; manifest.py freezes dynreg at 3 (no line numbers).
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    subprocess.run([MPY_CROSS, "-o", target, source], check=True)
+    subprocess.run([MPY_CROSS, "-O%d" % opt, "-o", target, source], check=True)
     return os.path.getsize(target)
 
 
@@ -106,6 +108,13 @@ def tencent_info(folder, cloud, product, device, scheme="https"):
         "dynreg": 1, "cloud": "tencent", "product_id": product, "product_secret": SECRET, "device_name": device,
         "register_url": "%s://localhost:%d" % (scheme, port), "mqtt_url": "mqtts://localhost:%d" % cloud.mqtts_port,
         "ca": cloud.ca_der_path, "credential": {"psk": ""}})
+
+
+def azure_info(folder, cloud, id_scope, device):
+    url = "mqtts://localhost:%d" % cloud.mqtts_port
+    return write_json(os.path.join(folder, "device_info.json"), {
+        "dynreg": 1, "cloud": "azure", "id_scope": id_scope, "group_key": AZURE_KEY, "device_name": device,
+        "register_url": url, "mqtt_url": url, "ca": cloud.ca_der_path, "credential": {}})
 
 
 def aliyun_info(folder, cloud, product, device, api="https"):

@@ -7,8 +7,8 @@ import os
 import shutil
 import subprocess
 
-from common import (BUILD, MICROPYTHON, aliyun_info, device_env, run_device, running_emulator, say, SECRET,
-                    tencent_info)
+from common import (AZURE_KEY, BUILD, MICROPYTHON, SECRET, aliyun_info, azure_info, device_env, run_device,
+                    running_emulator, say, tencent_info)
 
 LOW, HIGH = 4 * 1024, 256 * 1024
 STEP = 256  # resolution of the search, bytes
@@ -16,6 +16,7 @@ SWEEP_UP = 2048  # above the bisection's answer, probed until this many bytes in
 SWEEP_DOWN_MAX = 4096  # probed below it until two sizes in a row fail
 TARGET_TENCENT_HTTPS = 32 * 1024
 TENCENT, ALIYUN = "BENCHRAM01", "a1BenchRam1"
+AZURE_GROUP, AZURE_SCOPE = "bench-ram", "0ne00BENCH1"
 
 FLOWS = [
     # key, label, steps, target
@@ -23,6 +24,7 @@ FLOWS = [
     ("tencent_https", "Tencent registration, HTTPS", "1r", TARGET_TENCENT_HTTPS),
     ("aliyun_https", "Alibaba registration, HTTPS", "1r", None),
     ("aliyun_mqtt", "Alibaba registration, MQTT (TLS)", "1r", None),
+    ("azure_dps", "Azure DPS registration, MQTT (TLS), polled", "1r", None),
     ("mqtt_connect", "MQTT connect (TLS), already registered", "c", None),
 ]
 
@@ -107,6 +109,8 @@ def run():
     with running_emulator(state) as cloud:
         cloud.add_product(TENCENT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=100000)
         cloud.add_product(ALIYUN, SECRET, cloud="aliyun", limit=100000)
+        cloud.add_product(AZURE_GROUP, AZURE_KEY, cloud="azure", id_scope=AZURE_SCOPE, hub="bench.azure-devices.net",
+                          assign_seconds=0)
 
         def folder(kind):
             counter[0] += 1
@@ -118,6 +122,8 @@ def run():
                 return tencent_info(folder(kind), cloud, TENCENT, name, scheme="http")
             if kind == "tencent_https":
                 return tencent_info(folder(kind), cloud, TENCENT, name)
+            if kind == "azure_dps":
+                return azure_info(folder(kind), cloud, AZURE_SCOPE, name)
             cloud.add_device(ALIYUN, name)
             return aliyun_info(folder(kind), cloud, ALIYUN, name, api="https" if kind == "aliyun_https" else "mqtt")
 

@@ -41,14 +41,19 @@ def flash_rows(flash):
     total, builds, targets = flash["total"], flash["builds"], flash["targets"]
     lines.append("| **whole library** | **%s** | %s |" % (_kib(total), _target(total <= targets["total"],
                                                                               "<= %d KiB:" % (targets["total"] // KIB))))
-    for key, name in (("tencent_only", "Tencent only"), ("aliyun_only", "Alibaba only")):
+    for key, name in (("tencent_only", "Tencent only"), ("aliyun_only", "Alibaba only"), ("azure_only", "Azure only")):
+        if key not in builds:
+            continue
         lines.append("| **%s** (without %s) | **%s** | %s |" % (
             name, ", ".join("`%s`" % m for m in flash["excluded"][key]), _kib(builds[key]),
             _target(builds[key] <= targets["one_cloud"], "<= %d KiB:" % (targets["one_cloud"] // KIB))))
     image = flash.get("image")
     if image:
+        frozen = targets.get("frozen")
         lines.append("| **frozen into the Pico W image** (dynreg + umqtt.simple + qstrs, `firmware.bin` %d B "
-                     "against stock RPI_PICO_W %d B) | **%s** | |" % (image["ours"], image["stock"], _kib(image["cost"])))
+                     "against stock RPI_PICO_W %d B) | **%s** | %s |" % (
+                         image["ours"], image["stock"], _kib(image["cost"]),
+                         _target(image["cost"] <= frozen, "<= %d KiB:" % (frozen // KIB)) if frozen else ""))
     return lines
 
 

@@ -135,6 +135,9 @@ build_unix() {
     h=$(inputs_hash manifest.py lib)
     cached unix "$h" && [ -x "$OUT/unix/micropython" ] && return 0
     build_mpy_cross
+    # makemanifest.py recompiles a frozen module only when its source is newer than its .mpy:
+    # a changed manifest (an opt= level) would leave the old bytecode in. Inputs changed: all anew.
+    rm -rf "$SRC/ports/unix/build-dynreg/frozen_mpy"
     step "unix port v$RELEASE (dynreg frozen)" unix \
         make -C "$SRC/ports/unix" -j"$JOBS" BUILD=build-dynreg FROZEN_MANIFEST="$ROOT/manifest.py"
     mkdir -p "$OUT/unix"
@@ -165,6 +168,7 @@ build_rp2() {
     apt_packages gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib
     build_mpy_cross
     build_picotool
+    rm -rf "$SRC/ports/rp2/build-$name/frozen_mpy"  # as in build_unix
     step "rp2 $name v$RELEASE" "$name" env CMAKE_ARGS="${CMAKE_ARGS:-} $PICOTOOL_ARGS" \
         make -C "$SRC/ports/rp2" -j"$JOBS" "$@"
     mkdir -p "$OUT/$name"

@@ -8,6 +8,7 @@ from dynreg.config import say
 
 _TOKEN_LIFETIME = const(3600)  # seconds: the vendor SDK's default
 _POLL_MS = const(2000)  # between polls when DPS sends no retry-after (the vendor SDK's wait)
+_MIN_POLL_MS = const(200)  # a retry-after of 0 is no reason to ask again at once
 
 
 def device_key(info):
@@ -50,7 +51,7 @@ def register(info, ca, opts, attempt, timeout_ms):
             if state == "assigned":
                 value["device_key"] = key
                 return value
-            wait = retry_after * 1000 if retry_after is not None else _POLL_MS
+            wait = max(_MIN_POLL_MS, retry_after * 1000) if retry_after is not None else _POLL_MS
             if net.left(deadline) <= wait:
                 raise NetworkError("DPS still assigning after %d ms" % timeout_ms)
             clock.sleep_ms(wait)
