@@ -14,6 +14,9 @@ SAVE = "save"
 ERASE = "erase"
 _SDK_KEY_INFO = ('{"auth_mode":"KEY","productId":"S3EUVBRJLB","productSecret":"%s",'
                  '"deviceName":"dev01","key_deviceinfo":{"deviceSecret":"%s"}}')
+# Azure's group key is its ProductSecret (the store reads it as such, whatever it holds).
+_AZURE = {"cloud": "azure", "id_scope": "0ne00000A0A", "group_key": SECRET}
+_AZURE_CREDENTIAL = {"hub": "myhub.azure-devices.net", "device_id": "dev01", "device_key": PSK}
 KINDS = [
     ("tencent psk, SDK format", _SDK_KEY_INFO % (SECRET, "YOUR_IOT_PSK"), {"psk": PSK}, SAVE),
     ("tencent psk", {"cloud": "tencent", "product_id": "S3EUVBRJLB"}, {"psk": PSK}, SAVE),
@@ -23,7 +26,9 @@ KINDS = [
      {"device_secret": DEVICE_SECRET}, SAVE),
     ("aliyun clientId+deviceToken", {"cloud": "aliyun", "product_key": "a1IoK3f7xyz", "api": "regnwl"},
      {"client_id": "a1IoK3f7xyz.dev01|x", "device_token": "tok-" + "9" * 40}, SAVE),
+    ("azure hub+deviceId+deviceKey", _AZURE, _AZURE_CREDENTIAL, SAVE),
     ("erase ProductSecret, SDK format", _SDK_KEY_INFO % (SECRET, PSK), {"psk": PSK}, ERASE),
+    ("erase the Azure group key", dict(_AZURE, credential=_AZURE_CREDENTIAL), _AZURE_CREDENTIAL, ERASE),
     ("erase ProductSecret", {"cloud": "aliyun", "product_key": "a1IoK3f7xyz", "api": "https",
                              "credential": {"device_secret": DEVICE_SECRET}}, {"device_secret": DEVICE_SECRET}, ERASE),
 ]

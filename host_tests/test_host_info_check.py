@@ -54,6 +54,17 @@ def aliyun(**fields):
     return {k: v for k, v in doc.items() if v is not None}
 
 
+AZURE_KEY = "ZXhhbXBsZWdyb3Vwa2V5MDEyMzQ1Njc4OWFiY2RlZg=="  # base64 of 31 bytes
+
+
+def azure(**fields):
+    doc = {"dynreg": 1, "cloud": "azure", "id_scope": "0ne00000A0A", "group_key": AZURE_KEY,
+           "device_name_from": "unique_id", "register_url": "mqtts://localhost:8883",
+           "mqtt_url": "mqtts://localhost:8883", "ca": "ca.der", "credential": {}}
+    doc.update(fields)
+    return {k: v for k, v in doc.items() if v is not None}
+
+
 def sdk(**fields):
     doc = {"auth_mode": "KEY", "productId": "S3EUVBRJLB", "productSecret": SECRET, "deviceName": "device_1234",
            "key_deviceinfo": {"deviceSecret": "YOUR_IOT_PSK"}, "ca": "ca.der"}
@@ -66,7 +77,7 @@ def check(folder, doc, ca=None, secret=None, name="device_info.json"):
     path.write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
     found = info_check.problems(str(path), ca, secret)
     text = "\n".join(found + info_check.notes(str(path)))
-    for value in (SECRET, ALIYUN_SECRET, secret):
+    for value in (SECRET, ALIYUN_SECRET, AZURE_KEY, secret):
         assert not value or value not in text, text
     return found
 
@@ -333,3 +344,23 @@ def test_every_problem_is_listed_at_once_and_no_value_is_printed(folder):
     text = "\n".join(found)
     for value in ("leaked-", "short", SECRET):
         assert value not in text
+
+
+# -- Azure ----------------------------------------------------------------------------------------
+
+def test_a_good_azure_info_passes(folder):
+    assert check(folder, azure()) == []
+    assert check(folder, azure(device_name="sn-007-888-abc", device_name_from=None)) == []
+
+
+@pytest.mark.parametrize("doc, words", [
+    (azure(group_key="bm90LWEta2V5"), ("group key is not the base64 of 16 to 64 bytes",)),
+    (azure(group_key=None), ("no ProductSecret", "group_key")),
+    (azure(id_scope="0n"), ("id_scope", "ID scope", "4 to 32")),
+    (azure(register_url="https://localhost:8443"), ("register_url", "mqtts://", "TLS only")),
+    (azure(mqtt_url="mqtt://localhost:1883"), ("mqtt_url", "mqtts://")),
+    (azure(device_name="ends-with-dot.", device_name_from=None), ("device_name", "Azure", "ending in a")),
+    (azure(api="https"), ("field api must be one of mqtt for azure",)),
+], ids=["short-key", "no-key", "scope", "https-dps", "plain-hub", "name", "api"])
+def test_bad_azure_infos_are_refused(folder, doc, words):
+    one(check(folder, doc), *words)

@@ -126,3 +126,27 @@ def test_aliyun_topo_vector_against_stdlib(case):
     text = "clientId%s.%sdeviceName%sproductKey%stimestamp%s" % (
         case["product_key"], case["device_name"], case["device_name"], case["product_key"], case["timestamp"])
     assert hmac.new(case["device_secret"].encode(), text.encode(), _ALIYUN_HASH[case["method"]]).hexdigest() == case["sign"]
+
+
+# -- Azure DPS: derived keys and SAS tokens, by stdlib hmac, base64 and urllib ------------------
+
+AZURE = vectors("azure_public")
+
+
+@pytest.mark.parametrize("case", AZURE["derive"], ids=lambda c: c["source"] + " " + c["registration_id"])
+def test_azure_derived_key_vector_against_stdlib(case):
+    digest = hmac.new(base64.b64decode(case["group_key"]), case["registration_id"].encode(), hashlib.sha256).digest()
+    assert base64.b64encode(digest).decode() == case["device_key"]
+
+
+@pytest.mark.parametrize("case", AZURE["sas"], ids=lambda c: c["resource"])
+def test_azure_sas_token_vector_against_stdlib(case):
+    from urllib.parse import quote
+
+    resource = quote(case["resource"], safe="")
+    message = ("%s\n%d" % (resource, case["expiry"])).encode()
+    signature = base64.b64encode(hmac.new(base64.b64decode(case["key"]), message, hashlib.sha256).digest()).decode()
+    token = "SharedAccessSignature sr=%s&sig=%s&se=%d" % (resource, quote(signature, safe=""), case["expiry"])
+    if case["key_name"]:
+        token += "&skn=" + case["key_name"]
+    assert token == case["token"]
