@@ -1,6 +1,6 @@
 # Runs every shared test file (test_*.py but not test_host_*.py) on the MicroPython unix
 # port, against the dynreg frozen into it. Usage, from the repository root:
-#   build/firmware/unix/micropython host_tests/mp_runner.py [file ...]
+#   build/firmware/unix/micropython -X heapsize=8M host_tests/mp_runner.py [file ...]
 # Prints one line per failure and a final "N passed, N failed"; exits 1 on any failure.
 import gc
 import os
