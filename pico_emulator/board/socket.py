@@ -26,6 +26,7 @@ _MAX_PAYLOAD = 1024
 _uart = None
 _rx = bytearray()
 _links = {}
+_next_link = [0]
 
 
 def _port():
@@ -104,7 +105,10 @@ class socket(io.IOBase):
 
     def connect(self, addr):
         host, port = addr
-        self.link = next(i for i in range(256) if i not in _links)
+        # Link ids go round, not lowest first: the relay's frames for a link closed a moment
+        # ago (its peer's close, late data) must not reach the next connection.
+        self.link = next((_next_link[0] + i) % 256 for i in range(256) if (_next_link[0] + i) % 256 not in _links)
+        _next_link[0] = (self.link + 1) % 256
         _links[self.link] = self
         self.state = "opening"
         _send("O" if self.kind == SOCK_STREAM else "U", self.link, ("%s:%d" % (host, port)).encode())
