@@ -4,6 +4,7 @@
 #   unix/micropython                 the unix port with manifest.py frozen, as the boards freeze it
 #   RPI_PICO_W_DYNREG/firmware.*     the Pico W image (.uf2, .bin, .elf)
 #   RPI_PICO_W/firmware.*            the stock Pico W image of the same release, for its size
+#   RPI_PICO_W_UMQTT/firmware.*      stock plus umqtt.simple (bench/boards/), for dynreg's own size
 #   sizes.json                       the images' sizes
 # and lays out every umqtt.simple a user can have besides the frozen one in build/umqtt/.
 #
@@ -163,7 +164,11 @@ build_picotool() {
 build_rp2() {
     local name=$1 h
     shift
-    if [ "$name" = RPI_PICO_W ]; then h=$(inputs_hash "$SRC/py/mpconfig.h"); else h=$(inputs_hash manifest.py lib "boards/$name"); fi
+    case $name in
+        RPI_PICO_W) h=$(inputs_hash "$SRC/py/mpconfig.h") ;;
+        RPI_PICO_W_UMQTT) h=$(inputs_hash "$SRC/py/mpconfig.h" "bench/boards/$name") ;;
+        *) h=$(inputs_hash manifest.py lib "boards/$name") ;;
+    esac
     cached "$name" "$h" && [ -f "$OUT/$name/firmware.uf2" ] && return 0
     apt_packages gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib
     build_mpy_cross
@@ -211,7 +216,7 @@ write_sizes() {
 import json, os, subprocess, sys
 out = sys.argv[1]
 sizes = {}
-for name in ("RPI_PICO_W_DYNREG", "RPI_PICO_W"):
+for name in ("RPI_PICO_W_DYNREG", "RPI_PICO_W", "RPI_PICO_W_UMQTT"):
     folder = os.path.join(out, name)
     if not os.path.exists(os.path.join(folder, "firmware.elf")):
         continue
@@ -237,6 +242,9 @@ if ours:
     if stock:
         line += "; stock RPI_PICO_W %d B: dynreg and umqtt.simple add %d B of flash" % (
             stock["bin"], ours["bin"] - stock["bin"])
+        reference = sizes.get("RPI_PICO_W_UMQTT")
+        if reference:
+            line += ", dynreg alone %d B" % (ours["bin"] - reference["bin"])
     print("firmware: " + line)
 PY
 }
@@ -255,12 +263,16 @@ main() {
         source) ;;
         unix) build_unix; umqtt_variants ;;
         picow) build_rp2 RPI_PICO_W_DYNREG BOARD_DIR="$ROOT/boards/RPI_PICO_W_DYNREG"; write_sizes ;;
-        stock) build_rp2 RPI_PICO_W BOARD=RPI_PICO_W; write_sizes ;;
+        stock)
+            build_rp2 RPI_PICO_W BOARD=RPI_PICO_W
+            build_rp2 RPI_PICO_W_UMQTT BOARD_DIR="$ROOT/bench/boards/RPI_PICO_W_UMQTT"
+            write_sizes ;;
         esp32) build_esp32 ;;
         all)
             build_unix; umqtt_variants
             build_rp2 RPI_PICO_W_DYNREG BOARD_DIR="$ROOT/boards/RPI_PICO_W_DYNREG"
             build_rp2 RPI_PICO_W BOARD=RPI_PICO_W
+            build_rp2 RPI_PICO_W_UMQTT BOARD_DIR="$ROOT/bench/boards/RPI_PICO_W_UMQTT"
             write_sizes ;;
         *) die "unknown target $what (all, unix, picow, stock, esp32, source)" ;;
     esac
