@@ -26,7 +26,7 @@ def main(info, steps):
     import dynreg
 
     if "p" in steps:
-        for name in ("dynreg.flow", "dynreg.tencent_register", "dynreg.mqtt", "umqtt.simple"):
+        for name in ("dynreg.flow", "dynreg.tencent", "dynreg.http", "dynreg.mqtt", "umqtt.simple"):
             __import__(name)
         gc.collect()
         print("LOADED", gc.mem_alloc())

@@ -45,7 +45,7 @@ import gc, time
 from dynreg import hmac, tencent
 gc.collect()
 fig("heap_free_boot", gc.mem_free())
-import dynreg.flow, dynreg.tencent_register, dynreg.mqtt, umqtt.simple
+import dynreg.flow, dynreg.tencent, dynreg.http, dynreg.mqtt, umqtt.simple
 gc.collect()
 fig("heap_free_after_import", gc.mem_free())
 msg = b"x" * 150

@@ -77,7 +77,7 @@ def main():
             log("stopped: %s" % e)  # the cloud said no: retrying would not change its mind
             return 2
         except dynreg.ConfigError as e:
-            log("stopped: bad configuration: %s" % e)
+            log("stopped: bad configuration: %s (fix the info, then provision again: tools/provision.py)" % e)
             return 2
         except (dynreg.Error, OSError) as e:
             log("boot attempt %d failed: %s: %s" % (attempt + 1, type(e).__name__, e))
@@ -92,7 +92,7 @@ def main():
         log("stopped: %s" % e)  # a refused login: reported once, never retried
         return 2
     except dynreg.ConfigError as e:
-        log("stopped: bad configuration: %s" % e)
+        log("stopped: bad configuration: %s (fix the info, then provision again: tools/provision.py)" % e)
         return 2
     except dynreg.Error as e:
         log("stopped: %s: %s" % (type(e).__name__, e))  # a TLSError: the CA or the endpoint is wrong

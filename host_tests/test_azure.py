@@ -2,7 +2,7 @@
 # (vectors/azure_public.json), and the DPS answers as the service shapes them (runs on
 # CPython and MicroPython).
 from support import vectors, raises
-from dynreg import azure, ConfigError, ProtocolError, RejectedError
+from dynreg import azure, codec, ConfigError, ProtocolError, RejectedError
 
 PUBLIC = vectors("azure_public")
 KEY = PUBLIC["derive"][1]["device_key"]  # device-001's
@@ -34,9 +34,9 @@ def test_hub_login_is_the_device_id_the_documented_username_and_a_device_token()
 
 def test_quote_keeps_only_the_unreserved_characters():
     # RFC 3986 2.3: letters, digits and - . _ ~; everything else as %XX of its UTF-8 bytes.
-    assert azure.quote("aZ09-._~") == "aZ09-._~"
-    assert azure.quote("a b/+=&?%") == "a%20b%2F%2B%3D%26%3F%25"
-    assert azure.quote("\u00e9") == "%C3%A9"
+    assert codec.quote("aZ09-._~") == "aZ09-._~"
+    assert codec.quote("a b/+=&?%") == "a%20b%2F%2B%3D%26%3F%25"
+    assert codec.quote("\u00e9") == "%C3%A9"
 
 
 def test_messages():

@@ -146,34 +146,35 @@ def test_refusals_say_what_they_mean_on_the_line():
 def test_tencent_broker_is_the_products_own_host_over_tls():
     info = _info(dynreg=1, cloud="tencent", product_id=PID, product_secret=SECRET, device_name=DN,
                  credential={"psk": "lDZ6Uqt+I9E0wW7rvDUs7Q=="})
-    assert mqtt.endpoint(info) == ("ASJ3GXJXGX.iotcloud.tencentdevices.com", 8883, True)
+    assert tencent.broker(info) == "ASJ3GXJXGX.iotcloud.tencentdevices.com"
+    assert mqtt.endpoint(info, tencent.broker(info)) == ("ASJ3GXJXGX.iotcloud.tencentdevices.com", 8883, True)
     sdk = _info(auth_mode="KEY", productId=PID, productSecret=SECRET, deviceName=DN,
                 key_deviceinfo={"deviceSecret": "lDZ6Uqt+I9E0wW7rvDUs7Q=="})
-    assert mqtt.endpoint(sdk) == ("ASJ3GXJXGX.iotcloud.tencentdevices.com", 8883, True)
+    assert tencent.broker(sdk) == "ASJ3GXJXGX.iotcloud.tencentdevices.com"
 
 
 def test_alibaba_broker_of_a_new_instance_is_named_by_its_instance_id():
     info = _info(dynreg=1, cloud="aliyun", product_key=PK, product_secret=ALI_SECRET, device_name=ALI_DN,
                  instance_id="iot-06z00ax1o4qq7gd", region="ap-southeast-1",
                  credential={"device_secret": "8d1f0cdab49dd229cf3b75aaaaaaaaaa"})
-    assert mqtt.endpoint(info) == ("iot-06z00ax1o4qq7gd.mqtt.iothub.aliyuncs.com", 8883, True)
+    assert aliyun.broker(info) == "iot-06z00ax1o4qq7gd.mqtt.iothub.aliyuncs.com"
 
 
 def test_alibaba_broker_of_an_old_instance_is_named_by_product_key_and_region():
     info = _info(dynreg=1, cloud="aliyun", product_key=PK, product_secret=ALI_SECRET, device_name=ALI_DN,
                  credential={"device_secret": "8d1f0cdab49dd229cf3b75aaaaaaaaaa"})
-    assert mqtt.endpoint(info) == ("a1IoK3f7xyz.iot-as-mqtt.cn-shanghai.aliyuncs.com", 8883, True)
+    assert aliyun.broker(info) == "a1IoK3f7xyz.iot-as-mqtt.cn-shanghai.aliyuncs.com"
     info = _info(dynreg=1, cloud="aliyun", product_key=PK, product_secret=ALI_SECRET, device_name=ALI_DN,
                  region="ap-southeast-1", credential={"device_secret": "8d1f0cdab49dd229cf3b75aaaaaaaaaa"})
-    assert mqtt.endpoint(info) == ("a1IoK3f7xyz.iot-as-mqtt.ap-southeast-1.aliyuncs.com", 8883, True)
+    assert aliyun.broker(info) == "a1IoK3f7xyz.iot-as-mqtt.ap-southeast-1.aliyuncs.com"
 
 
 def test_an_mqtt_url_without_a_port_gets_its_schemes_port():
     info = _info(dynreg=1, cloud="tencent", product_id=PID, product_secret=SECRET, device_name=DN,
                  mqtt_url="mqtt://broker.example.com", credential={"psk": "lDZ6Uqt+I9E0wW7rvDUs7Q=="})
-    assert mqtt.endpoint(info) == ("broker.example.com", 1883, False)
-    assert mqtt.endpoint(info, "mqtts://broker.example.com") == ("broker.example.com", 8883, True)
-    assert mqtt.endpoint(info, "mqtts://broker.example.com:443") == ("broker.example.com", 443, True)
+    assert mqtt.endpoint(info, tencent.broker(info)) == ("broker.example.com", 1883, False)
+    assert mqtt.endpoint(info, "unused", "mqtts://broker.example.com") == ("broker.example.com", 8883, True)
+    assert mqtt.endpoint(info, "unused", "mqtts://broker.example.com:443") == ("broker.example.com", 443, True)
 
 
 # -- default ports ------------------------------------------------------------------------------

@@ -331,11 +331,11 @@ def _boot_board(folder):
 
 
 @pytest.mark.parametrize("content, expected", [
-    (None, "stopped: bad configuration: no device_info.json on this device: copy its product's info there"),
+    (None, "stopped: bad configuration: no device_info.json on this device (fix the info, then provision again"),
     ('{"dynreg": 1, "cloud": "tencent", "product_id": "AB', "stopped: bad configuration: device_info.json is not "
-                                                           "valid JSON (cut short?): provision it again"),
+                                                           "valid JSON (fix the info, then provision again"),
     ('{"dynreg": 1, "cloud": "tencent", "device_name": "x1", "credential": {}}',
-     "stopped: bad configuration: device_info.json: info field product_id is missing or not a string: provision"),
+     "stopped: bad configuration: device_info.json: product_id missing or not a string (fix the info"),
 ])
 def test_a_board_without_a_usable_info_says_so_once_and_stops(tmp_path, content, expected):
     # Named once, with its fix: no retries (the info will not change by waiting), no traceback.

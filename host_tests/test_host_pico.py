@@ -104,7 +104,7 @@ def test_tencent_over_https_registers_once_on_the_chip(cloud, tmp_path):
     flash, _ = provision(tmp_path, cloud, tencent_info(cloud))
     first = boot(flash)
     assert "clock: set from localhost" in first, first
-    assert "registering %s/%s with Tencent" % (TENCENT, UNIQUE_ID) in first, first
+    assert "registering %s/%s with tencent" % (TENCENT, UNIQUE_ID) in first, first
     assert "credential stored in device_info.json" in first and "MQTT connected" in first, first
     assert "published status on %s/%s/data" % (TENCENT, UNIQUE_ID) in first, first
     [registration] = registrations(cloud, UNIQUE_ID)
@@ -129,7 +129,7 @@ def test_alibaba_over_mqtt_with_tls_registers_on_the_chip(cloud, tmp_path):
            "ca": "ca.der", "credential": {}}
     flash, _ = provision(tmp_path, cloud, doc)
     first = boot(flash)
-    assert "registering %s/pico-mqtt-01 with Alibaba (mqtt" % ALIYUN in first, first
+    assert "registering %s/pico-mqtt-01 with aliyun, mqtt API" % ALIYUN in first, first
     assert "published status on /%s/pico-mqtt-01/user/update" % ALIYUN in first, first
     assert [e["api"] for e in registrations(cloud, "pico-mqtt-01")] == ["aliyun-mqtt-register"]
     stored = read_info(flash)
@@ -148,7 +148,7 @@ def test_azure_dps_provisions_on_the_chip_then_the_hub_takes_the_derived_key(clo
     assert AZURE_KEY not in output
     first = boot(flash)
     assert AZURE_KEY not in first
-    assert "registering %s with Azure DPS localhost" % UNIQUE_ID in first, first
+    assert "registering %s/%s with azure, mqtt API, mqtts://localhost" % (AZURE_SCOPE, UNIQUE_ID) in first, first
     assert "published status on devices/%s/messages/events/" % UNIQUE_ID in first, first
     assert [e["result"] for e in registrations(cloud, UNIQUE_ID) if e["api"] == "azure-dps-register"] == ["assigning"]
     stored = read_info(flash)

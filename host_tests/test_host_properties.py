@@ -41,12 +41,6 @@ def test_hmac_matches_stdlib(key, msg, name):
 
 
 @settings(max_examples=200)
-@given(a=st.binary(max_size=40), b=st.binary(max_size=40))
-def test_compare_digest_matches_stdlib(a, b):
-    assert hmac.compare_digest(a, b) == std_hmac.compare_digest(a, b)
-
-
-@settings(max_examples=200)
 @given(secret=secrets, psk_bytes=st.binary(min_size=1, max_size=48), extra=st.text(max_size=60),
        with_len=st.booleans())
 def test_payload_encrypted_by_cloud_decrypts(secret, psk_bytes, extra, with_len):

@@ -2,7 +2,7 @@
 # long it waits (exponential backoff with jitter, Retry-After honoured), and its bounds.
 from support import exact
 import dynreg
-from dynreg import clock, codec, config, flow, http
+from dynreg import clock, codec, flow, http
 
 
 class Attempts:
@@ -31,14 +31,14 @@ class Attempts:
 
 
 def _run(attempts_fn, **given):
-    opts = config.options(dict({"log": None}, **given), flow.DEFAULTS)
+    opts = dynreg.options(dict({"log": None}, **given), flow.DEFAULTS)
     real = clock.sleep_ms, clock.ticks_ms, clock.ticks_diff
     clock.sleep_ms = attempts_fn.sleep_ms
     clock.ticks_ms = lambda: attempts_fn.now_ms
     clock.ticks_diff = lambda end, start: end - start
     try:
         result = flow.with_retries(opts, attempts_fn)
-        assert opts == config.options(dict({"log": None}, **given), flow.DEFAULTS)  # options untouched
+        assert opts == dynreg.options(dict({"log": None}, **given), flow.DEFAULTS)  # options untouched
         return result
     finally:
         clock.sleep_ms, clock.ticks_ms, clock.ticks_diff = real
@@ -122,7 +122,7 @@ def test_4xx_goes_on_to_the_cloud_answer():
 
 
 def test_unknown_option_is_config_error():
-    exact(dynreg.ConfigError, config.options, {"attempt": 3}, flow.DEFAULTS)
+    exact(dynreg.ConfigError, dynreg.options, {"attempt": 3}, flow.DEFAULTS)
 
 
 def test_each_attempt_gets_its_timeout_or_what_is_left_of_the_total():

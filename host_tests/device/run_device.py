@@ -50,7 +50,7 @@ def squeeze(free_bytes):
 def main(spec):
     if spec.get("preload"):
         # Import the whole flow first, so a constrained heap runs out in the flow, not on import.
-        for name in ("dynreg.tencent_register", "dynreg.http", "dynreg.mqtt", "dynreg.store", "umqtt.simple"):
+        for name in ("dynreg.flow", "dynreg.tencent", "dynreg.http", "dynreg.mqtt", "dynreg.store", "umqtt.simple"):
             __import__(name)
     if spec.get("squeeze_after_answer") is not None:
         squeeze(spec["squeeze_after_answer"])

@@ -1,6 +1,7 @@
 # dynreg: dynamic registration of MicroPython devices with Tencent, Alibaba and Azure IoT clouds.
-# Importing this package is cheap: it defines the error types and two entry points that
-# import the registration flow only when called.
+# Importing this package is cheap: it defines the error types, two entry points that import
+# the registration flow only when called, and what the modules of the flow share (a call's
+# options checked against the caller's DEFAULTS, the console line, the CA).
 
 
 class Error(Exception):
@@ -32,7 +33,15 @@ class RejectedError(Error):
 
 
 class NetworkError(Error):
-    pass
+    retry_after_ms = None  # set when the cloud said how long to wait (a 429's or 5xx's Retry-After)
+
+
+def busy(text, retry_after):
+    # The NetworkError of a cloud that answered 429 or 5xx, with its retry-after in seconds or None.
+    e = NetworkError(text)
+    if retry_after is not None:
+        e.retry_after_ms = retry_after * 1000
+    return e
 
 
 class TLSError(NetworkError):
@@ -57,3 +66,29 @@ def connect(info_or_path, **options):
     from dynreg.flow import connect
 
     return connect(info_or_path, **options)
+
+
+def options(given, defaults):
+    opts = dict(defaults)
+    for name in given:
+        if name not in defaults:
+            raise ConfigError("unknown option %s" % name)
+        opts[name] = given[name]
+    return opts
+
+
+def say(opts, text):
+    if opts["log"]:
+        opts["log"]("dynreg: " + text)
+
+
+def load_ca(info, given=None, field="ca"):
+    # The CA certificates' bytes (DER, PEM or a PEM bundle): given directly, or a file named by
+    # the option or by the info's `field` ("ca"; "mqtt_ca" for the broker, when its root
+    # differs from the registration server's), relative to the info's folder.
+    from dynreg import store
+
+    ca = given or getattr(info, field) or info.ca
+    if isinstance(ca, str):
+        ca = store.read_file(info.file(ca), store.MAX_INFO)
+    return ca

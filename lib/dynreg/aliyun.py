@@ -1,32 +1,31 @@
 # Alibaba Cloud IoT Platform: dynamic registration over HTTPS and MQTT (pre-registered and
 # pre-registration-free), the MQTT logins that follow, and gateway sub-device registration.
-# Pure functions: no I/O.
+# Pure functions, then the device's side of them: one registration attempt (over HTTPS, or
+# over MQTT with TLS where the result arrives as a PUBLISH on /ext/register or /ext/regnwl),
+# and the login with the stored credential.
 import json
-from dynreg import hmac, codec, ConfigError, ProtocolError, RejectedError
+from dynreg import hmac, codec, clock, ConfigError, NetworkError, ProtocolError, RejectedError
 
 DEFAULT_REGION = "cn-shanghai"
 REGISTER_PATH = "/auth/register/device"
-_METHODS = {"hmacmd5": "md5", "hmacsha1": "sha1", "hmacsha256": "sha256"}
-_TOPO_METHODS = {"hmacmd5": "hmacMd5", "hmacsha1": "hmacSha1", "hmacsha256": "hmacSha256"}
+_METHODS = ("hmacmd5", "hmacsha1", "hmacsha256")
 
 
 def _hash(method):
-    name = _METHODS.get(method)
-    if name is None:
-        raise ConfigError("sign method must be hmacmd5, hmacsha1 or hmacsha256")
-    return name
+    return hmac.hash_name(method, _METHODS)
 
 
 def _random(value):
     # Any string the cloud accepts (the C SDK sends a fixed alphanumeric one), or an int; it
     # travels in the MQTT client id too, so none of that id's separators.
     text = str(value) if type(value) is int else value
-    if not isinstance(text, str) or not 1 <= len(text) <= 64:
-        raise ConfigError("random must be 1 to 64 characters")
-    for c in text:
-        if not " " < c <= "~" or c in ",|=&":
-            raise ConfigError("random must be printable ASCII without , | = &")
-    return text
+    if isinstance(text, str) and 1 <= len(text) <= 64:
+        for c in text:
+            if not " " < c <= "~" or c in ",|=&":
+                break
+        else:
+            return text
+    raise ConfigError("random: 1 to 64 printable ASCII, no , | = &")
 
 
 def _digits(value, what):
@@ -38,11 +37,11 @@ def _digits(value, what):
 
 
 def check_product_key(product_key):
-    codec.check_name(product_key, 1, 32, "", "ProductKey must be 1 to 32 letters and digits")
+    codec.check_name(product_key, 1, 32, "", "ProductKey")
 
 
 def check_device_name(name):
-    codec.check_name(name, 4, 32, "-_@.:", "DeviceName must be 4 to 32 of A-Z a-z 0-9 - _ @ . :")
+    codec.check_name(name, 4, 32, "-_@.:", "DeviceName")
 
 
 def _check(product_key, device_name, secret, what):
@@ -64,29 +63,17 @@ def sign(product_key, device_name, product_secret, random, method="hmacsha256"):
                                       ("random", _random(random))), method)
 
 
-def _quote(text):
-    out = []
-    for c in text:
-        out.append(c if c in codec.ALNUM or c in "-_.~" else "".join("%%%02X" % b for b in c.encode()))
-    return "".join(out)
-
-
 def register_request(product_key, device_name, product_secret, random, method="hmacsha256",
                      region=DEFAULT_REGION, endpoint=None):
     signature = sign(product_key, device_name, product_secret, random, method)
     fields = (("productKey", product_key), ("deviceName", device_name), ("random", _random(random)),
               ("sign", signature), ("signMethod", method))
-    body = "&".join(name + "=" + _quote(value) for name, value in fields).encode()
+    body = "&".join(name + "=" + codec.quote(value) for name, value in fields).encode()
     if endpoint and codec.split_url(endpoint)[0] != "https":
         # The answer carries the DeviceSecret in clear: HTTPS only.
-        raise ConfigError("Alibaba registration runs over HTTPS only: use an https:// register_url")
+        raise ConfigError("Alibaba needs TLS: an https:// register_url")
     base = codec.base_url(endpoint, (REGISTER_PATH,)) if endpoint else "https://iot-auth.%s.aliyuncs.com" % region
     return base + REGISTER_PATH, {"Content-Type": "application/x-www-form-urlencoded"}, body
-
-
-def _object(body):
-    codec.check_size(body)
-    return codec.json_object(body)
 
 
 def _cloud_error(doc):
@@ -105,17 +92,17 @@ def _secret(data, name):
 
 
 def parse_register_response(body):
-    doc = _object(body)
+    doc = codec.json_object(body)
     _cloud_error(doc)
     data = doc.get("data")
     if not isinstance(data, dict):
-        raise ProtocolError("data missing from the answer")
+        raise ProtocolError("no data in the answer")
     return {"deviceSecret": _secret(data, "deviceSecret")}
 
 
 def parse_register_message(payload, mode="register"):
     # The PUBLISH on /ext/register ({"deviceSecret"}) or /ext/regnwl ({"clientId", "deviceToken"}).
-    doc = _object(payload)
+    doc = codec.json_object(payload)
     if "code" in doc and doc.get("code") != 200:
         _cloud_error(doc)
     if mode == "regnwl":
@@ -129,7 +116,7 @@ def mqtt_register_login(product_key, device_name, product_secret, random, method
         raise ConfigError("mode must be register or regnwl")
     if mode == "regnwl" and not instance_id:
         # Pre-registration-free registration exists only on the new (Enterprise) instances.
-        raise ConfigError("pre-registration-free registration (regnwl) needs the instance_id of a new instance")
+        raise ConfigError("regnwl needs an instance_id")
     password = sign(product_key, device_name, product_secret, random, method)
     # Pre-registered devices use securemode 2, pre-registration-free ones and newer
     # instances -2.
@@ -184,7 +171,7 @@ def sub_register_message(gateway_key, gateway_name, subdevices, message_id):
 
 
 def _reply(payload, message_id):
-    doc = _object(payload)
+    doc = codec.json_object(payload)
     if str(doc.get("id")) != str(message_id):
         raise ProtocolError("reply to another request")
     codec.field(doc, "code", int)
@@ -202,7 +189,7 @@ def parse_sub_register_reply(payload, message_id, requested):
     if isinstance(data, list):
         for entry in data:
             if not isinstance(entry, dict):
-                raise ProtocolError("sub-device entry is not an object")
+                raise ProtocolError("sub-device not an object")
             key = (codec.field(entry, "productKey", str), codec.field(entry, "deviceName", str))
             if key in requested:
                 iot_id = entry.get("iotId")
@@ -229,11 +216,12 @@ def parse_sub_register_reply(payload, message_id, requested):
 def topo_add_message(gateway_key, gateway_name, subdevices, timestamp, message_id, method="hmacsha256"):
     # subdevices: [(product_key, device_name, device_secret), ...] -> (topic, reply topic, payload)
     _hash(method)
+    signmethod = "hmac" + method[4].upper() + method[5:]  # hmacsha256 -> hmacSha256
     params = []
     for product_key, device_name, device_secret in subdevices:
         client_id = product_key + "." + device_name
         params.append({"productKey": product_key, "deviceName": device_name, "clientId": client_id,
-                       "timestamp": _digits(timestamp, "timestamp"), "signmethod": _TOPO_METHODS[method],
+                       "timestamp": _digits(timestamp, "timestamp"), "signmethod": signmethod,
                        "sign": topo_sign(product_key, device_name, device_secret, timestamp, method, client_id)})
     topic = _topic(gateway_key, gateway_name, "topo/add")
     payload = json.dumps({"id": str(message_id), "version": "1.0", "params": params, "method": "thing.topo.add"})
@@ -244,3 +232,58 @@ def parse_topo_add_reply(payload, message_id):
     doc = _reply(payload, message_id)
     _cloud_error(doc)
     return doc.get("data")
+
+
+# -- the device's side ------------------------------------------------------------------------
+
+def register(info, ca, timeout_ms):
+    if info.api == "https":
+        from dynreg import http
+
+        url, headers, body = register_request(info.product, info.device_name, info.product_secret,
+                                              codec.random_int(), info.algorithm, info.region or DEFAULT_REGION,
+                                              info.register_url)
+        status, answer, retry_after = http.post(url, headers, body, ca, timeout_ms)
+        http.check_status(status, retry_after)
+        return {"device_secret": http.parsed(status, parse_register_response, answer)["deviceSecret"]}
+    from dynreg import mqtt, net
+
+    host, port, tls = mqtt.endpoint(info, broker(info))
+    if not tls:
+        raise ConfigError("Alibaba needs TLS: an mqtts:// mqtt_url")
+    mode = "regnwl" if info.api == "regnwl" else "register"
+    client_id, user, password = mqtt_register_login(info.product, info.device_name, info.product_secret,
+                                                    codec.random_int(), info.algorithm, mode, info.instance_id)
+    received = []
+    deadline = net.deadline_in(timeout_ms)  # the connect and the result together
+    c = mqtt.open_client(client_id, host, port, user, password, net.tls_context(ca), 60, timeout_ms,
+                         lambda topic, message: received.append((topic, message)))
+    try:
+        if not mqtt.wait_for(c, lambda: received, max(1, net.left(deadline))):
+            raise NetworkError("no result on /ext/%s within %d ms" % (mode, timeout_ms))
+    finally:
+        mqtt.close(c)  # the device leaves by itself; one TLS connection at a time
+    topic, message = received[0]
+    if topic != ("/ext/" + mode).encode():
+        raise ProtocolError("result on an unexpected topic")
+    result = parse_register_message(message, mode)
+    if mode == "regnwl":
+        return {"client_id": result["clientId"], "device_token": result["deviceToken"]}
+    return {"device_secret": result["deviceSecret"]}
+
+
+def broker(info):
+    # A new instance's "<instance id>.mqtt.iothub.aliyuncs.com", else
+    # "<ProductKey>.iot-as-mqtt.<region>.aliyuncs.com"; 8883 with TLS (PROTOCOLS.md 3.2).
+    if info.instance_id:
+        return info.instance_id + ".mqtt.iothub.aliyuncs.com"
+    return "%s.iot-as-mqtt.%s.aliyuncs.com" % (info.product, info.region or DEFAULT_REGION)
+
+
+def login(info, tls):
+    # (client id, username, password) for the credential the device holds.
+    credential = info.credential
+    if "device_token" in credential:
+        return regnwl_login(credential["client_id"], info.product, info.device_name, credential["device_token"])
+    return mqtt_login(info.product, info.device_name, credential["device_secret"],
+                      info.product + "." + info.device_name, clock.unix_time() * 1000, info.algorithm, tls)

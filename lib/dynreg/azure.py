@@ -1,27 +1,30 @@
 # Azure IoT Hub Device Provisioning Service (DPS), symmetric-key group enrollment: the
 # device key derived from the group key, the SAS tokens, the DPS MQTT messages and the IoT
-# Hub login. Pure functions: no I/O. Facts and sources: cloud_emulator/README.md "Azure".
-from dynreg import hmac, codec, ConfigError, ProtocolError, RejectedError
+# Hub login. Pure functions, then the device's side of them: one registration attempt and the
+# hub login with the stored credential. Facts and sources: cloud_emulator/README.md "Azure".
+from micropython import const
+from dynreg import hmac, codec, clock, busy, ConfigError, NetworkError, ProtocolError, RejectedError
 
 DPS_HOST = "global.azure-devices-provisioning.net"
 DPS_API = "2019-03-31"
 HUB_API = "2021-04-12"
 RESPONSES = "$dps/registrations/res/#"
-_RESPONSE = b"$dps/registrations/res/"
+_TOKEN_LIFETIME = const(3600)  # seconds a DPS token stays valid: the vendor SDK's default
+_LOGIN_LIFETIME = const(86400)  # seconds a hub token stays valid
+_POLL_MS = const(2000)  # between polls when DPS sends no retry-after (the vendor SDK's wait)
+_MIN_POLL_MS = const(200)  # a retry-after of 0 is no reason to ask again at once
 _ID_CHARS = "-._:"
-_HOST_CHARS = "-."
 
 
 def check_registration_id(registration_id):
     # DPS: up to 128 of letters, digits and - . _ :, ending in a letter, digit or -.
-    codec.check_name(registration_id, 1, 128, _ID_CHARS,
-                     "registration id must be 1 to 128 of A-Z a-z 0-9 - . _ : ending in a letter, digit or -")
+    codec.check_name(registration_id, 1, 128, _ID_CHARS, "registration id")
     if registration_id[-1] in "._:":
-        raise ConfigError("registration id must end in a letter, digit or -")
+        raise ConfigError("registration id must not end in . _ :")
 
 
 def check_id_scope(id_scope):
-    codec.check_name(id_scope, 4, 32, "", "ID scope must be 4 to 32 letters and digits (0ne...)")
+    codec.check_name(id_scope, 4, 32, "", "ID scope")
 
 
 def _key(key_b64, what):
@@ -30,7 +33,7 @@ def _key(key_b64, what):
     except ProtocolError:
         key = b""
     if len(key) < 16:
-        raise ConfigError(what + " must be the base64 of at least 16 bytes")
+        raise ConfigError(what + ": base64 of 16 bytes or more")
     return key
 
 
@@ -40,19 +43,10 @@ def derive_device_key(group_key, registration_id):
     return codec.b64encode(hmac.digest(_key(group_key, "group key"), registration_id.encode()))
 
 
-def quote(text):
-    # Percent-encoding of everything but the unreserved characters (RFC 3986 2.3).
-    out = []
-    for b in text.encode():
-        c = chr(b)
-        out.append(c if c in codec.ALNUM or c in "-_.~" else "%%%02X" % b)
-    return "".join(out)
-
-
 def sas_token(resource, key, expiry, key_name=None):
-    resource = quote(resource)
+    resource = codec.quote(resource)
     signature = codec.b64encode(hmac.digest(_key(key, "device key"), ("%s\n%d" % (resource, expiry)).encode()))
-    token = "SharedAccessSignature sr=%s&sig=%s&se=%d" % (resource, quote(signature), expiry)
+    token = "SharedAccessSignature sr=%s&sig=%s&se=%d" % (resource, codec.quote(signature), expiry)
     return token + "&skn=" + key_name if key_name else token
 
 
@@ -71,23 +65,28 @@ def register_message(registration_id, rid):
 
 
 def status_message(operation_id, rid):
-    return "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=%d&operationId=%s" % (rid, quote(operation_id)), b""
+    return "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=%d&operationId=%s" % (rid, codec.quote(operation_id)), b""
 
 
 def response_topic(topic):
     # b"$dps/registrations/res/<status>/?$rid=<rid>[&retry-after=<s>]" -> (status, rid, retry
     # after in seconds or None); None for any other topic.
-    if not topic.startswith(_RESPONSE):
+    prefix = RESPONSES[:-1]
+    try:
+        topic = topic.decode()
+    except UnicodeError:
         return None
-    status, _, query = topic[len(_RESPONSE):].partition(b"/?")
+    if not topic.startswith(prefix):
+        return None
+    status, _, query = topic[len(prefix):].partition("/?")
     if not status.isdigit():
-        raise ProtocolError("DPS response topic has no status")
+        raise ProtocolError("DPS topic has no status")
     rid = retry_after = None
-    for pair in query.split(b"&"):
-        name, _, value = pair.partition(b"=")
-        if name == b"$rid":
-            rid = value.decode()
-        elif name == b"retry-after" and value.isdigit() and len(value) < 6:
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if name == "$rid":
+            rid = value
+        elif name == "retry-after" and value.isdigit() and len(value) < 6:
             retry_after = int(value)
     return int(status), rid, retry_after
 
@@ -103,7 +102,6 @@ def parse_answer(status, payload):
     # A DPS answer (below 429; 429 and 5xx are the caller's to retry) -> ("assigning",
     # operationId) or ("assigned", {"hub": .., "device_id": ..}); a refusal, a failed or
     # disabled registration is a RejectedError.
-    codec.check_size(payload)
     doc = codec.json_object(payload) if payload.strip() else {}
     if status >= 300:
         raise _refused(doc, status)
@@ -113,16 +111,16 @@ def parse_answer(status, payload):
         return state, operation
     registration = doc.get("registrationState")
     if not isinstance(registration, dict):
-        raise ProtocolError("DPS answer has no registrationState")
+        raise ProtocolError("no registrationState")
     if state != "assigned":
         raise _refused(registration, state)
     hub = codec.field(registration, "assignedHub", str)
     device_id = codec.field(registration, "deviceId", str)
     try:
-        codec.check_name(hub, 1, 253, _HOST_CHARS, "")
+        codec.check_name(hub, 1, 253, "-.", "")
         codec.check_name(device_id, 1, 128, _ID_CHARS, "")
     except ConfigError:
-        raise ProtocolError("DPS assigned a hub or device id that is not a valid name")
+        raise ProtocolError("DPS assigned a bad hub or device id")
     return state, {"hub": hub, "device_id": device_id}
 
 
@@ -130,3 +128,81 @@ def hub_login(hub, device_id, device_key, expiry):
     # (client id, username, password) of the IoT Hub MQTT login.
     return (device_id, "%s/%s/?api-version=%s" % (hub, device_id, HUB_API),
             sas_token("%s/devices/%s" % (hub, device_id), device_key, expiry))
+
+
+# -- the device's side ------------------------------------------------------------------------
+
+def device_key(info):
+    # A device provisioned before asks again with its stored key (the group key is gone by
+    # then); a new one with the key derived from the group key.
+    if info.credential:
+        return info.credential["device_key"]
+    return derive_device_key(info.product_secret, info.device_name)
+
+
+def dps_endpoint(info):
+    if info.register_url:
+        scheme, host, port, _ = codec.split_url(info.register_url)
+        if scheme != "mqtts":
+            raise ConfigError("DPS needs an mqtts:// register_url")
+        return host, port
+    return DPS_HOST, 8883
+
+
+def register(info, ca, timeout_ms):
+    # Over MQTT with TLS (DPS has no plain port): log in as the registration id with a SAS
+    # token of the device's key, publish the registration, then poll its operation (after the
+    # retry-after DPS gives) until DPS names the hub, all within the attempt's time. A
+    # throttled or failing DPS is a NetworkError the flow retries.
+    from dynreg import mqtt, net
+
+    host, port = dps_endpoint(info)
+    key = device_key(info)
+    client_id, user, password = dps_login(info.product, info.device_name, key, clock.unix_time() + _TOKEN_LIFETIME)
+    deadline = net.deadline_in(timeout_ms)  # the connect and every poll together
+    c = mqtt.open_client(client_id, host, port, user, password, net.tls_context(ca), 60, timeout_ms)
+    try:
+        rid = codec.random_int(16)
+        topic, payload = register_message(info.device_name, rid)
+        subscribe = RESPONSES.encode()
+        while True:
+            status, retry_after, body = mqtt.request(c, topic.encode(), payload, _answer(rid),
+                                                     max(1, net.left(deadline)), subscribe)
+            if status == 429 or status >= 500:
+                raise busy("DPS answered %d" % status, retry_after)
+            state, value = parse_answer(status, body)
+            if state == "assigned":
+                value["device_key"] = key
+                return value
+            wait = max(_MIN_POLL_MS, retry_after * 1000) if retry_after is not None else _POLL_MS
+            if net.left(deadline) <= wait:
+                raise NetworkError("DPS still assigning after %d ms" % timeout_ms)
+            clock.sleep_ms(wait)
+            rid += 1
+            topic, payload = status_message(value, rid)
+            subscribe = None
+    finally:
+        mqtt.close(c)
+
+
+def _answer(rid):
+    wanted = str(rid)
+
+    def take(topic, message):
+        parsed = response_topic(topic)
+        if parsed and parsed[1] == wanted:
+            return parsed[0], parsed[2], message
+        return None
+
+    return take
+
+
+def broker(info):
+    return info.credential["hub"]  # the hub DPS assigned; 8883 with TLS
+
+
+def login(info, tls):
+    # The SAS token names the assigned hub even where mqtt_url points the connection elsewhere.
+    credential = info.credential
+    return hub_login(credential["hub"], credential["device_id"], credential["device_key"],
+                     clock.unix_time() + _LOGIN_LIFETIME)

@@ -24,14 +24,14 @@ def split_url(url):
     # document).
     scheme, sep, rest = url.partition("://") if isinstance(url, str) else ("", "", "")
     if not sep or scheme not in ("http", "https", "mqtt", "mqtts"):
-        raise ConfigError("URL must start with http://, https://, mqtt:// or mqtts://")
+        raise ConfigError("URL must be http(s):// or mqtt(s)://")
     hostport, _, path = rest.partition("/")
     host, _, port = hostport.partition(":")
     default = {"http": 80, "https": 443, "mqtt": 1883, "mqtts": 8883}[scheme]
     try:
         port = int(port) if port else default
     except ValueError:
-        raise ConfigError("URL port is not a number")
+        raise ConfigError("bad URL port")
     if not host:
         raise ConfigError("URL has no host")
     return scheme, host, port, "/" + path
@@ -47,22 +47,33 @@ def base_url(url, api_paths):
         return base
     if path in api_paths:
         return base[:-len(path)]
-    raise ConfigError("register_url must be a base URL, scheme://host[:port]: drop the path " + path)
+    raise ConfigError("register_url must be a base URL: drop " + path)
 
 
-def check_name(value, shortest, longest, extra, rule):
+def check_name(value, shortest, longest, extra, what):
     # An identity (ProductId, ProductKey, DeviceName): `shortest` to `longest` characters of
     # letters, digits and `extra`; ConfigError with the rule otherwise, never the value.
-    if not isinstance(value, str) or not shortest <= len(value) <= longest:
-        raise ConfigError(rule)
-    for c in value:
-        if c not in ALNUM and c not in extra:
-            raise ConfigError(rule)
+    if isinstance(value, str) and shortest <= len(value) <= longest:
+        for c in value:
+            if c not in ALNUM and c not in extra:
+                break
+        else:
+            return
+    raise ConfigError("%s: %d to %d of A-Z a-z 0-9 %s" % (what, shortest, longest, " ".join(extra)))
 
 
-def check_size(data):
-    if len(data) > MAX_RESPONSE:
-        raise ProtocolError("response larger than %d bytes" % MAX_RESPONSE)
+def quote(text):
+    # Percent-encoding of everything but the unreserved characters (RFC 3986 2.3).
+    out = []
+    for b in text.encode():
+        c = chr(b)
+        out.append(c if c in ALNUM or c in "-_.~" else "%%%02X" % b)
+    return "".join(out)
+
+
+def check_size(data, limit=MAX_RESPONSE):
+    if len(data) > limit:
+        raise ProtocolError("response over %d bytes" % limit)
 
 
 def b64encode(data):
@@ -71,7 +82,7 @@ def b64encode(data):
 
 def b64decode(text):
     if not isinstance(text, (str, bytes)):
-        raise ProtocolError("base64 value is not a string")
+        raise ProtocolError("bad base64")
     try:
         data = a2b_base64(text)
     except (ValueError, TypeError):
@@ -87,10 +98,10 @@ def decrypt_cbc(ciphertext, key, iv, length=None):
     # AES-CBC with zero padding, as both clouds use it. With `length` the plaintext is cut to
     # it (it must fit in the data); without, trailing NUL bytes are stripped.
     if not ciphertext or len(ciphertext) % 16:
-        raise ProtocolError("encrypted payload is not a whole number of AES blocks")
+        raise ProtocolError("payload not in whole AES blocks")
     if length is not None:
         if type(length) is not int or length < 0 or length > len(ciphertext):
-            raise ProtocolError("payload length does not fit the data")
+            raise ProtocolError("bad payload length")
     plain = aes(key, 2, iv).decrypt(ciphertext)
     if length is not None:
         return plain[:length]
@@ -101,18 +112,19 @@ def decrypt_cbc(ciphertext, key, iv, length=None):
 
 
 def json_object(data):
-    # Parses a JSON object from bytes. Non-UTF-8, invalid JSON, nesting too deep for the
-    # parser, or a top level that is not an object all raise ProtocolError.
+    # Parses a JSON object from bytes. Over MAX_RESPONSE, non-UTF-8, invalid JSON, nesting too
+    # deep for the parser, or a top level that is not an object all raise ProtocolError.
     if isinstance(data, str):
         data = data.encode()
+    check_size(data)
     # Counting openers is C-speed and bounds the parser's nesting stack before it grows.
     if data.count(b"{") + data.count(b"[") > MAX_CONTAINERS:
-        raise ProtocolError("response has more than %d JSON objects and arrays" % MAX_CONTAINERS)
+        raise ProtocolError("over %d JSON containers" % MAX_CONTAINERS)
     try:
         value = json.loads(data.decode())
     except (ValueError, RuntimeError, TypeError):
         # UnicodeError and JSONDecodeError are ValueErrors; RecursionError is a RuntimeError.
-        raise ProtocolError("response is not valid JSON")
+        value = None
     if not isinstance(value, dict):
         raise ProtocolError("response is not a JSON object")
     return value
@@ -122,7 +134,7 @@ def field(obj, name, kind):
     # The value of a required field, of the given type. bool is refused where int is wanted.
     value = obj.get(name)
     if value is None or not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ProtocolError("field %s missing or of the wrong type" % name)
+        raise ProtocolError("%s missing or of the wrong type" % name)
     return value
 
 

@@ -2,7 +2,7 @@
 # network at all), otherwise register with retries and store the credential before
 # returning it. A device that holds a credential never registers again.
 from dynreg import ConfigError, NetworkError, RejectedError, TLSError, store, clock, codec
-from dynreg.config import load_ca, options, say
+from dynreg import load_ca, options, say
 
 DEFAULTS = {
     "attempts": 4,  # registration requests at most, on network errors and 5xx only
@@ -32,22 +32,35 @@ def ensure(info_path, **given):
         return info
     info.check_can_register()
     if not info.device_name:
-        raise ConfigError("no DeviceName: set device_name in the info or pass device_name=")
+        raise ConfigError("no DeviceName: set device_name in the info")
     clock.unix_time()  # a clock that was never set fails here, before any request
     register(info, opts)
     return info
 
 
+def cloud_of(info):
+    # The module of the info's cloud: only that cloud's code is loaded.
+    if info.cloud == "tencent":
+        from dynreg import tencent as cloud
+    elif info.cloud == "azure":
+        from dynreg import azure as cloud
+    else:
+        from dynreg import aliyun as cloud
+    return cloud
+
+
 def register(info, opts):
     # Registers with retries and stores the credential before returning.
-    if info.cloud == "tencent":
-        from dynreg.tencent_register import register
-    elif info.cloud == "azure":
-        from dynreg.azure_register import register
-    else:
-        from dynreg.aliyun_register import register
+    register = cloud_of(info).register
     ca = load_ca(info, opts["ca"])
-    credential = with_retries(opts, lambda attempt, timeout_ms: register(info, ca, opts, attempt, timeout_ms))
+
+    def attempt_once(attempt, timeout_ms):
+        say(opts, "registering %s/%s with %s, %s API, %s (attempt %d of %d)"
+            % (info.product, info.device_name, info.cloud, info.api, info.register_url or "default URL", attempt,
+               opts["attempts"]))
+        return register(info, ca, timeout_ms)
+
+    credential = with_retries(opts, attempt_once)
     info.save_credential(credential)
     say(opts, "credential stored in %s" % info.path)
 
@@ -70,7 +83,7 @@ def with_retries(opts, attempt_once):
             raise
         except NetworkError as e:
             wait = delay // 2 + codec.random_int(16) % (delay // 2 + 1)
-            asked = getattr(e, "retry_after_ms", None)
+            asked = e.retry_after_ms
             if asked is not None:
                 wait = max(wait, asked)
             spent = clock.ticks_diff(clock.ticks_ms(), start)
@@ -92,12 +105,13 @@ def connect(info, **given):
 
     if isinstance(info, str):
         info = store.load(info)
+    cloud = cloud_of(info)
     try:
-        return mqtt.connect(info, **given)
+        return mqtt.connect(info, cloud, **given)
     except RejectedError as e:
         if info.cloud != "azure" or str(e.code) not in ("4", "5"):
             raise
         opts = options({"log": given.get("log", print)}, DEFAULTS)
-        say(opts, "the hub refused %s (%s): provisioning again" % (info.device_name, e.code))
+        say(opts, "hub refused %s: provisioning again" % info.device_name)
         register(info, opts)
-    return mqtt.connect(info, **given)
+    return mqtt.connect(info, cloud, **given)

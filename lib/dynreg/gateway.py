@@ -18,7 +18,7 @@ def load(path):
             raise
         return {}
     if not isinstance(devices, dict):
-        raise ConfigError("%s: field devices must be an object" % path)
+        raise ConfigError("%s: devices must be an object" % path)
     return devices
 
 

@@ -7,8 +7,8 @@ from binascii import hexlify
 from micropython import const
 
 _BLOCK = const(64)  # block size of md5, sha1 and sha256
-_IPAD = int.from_bytes(b"\x36" * _BLOCK, "big")
-_OPAD = int.from_bytes(b"\x5c" * _BLOCK, "big")
+_IPAD = int("36" * _BLOCK, 16)
+_OPAD = int("5c" * _BLOCK, 16)
 
 # The last key: its hash name, the key, the hash constructor and both padded keys.
 _name = None
@@ -18,18 +18,22 @@ _inner_pad = None
 _outer_pad = None
 
 
-def _constructor(name):
+def hash_name(method, allowed):
+    # A cloud's name of a signing method ("hmacsha256") -> hashlib's ("sha256").
+    if method not in allowed:
+        from dynreg import ConfigError
+
+        raise ConfigError("sign method must be " + " or ".join(allowed))
+    return method[4:]
+
+
+def _use_key(key, name):
+    global _name, _key, _new, _inner_pad, _outer_pad
     new = getattr(hashlib, name, None) if name in ("sha256", "sha1", "md5") else None
     if new is None:
         from dynreg import ConfigError
 
         raise ConfigError("hash not available: %s" % name)
-    return new
-
-
-def _use_key(key, name):
-    global _name, _key, _new, _inner_pad, _outer_pad
-    new = _constructor(name)
     k = new(key).digest() if len(key) > _BLOCK else key
     k = int.from_bytes(k + bytes(_BLOCK - len(k)), "big")
     _inner_pad = (k ^ _IPAD).to_bytes(_BLOCK, "big")
@@ -51,16 +55,3 @@ def digest(key, msg, name="sha256"):
 def hexdigest(key, msg, name="sha256"):
     return hexlify(digest(key, msg, name)).decode()
 
-
-def compare_digest(a, b):
-    # Constant time for inputs of equal length; the length itself is not secret.
-    if isinstance(a, str):
-        a = a.encode()
-    if isinstance(b, str):
-        b = b.encode()
-    if len(a) != len(b):
-        return False
-    diff = 0
-    for i in range(len(a)):
-        diff |= a[i] ^ b[i]
-    return diff == 0

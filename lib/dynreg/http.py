@@ -3,8 +3,8 @@
 # reads, and one deadline (dynreg.net) over the connect, the TLS handshake and the whole
 # response. micropython-lib `requests` does not verify certificates, hence this.
 from micropython import const
-from dynreg import NetworkError, ProtocolError, net
-from dynreg.codec import MAX_RESPONSE, split_url  # noqa: F401 (split_url: part of this API)
+from dynreg import NetworkError, ProtocolError, busy, net
+from dynreg.codec import MAX_RESPONSE, check_size, split_url  # noqa: F401 (split_url: part of this API)
 
 _MAX_LINE = const(1024)
 _MAX_HEADERS = const(40)
@@ -14,9 +14,7 @@ def check_status(status, retry_after):
     # 5xx and 429 are the server's trouble: a NetworkError, retried (after Retry-After when
     # given). Any other status goes on to the cloud's answer, which says what went wrong.
     if status >= 500 or status == 429:
-        e = NetworkError("server answered HTTP %d" % status)
-        e.retry_after_ms = retry_after * 1000 if retry_after is not None else None
-        raise e
+        raise busy("server answered HTTP %d" % status, retry_after)
 
 
 def parsed(status, parse, *args):
@@ -73,11 +71,14 @@ class _Reader:
         self.buf += data
         return bool(data)
 
-    def readline(self, limit):
+    def readline(self):
+        limit = _MAX_LINE + 1
         while self.buf.find(b"\n", 0, limit) < 0 and len(self.buf) < limit and self._fill():
             pass
         end = self.buf.find(b"\n", 0, limit) + 1 or min(len(self.buf), limit)
         line, self.buf = self.buf[:end], self.buf[end:]
+        if len(line) > _MAX_LINE:
+            raise ProtocolError("HTTP header line too long")
         return line
 
     def read(self, n):
@@ -87,27 +88,20 @@ class _Reader:
         return data
 
 
-def _readline(reader):
-    line = reader.readline(_MAX_LINE + 1)
-    if len(line) > _MAX_LINE:
-        raise ProtocolError("HTTP header line too long")
-    return line
-
-
 def _read_response(reader, limit):
-    status_line = _readline(reader)
+    status_line = reader.readline()
     if not status_line:
-        raise NetworkError("connection closed before the status line")
+        raise NetworkError("closed before the HTTP status line")
     parts = status_line.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
         raise ProtocolError("not an HTTP response")
     status = int(parts[1])
     length = retry_after = None
     for _ in range(_MAX_HEADERS):
-        line = _readline(reader)
+        line = reader.readline()
         if not line:
-            raise NetworkError("connection closed in the headers")
-        if line in (b"\r\n", b"\n"):
+            raise NetworkError("closed in the HTTP headers")
+        if not line.strip():
             break
         name, _, value = line.partition(b":")
         name = name.strip().lower()
@@ -117,11 +111,11 @@ def _read_response(reader, limit):
                 raise ProtocolError("bad Content-Length")
             length = int(value)
             if length > limit:
-                raise ProtocolError("response larger than %d bytes" % limit)
+                raise ProtocolError("response over %d bytes" % limit)
         elif name == b"retry-after" and value.strip().isdigit():
             retry_after = int(value.strip())  # seconds; an HTTP-date is ignored
         elif name == b"transfer-encoding" and value.strip().lower() != b"identity":
-            raise ProtocolError("transfer encodings are not supported")
+            raise ProtocolError("Transfer-Encoding not supported")
     else:
         raise ProtocolError("too many HTTP headers")
     want = limit + 1 if length is None else length
@@ -131,8 +125,7 @@ def _read_response(reader, limit):
         if not chunk:
             break
         body.extend(chunk)
-    if length is None and len(body) > limit:
-        raise ProtocolError("response larger than %d bytes" % limit)
+    check_size(body, limit)
     if length is not None and len(body) < length:
-        raise NetworkError("response body cut short (%d of %d bytes)" % (len(body), length))
+        raise NetworkError("body cut short (%d of %d bytes)" % (len(body), length))
     return status, bytes(body), retry_after

@@ -1,104 +1,48 @@
 # MQTT connection with the stored credential, on umqtt.simple. A refused CONNECT is a
 # RejectedError with the CONNACK code, never a retry loop.
 from micropython import const
-from dynreg import ConfigError, NetworkError, ProtocolError, RejectedError, store, clock, codec, net
-from dynreg.config import load_ca, options, say
+from dynreg import ConfigError, NetworkError, ProtocolError, RejectedError, clock, codec, net
+from dynreg import load_ca, options, say
 
-_LOGIN_LIFETIME = const(86400)  # seconds a Tencent login stays valid; an Azure SAS token too
 MAX_PACKET = const(8192)  # bytes: a larger incoming MQTT packet is refused before it is read
 DEFAULTS = {"ca": None, "mqtt_url": None, "keepalive": 60, "timeout_ms": 10000, "max_packet": MAX_PACKET,
             "log": print}
 
 
-def connid():
-    from os import urandom
-
-    return "".join(codec.ALNUM[b % 62] for b in urandom(5))
-
-
-def endpoint(info, url=None):
-    # (host, port, tls) of the broker: the option, the info's mqtt_url, or the cloud's own,
-    # over TLS on 8883 (Tencent: "<ProductId>.iotcloud.tencentdevices.com", 1883 plain or 8883
-    # TLS; Alibaba: 1883, 443 or 8883, always TLS; PROTOCOLS.md 2.4 and 3.2; Azure: the hub DPS
-    # assigned, 8883 TLS).
+def endpoint(info, broker, url=None):
+    # (host, port, tls) of the broker: the option, the info's mqtt_url, or the cloud's own
+    # (`broker`, from its module), which all three clouds serve over TLS on 8883.
     url = url or info.mqtt_url
     if url:
         scheme, host, port, _ = codec.split_url(url)
         return host, port, scheme == "mqtts"
-    if info.cloud == "tencent":
-        return info.product + ".iotcloud.tencentdevices.com", 8883, True
-    if info.cloud == "azure":
-        return info.credential["hub"], 8883, True  # the hub DPS assigned
-    if info.instance_id:
-        return info.instance_id + ".mqtt.iothub.aliyuncs.com", 8883, True
-    from dynreg.aliyun import DEFAULT_REGION
-
-    return "%s.iot-as-mqtt.%s.aliyuncs.com" % (info.product, info.region or DEFAULT_REGION), 8883, True
-
-
-def login(info, tls):
-    # (client id, username, password) for the credential the device holds.
-    if info.cloud == "tencent":
-        from dynreg import tencent
-
-        expiry = clock.unix_time() + _LOGIN_LIFETIME
-        if info.auth == "cert":
-            # The client certificate authenticates; the password is not checked.
-            client_id = info.product + info.device_name
-            return client_id, "%s;12010126;%s;%d" % (client_id, connid(), expiry), ""
-        return tencent.mqtt_login(info.product, info.device_name, info.credential["psk"], connid(), expiry)
-    if info.cloud == "azure":
-        from dynreg import azure
-
-        # The SAS token names the assigned hub even where mqtt_url points the connection elsewhere.
-        credential = info.credential
-        return azure.hub_login(credential["hub"], credential["device_id"], credential["device_key"],
-                               clock.unix_time() + _LOGIN_LIFETIME)
-    from dynreg import aliyun
-
-    if "device_token" in info.credential:
-        return aliyun.regnwl_login(info.credential["client_id"], info.product, info.device_name,
-                                   info.credential["device_token"])
-    return aliyun.mqtt_login(info.product, info.device_name, info.credential["device_secret"],
-                             info.product + "." + info.device_name, clock.unix_time() * 1000,
-                             info.algorithm, tls)
-
-
-class _Opener:
-    # The `ssl` object umqtt.simple (1.5 and later) hands its TCP socket to, after its connect,
-    # given for plain TCP too: what umqtt then reads and writes is a _Link, bounded throughout.
-    def __init__(self, ctx, deadline, timeout_ms, keepalive, max_packet):
-        self.ctx = ctx
-        self.deadline = deadline
-        self.timeout_ms = timeout_ms
-        self.keepalive = keepalive
-        self.max_packet = max_packet
-
-    def wrap_socket(self, sock, server_hostname=None):
-        net.nodelay(sock)  # umqtt writes CONNECT in small pieces: no Nagle wait between them
-        stream = net.Bounded(sock, self.deadline)
-        tls_sock = net.wrap(stream, self.ctx, server_hostname) if self.ctx else None
-        return _Link(tls_sock, stream, self)
+    return broker, 8883, True
 
 
 class _Link:
-    # What umqtt.simple reads and writes. Every read and write ends by a deadline: an
-    # operation's (the CONNECT to its CONNACK, wait_for, a gateway request), else timeout_ms
-    # for each write and for the rest of a packet once its first byte is in, and for a
-    # packet's first byte in a blocking read 1.5 keepalive intervals (a broker that heard no
-    # ping by then has hung up). Each incoming packet's announced length is checked against
-    # max_packet before umqtt allocates it.
-    def __init__(self, tls_sock, stream, opener):
-        self.tls = tls_sock
-        self.stream = stream
-        self.io = tls_sock or stream
-        self.until = opener.deadline
-        self.timeout_ms = opener.timeout_ms
-        self.idle_ms = opener.keepalive * 1500 if opener.keepalive else None
-        self.max_packet = opener.max_packet
+    # umqtt.simple's `ssl` object (1.5 and later hand it their TCP socket after the connect),
+    # given for plain TCP too, and then what umqtt reads and writes. Every read and write ends
+    # by a deadline: an operation's (the CONNECT to its CONNACK, wait_for, a gateway request),
+    # else timeout_ms for each write and for the rest of a packet once its first byte is in,
+    # and for a packet's first byte in a blocking read 1.5 keepalive intervals (a broker that
+    # heard no ping by then has hung up). Each incoming packet's announced length is checked
+    # against max_packet before umqtt allocates it.
+    def __init__(self, ctx, deadline, timeout_ms, keepalive, max_packet):
+        self.ctx = ctx
+        self.until = deadline
+        self.timeout_ms = timeout_ms
+        self.idle_ms = keepalive * 1500 if keepalive else None
+        self.max_packet = max_packet
         self.left = 0  # bytes of the current packet's body not read yet
         self.header = 0  # 0: at a packet's start; 1: its type read; 2..: reading its length
         self.length = 0
+
+    def wrap_socket(self, sock, server_hostname=None):
+        net.nodelay(sock)  # umqtt writes CONNECT in small pieces: no Nagle wait between them
+        self.stream = net.Bounded(sock, self.until)
+        self.tls = net.wrap(self.stream, self.ctx, server_hostname) if self.ctx else None
+        self.io = self.tls or self.stream
+        return self
 
     def _bound(self, ms):
         deadline = net.deadline_in(ms) if ms is not None else None
@@ -133,10 +77,10 @@ class _Link:
             if byte & 0x80:
                 self.header += 1
                 if self.header > 4:
-                    raise ProtocolError("MQTT packet length over 4 bytes")
+                    raise ProtocolError("MQTT length over 4 bytes")
                 continue
             if self.length > self.max_packet:
-                raise ProtocolError("MQTT packet of %d bytes is over the limit of %d" % (self.length, self.max_packet))
+                raise ProtocolError("MQTT packet of %d bytes over the limit of %d" % (self.length, self.max_packet))
             self.header, self.left = 0, self.length
 
     def write(self, buf, n=None):
@@ -161,8 +105,8 @@ def open_client(client_id, host, port, user, password, ctx, keepalive=60, timeou
     # `connect(timeout=)`): v1.28.0 freezes 1.7.0, mip installs 1.8.0.
     from umqtt.simple import MQTTClient
 
-    opener = _Opener(ctx, net.deadline_in(timeout_ms), timeout_ms, keepalive, max_packet)
-    c = MQTTClient(client_id, host, port, user, password, keepalive, ssl=opener)
+    link = _Link(ctx, net.deadline_in(timeout_ms), timeout_ms, keepalive, max_packet)
+    c = MQTTClient(client_id, host, port, user, password, keepalive, ssl=link)
     if callback:
         c.set_callback(callback)
     connect_client(c, timeout_ms)
@@ -174,21 +118,20 @@ def connect_client(c, timeout_ms):
 
     try:
         # The TCP connect by umqtt's socket timeout; the TLS handshake and the CONNACK by the
-        # deadline the _Opener started before it.
+        # deadline the _Link started before it.
         c.connect(timeout=timeout_ms / 1000)
     except TypeError:
         if c.sock is not None:
             close(c)
-            raise ProtocolError("MQTT broker sent a garbled CONNACK")
+            raise ProtocolError("garbled CONNACK")
         # The call itself was refused: an umqtt.simple older than 1.5, which can neither
         # verify the broker's certificate on this firmware nor bound its waits.
-        raise ConfigError("umqtt.simple is too old (no connect timeout): install 1.5 or later "
-                          "(mpremote mip install umqtt.simple)")
+        raise ConfigError("umqtt.simple is too old: mip install umqtt.simple")
     except MQTTException as e:
         close(c)
         code = e.args[0] if e.args else None
         if code == 3:  # "server unavailable" (MQTT 3.1.1 3.2.2.3): the broker's trouble, retried like a 5xx
-            raise NetworkError("MQTT broker unavailable (CONNACK 3): try again later")
+            raise NetworkError("MQTT broker unavailable (CONNACK 3)")
         raise RejectedError(code, "MQTT CONNECT refused (CONNACK %s)" % code, "mqtt")
     except (NetworkError, ProtocolError):  # from net: the TLS handshake, refused or timed out
         close(c)
@@ -198,7 +141,7 @@ def connect_client(c, timeout_ms):
         raise NetworkError("MQTT connection failed (%s)" % net.reason(e))
     except (IndexError, AssertionError):
         close(c)  # umqtt indexes an empty read when the broker closes the connection
-        raise NetworkError("MQTT broker closed the connection or sent no CONNACK")
+        raise NetworkError("MQTT broker sent no CONNACK")
     if isinstance(c.sock, _Link):
         c.sock.until = None
 
@@ -229,9 +172,9 @@ def wait_for(c, done, timeout_ms):
             clock.sleep_ms(10)
         return True
     except OSError as e:
-        raise NetworkError("MQTT connection lost while waiting for a reply (%s)" % net.reason(e))
+        raise NetworkError("MQTT connection lost (%s)" % net.reason(e))
     except (IndexError, TypeError, AssertionError):
-        raise NetworkError("MQTT connection lost while waiting for a reply")
+        raise NetworkError("MQTT connection lost")
     finally:
         set_deadline(c, previous)
 
@@ -260,13 +203,13 @@ def request(c, topic, payload, reply, timeout_ms, subscribe=None):
                 c.subscribe(subscribe)
             c.publish(topic, payload)
         except OSError as e:
-            raise NetworkError("MQTT connection lost sending %s (%s)" % (topic.decode(), net.reason(e)))
+            raise NetworkError("MQTT connection lost (%s)" % net.reason(e))
         except (IndexError, AssertionError):  # umqtt's reading of a closed or garbled SUBACK
-            raise NetworkError("MQTT connection lost subscribing to %s" % subscribe.decode())
+            raise NetworkError("MQTT connection lost")
         except MQTTException:  # a SUBACK of 0x80 (umqtt.simple 1.8)
-            raise RejectedError(128, "subscription to %s refused" % subscribe.decode(), "mqtt")
+            raise RejectedError(128, "SUBSCRIBE refused", "mqtt")
         if not wait_for(c, lambda: replies, max(1, net.left(deadline))):
-            raise NetworkError("no reply to %s within %d ms" % (topic.decode(), timeout_ms))
+            raise NetworkError("no reply within %d ms" % timeout_ms)
     finally:
         set_deadline(c, previous)
         c.set_callback(previous_callback)
@@ -280,22 +223,21 @@ def close(c):
         pass
 
 
-def tls_context_for(info, ca):
-    cert = key = None
-    if info.auth == "cert":
-        cert = info.read_credential_file("cert_file")
-        key = info.read_credential_file("key_file")
-    return net.tls_context(load_ca(info, ca, "mqtt_ca"), cert, key)
-
-
-def connect(info_or_path, **given):
+def connect(info, cloud, **given):
+    # MQTT with the stored credential; `cloud` is its cloud's module (dynreg.tencent, .aliyun or
+    # .azure), which names its broker and makes the login.
     opts = options(given, DEFAULTS)
-    info = store.load(info_or_path) if isinstance(info_or_path, str) else info_or_path
     if info.needs_registration:
-        raise ConfigError("no credential stored: run dynreg.ensure first")
-    host, port, use_tls = endpoint(info, opts["mqtt_url"])
-    client_id, user, password = login(info, use_tls)
-    ctx = tls_context_for(info, opts["ca"]) if use_tls else None
+        raise ConfigError("no credential: run dynreg.ensure first")
+    host, port, use_tls = endpoint(info, cloud.broker(info), opts["mqtt_url"])
+    client_id, user, password = cloud.login(info, use_tls)
+    ctx = None
+    if use_tls:
+        cert = key = None
+        if info.auth == "cert":
+            cert = info.read_credential_file("cert_file")
+            key = info.read_credential_file("key_file")
+        ctx = net.tls_context(load_ca(info, opts["ca"], "mqtt_ca"), cert, key)
     say(opts, "connecting to %s:%d as %s (%s)" % (host, port, client_id, "TLS" if use_tls else "plain TCP"))
     c = open_client(client_id, host, port, user, password, ctx, opts["keepalive"], opts["timeout_ms"],
                     max_packet=opts["max_packet"])
@@ -311,12 +253,9 @@ def spend_product_secret(info, opts):
     # write costs nothing: the info stays as it was, and the next login tries again.
     from dynreg import StorageError
 
+    name = "group key" if info.cloud == "azure" else "ProductSecret"
     try:
         if info.erase_product_secret():
-            say(opts, "%s erased from %s: the credential is in use" % (_secret_name(info), info.path))
+            say(opts, "%s erased from %s" % (name, info.path))
     except StorageError as e:
-        say(opts, "%s not erased (%s): tried again at the next login" % (_secret_name(info), e))
-
-
-def _secret_name(info):
-    return "group key" if info.cloud == "azure" else "ProductSecret"
+        say(opts, "%s not erased (%s)" % (name, e))

@@ -165,7 +165,7 @@ def connect(host, port, deadline):
         raise NetworkError("cannot resolve %s" % host)
     remaining = left(deadline)
     if remaining <= 0:
-        raise NetworkError("cannot connect to %s:%d (timed out resolving it)" % (host, port))
+        raise NetworkError("cannot connect to %s:%d (DNS timed out)" % (host, port))
     sock = socket.socket(family, kind, proto)
     sock.settimeout(remaining / 1000)
     try:
@@ -185,7 +185,7 @@ def tls_context(ca, cert=None, key=None):
     from dynreg.codec import pem_blocks
 
     if not ca:
-        raise ConfigError("TLS needs the server's CA certificate: set 'ca' in the info or pass ca=")
+        raise ConfigError("TLS needs a CA: set ca in the info")
     ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED by default
     try:
         for der in pem_blocks(ca):
@@ -193,7 +193,7 @@ def tls_context(ca, cert=None, key=None):
         if cert:
             ctx.load_cert_chain(pem_blocks(cert)[0], pem_blocks(key)[0])
     except (ValueError, OSError, ProtocolError) as e:
-        raise ConfigError("CA or client certificate is not valid DER/PEM (%s)" % reason(e))
+        raise ConfigError("bad CA or client certificate (%s)" % reason(e))
     return ctx
 
 
@@ -205,7 +205,7 @@ def wrap(stream, ctx, host):
         # mbedTLS reports certificate and host name failures as ValueError.
         why = reason(e)
         if "validity" in why:  # "... starts in the future" or "... has expired": first suspect the clock
-            why += ": is the device's clock right? (SNTP before registering)"
-        raise TLSError("TLS: the certificate of %s failed the check: %s" % (host, why))
+            why += ": is the device's clock right?"
+        raise TLSError("TLS: certificate of %s failed the check: %s" % (host, why))
     except OSError as e:
         raise NetworkError("TLS handshake with %s failed (%s)" % (host, reason(e)))

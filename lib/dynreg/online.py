@@ -5,7 +5,7 @@
 # (RejectedError, CONNACK 4 or 5) ends it at once: retrying would not change the cloud's mind.
 from micropython import const
 from dynreg import NetworkError, ProtocolError, TLSError, clock, codec, connect, mqtt
-from dynreg.config import options, say
+from dynreg import options, say
 
 DEFAULTS = {
     "keepalive": 60,  # seconds, sent in CONNECT: the broker drops a client silent for 1.5 times it
@@ -21,7 +21,6 @@ DEFAULTS = {
     "mqtt_url": None,
     "log": print,
 }
-_CONNECT = ("ca", "mqtt_url", "keepalive", "timeout_ms", "log")
 _IDLE_MS = const(60000)  # without pings or online_ms: how long one wait_for takes in messages
 
 
@@ -30,7 +29,7 @@ def stay_online(info, on_connect, on_message=None, **given):
     # clean each time). on_message(client, topic, msg) gets every incoming PUBLISH. Returns the
     # number of sessions when online_ms or sessions says to leave; forever otherwise.
     opts = options(given, DEFAULTS)
-    connect_opts = dict((name, opts[name]) for name in _CONNECT)
+    connect_opts = dict((name, opts[name]) for name in ("ca", "mqtt_url", "keepalive", "timeout_ms", "log"))
     ping_ms = opts["ping_ms"] or opts["keepalive"] * 500
     start = clock.ticks_ms()
     sessions = failures = 0  # failures: in a row since the last session that held, the backoff's exponent
@@ -69,7 +68,10 @@ def stay_online(info, on_connect, on_message=None, **given):
         except BaseException:
             mqtt.close(client)  # an error of the application's, or Ctrl-C: no socket left behind
             raise
-        _leave(client)
+        try:
+            client.disconnect()
+        except OSError:
+            mqtt.close(client)
         break
     say(opts, "leaving after %d session%s" % (sessions, "" if sessions == 1 else "s"))
     return sessions
@@ -110,12 +112,7 @@ def ping(client, pong_ms):
 def backoff_ms(opts, failures):
     # reconnect_min_ms doubled per failure up to reconnect_max_ms, then a random point in its
     # upper half: a fleet that lost its broker together does not come back together.
-    delay = opts["reconnect_min_ms"]
-    for _ in range(failures):
-        if delay >= opts["reconnect_max_ms"]:
-            break
-        delay *= 2
-    delay = min(delay, opts["reconnect_max_ms"])
+    delay = min(opts["reconnect_min_ms"] << min(failures, 16), opts["reconnect_max_ms"])
     return delay - codec.random_int(24) % (delay // 2 + 1)
 
 
@@ -123,13 +120,6 @@ def _left(opts, start):
     if not opts["online_ms"]:
         return None
     return opts["online_ms"] - clock.ticks_diff(clock.ticks_ms(), start)
-
-
-def _leave(client):
-    try:
-        client.disconnect()
-    except OSError:
-        mqtt.close(client)
 
 
 def _why(e):

@@ -26,11 +26,6 @@ def exists(path):
         return False
 
 
-def _dirname(path):
-    i = path.rfind("/")
-    return path[:i] if i > 0 else ("/" if i == 0 else "")
-
-
 def join(folder, name):
     if not folder or name.startswith("/"):
         return name
@@ -88,61 +83,53 @@ class Info:
     def __init__(self, path, doc):
         self.path = path
         self.doc = doc
-        self.folder = _dirname(path)
+        i = path.rfind("/")
+        self.folder = path[:i] if i > 0 else ("/" if i == 0 else "")
+        get = doc.get
         if "dynreg" in doc:
             self.sdk_format = False
-            self.cloud = _text(doc, "cloud", ("tencent", "aliyun", "azure"))
-            azure = self.cloud == "azure"
-            self.product = _text(doc, "id_scope" if azure else "product_id" if self.cloud == "tencent" else "product_key")
+            cloud = self.cloud = _text(doc, "cloud", ("tencent", "aliyun", "azure"))
+            azure = cloud == "azure"
+            self.product = _text(doc, "id_scope" if azure else "product_id" if cloud == "tencent" else "product_key")
             # Azure's group key plays the ProductSecret's part: one key for the batch.
             self.secret_field = "group_key" if azure else "product_secret"
-            self.product_secret = _secret(doc, self.secret_field)
-            self.device_name = doc.get("device_name") or None
-            self.device_name_from = doc.get("device_name_from")
+            self.device_name = get("device_name") or None
+            self.device_name_from = get("device_name_from")
             self.auth = _text(doc, "auth", ("key", "cert"), "key")
             self.api = _text(doc, "api", ("current", "legacy", "https", "mqtt", "regnwl"),
-                             "current" if self.cloud == "tencent" else "mqtt" if azure else "https")
+                             "current" if cloud == "tencent" else "mqtt" if azure else "https")
             self.algorithm = _text(doc, "algorithm", None, "hmacsha256")
-            self.register_url = doc.get("register_url")
-            self.mqtt_url = doc.get("mqtt_url")
-            self.ca = doc.get("ca")
-            self.mqtt_ca = doc.get("mqtt_ca")  # the broker's root when not the registration server's
-            self.instance_id = doc.get("instance_id")
-            self.region = doc.get("region")
-            credential = doc.get("credential") or {}
+            credential = get("credential") or {}
             if not isinstance(credential, dict):
-                raise ConfigError("%s: field credential must be an object" % path)
+                raise ConfigError("credential must be an object")
         else:
             self.sdk_format = True
             self.cloud = "tencent"
             self.product = _text(doc, "productId")
             self.secret_field = "productSecret"
-            self.product_secret = _secret(doc, self.secret_field)
-            self.device_name = doc.get("deviceName") or None
+            self.device_name = get("deviceName") or None
             self.device_name_from = None
             self.auth = "cert" if _text(doc, "auth_mode", ("KEY", "CERT"), "KEY") == "CERT" else "key"
             self.api = "current"
             self.algorithm = "hmacsha256"
-            # The SDK's own keys say nothing of where to register or which CA to trust; the
-            # file may carry dynreg's (the SDK ignores keys it does not know).
-            self.register_url = doc.get("register_url")
-            self.mqtt_url = doc.get("mqtt_url")
-            self.ca = doc.get("ca")
-            self.mqtt_ca = doc.get("mqtt_ca")
-            self.instance_id = self.region = None
             credential = {}
-            key_info = doc.get(_SDK_KEY)
-            cert_info = doc.get(_SDK_CERT)
+            key_info = get(_SDK_KEY)
+            cert_info = get(_SDK_CERT)
             if isinstance(key_info, dict):
                 credential["psk"] = key_info.get("deviceSecret")
             if isinstance(cert_info, dict):
                 credential["cert_file"] = cert_info.get("devCertFile")
                 credential["key_file"] = cert_info.get("devPrivateKeyFile")
+        self.product_secret = _secret(doc, self.secret_field)
+        # dynreg's own keys, in the SDK's format too: the SDK's say nothing of where to register
+        # or which CA to trust, and the SDK ignores keys it does not know.
+        for name in ("register_url", "mqtt_url", "ca", "mqtt_ca", "instance_id", "region"):
+            setattr(self, name, get(name))
         if self.device_name is not None and not isinstance(self.device_name, str):
-            raise ConfigError("%s: field device_name must be a string" % path)
-        self.keep_product_secret = doc.get("keep_product_secret", False)
+            raise ConfigError("device_name must be a string")
+        self.keep_product_secret = get("keep_product_secret", False)
         if not isinstance(self.keep_product_secret, bool):
-            raise ConfigError("info field keep_product_secret must be true or false")
+            raise ConfigError("keep_product_secret must be true or false")
         self.credential = self._complete(credential)
 
     def credential_kind(self):
@@ -172,8 +159,7 @@ class Info:
         # Where registration starts: without a ProductSecret (erased once a credential was
         # in use, or never given) this device cannot register.
         if self.product_secret is None:
-            raise ConfigError("no credential stored and info field %s is missing or empty: cannot register"
-                              % self.secret_field)
+            raise ConfigError("no credential and no %s: cannot register" % self.secret_field)
 
     def file(self, name):
         return join(self.folder, name)
@@ -196,7 +182,7 @@ class Info:
             for name in kind:
                 value = credential.get(name)
                 if not isinstance(value, str) or value in PLACEHOLDERS:
-                    raise StorageError("credential field %s is missing" % name)
+                    raise StorageError("credential has no %s" % name)
                 stored[name] = value
         doc = self.doc
         if self.sdk_format:
@@ -253,16 +239,16 @@ def _secret(doc, name):
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ConfigError("info field %s is not a string" % name)
+        raise ConfigError("%s is not a string" % name)
     return value
 
 
 def _text(doc, name, allowed=None, default=None):
     value = doc.get(name, default)
     if not isinstance(value, str) or not value:
-        raise ConfigError("info field %s is missing or not a string" % name)
+        raise ConfigError("%s missing or not a string" % name)
     if allowed and value not in allowed:
-        raise ConfigError("info field %s must be one of %s" % (name, "/".join(allowed)))
+        raise ConfigError("%s must be one of %s" % (name, "/".join(allowed)))
     return value
 
 
@@ -280,7 +266,7 @@ def read_json(path):
         doc = _json_object(path, data)
     except ConfigError:
         if not exists(path) and not exists(path + ".tmp"):
-            raise ConfigError("no %s on this device: copy its product's info there (tools/provision.py)" % path)
+            raise ConfigError("no %s on this device" % path)
         raise error
     try:
         _replace(path, data)
@@ -295,7 +281,7 @@ def _json_object(path, data):
     try:
         doc = json.loads(data.decode())
     except (ValueError, RuntimeError):
-        raise ConfigError("%s is not valid JSON (cut short?): provision it again" % path)
+        raise ConfigError("%s is not valid JSON" % path)
     if not isinstance(doc, dict):
         raise ConfigError("%s is not a JSON object" % path)
     return doc
@@ -306,10 +292,5 @@ def load(path):
     try:
         return Info(path, doc)
     except ConfigError as e:
-        if path in str(e):
-            raise
-        raise ConfigError("%s: %s: provision it again with that field right" % (path, e))
+        raise ConfigError("%s: %s" % (path, e))
 
-
-def needs_registration(info):
-    return info.needs_registration

@@ -1,37 +1,35 @@
 # Tencent Cloud IoT Hub / IoT Explorer: dynamic registration (current and legacy API), the
-# encrypted answer, and the MQTT key-auth login. Pure functions: no I/O.
+# encrypted answer, and the MQTT logins. Pure functions, then the device's side of them: one
+# registration attempt over HTTP(S) and the login with the stored credential.
 import hashlib
 from binascii import hexlify
-from dynreg import hmac, codec, ConfigError, ProtocolError, RejectedError
+from micropython import const
+from dynreg import hmac, codec, clock, ConfigError, ProtocolError, RejectedError
 
 DEFAULT_HOST = "ap-guangzhou.gateway.tencentdevices.com"
 REGISTER_PATH = "/device/register"
 LEGACY_HOST = "gateway.tencentdevices.com"
 LEGACY_PATH = "/register/dev"
 _SDK_VERSION = "12010126"
-_IV = b"0000000000000000"
+_LOGIN_LIFETIME = const(86400)  # seconds a login stays valid
 _JSON = "application/json; charset=utf-8"
 
 
 def check_device_name(name):
-    codec.check_name(name, 1, 48, ":_-", "DeviceName must be 1 to 48 of A-Z a-z 0-9 : _ -")
+    codec.check_name(name, 1, 48, ":_-", "DeviceName")
 
 
 def check_product_id(product_id):
-    codec.check_name(product_id, 1, 32, "", "ProductId must be 1 to 32 letters and digits")
+    codec.check_name(product_id, 1, 32, "", "ProductId")
 
 
 def check_product_secret(secret):
     if not isinstance(secret, str) or len(secret) < 16:
-        raise ConfigError("ProductSecret must be at least 16 characters")
+        raise ConfigError("ProductSecret under 16 characters")
 
 
 def _hash_name(algorithm):
-    if algorithm == "hmacsha256":
-        return "sha256"
-    if algorithm == "hmacsha1":
-        return "sha1"
-    raise ConfigError("algorithm must be hmacsha256 or hmacsha1")
+    return hmac.hash_name(algorithm, ("hmacsha256", "hmacsha1"))
 
 
 def sign(secret, timestamp, nonce, body, host=DEFAULT_HOST, path=REGISTER_PATH, algorithm="hmacsha256"):
@@ -88,7 +86,7 @@ def legacy_request(product_id, device_name, product_secret, timestamp, nonce, ho
 def decrypt_payload(payload_b64, product_secret, length=None):
     check_product_secret(product_secret)
     data = codec.b64decode(payload_b64)
-    return codec.json_object(codec.decrypt_cbc(data, product_secret[:16].encode(), _IV, length))
+    return codec.json_object(codec.decrypt_cbc(data, product_secret[:16].encode(), b"0" * 16, length))
 
 
 def _credential(plain):
@@ -96,14 +94,14 @@ def _credential(plain):
     if kind == 2 and type(kind) is int:
         psk = codec.field(plain, "psk", str)
         if not psk or len(codec.b64decode(psk)) == 0:
-            raise ProtocolError("psk is empty or not base64")
+            raise ProtocolError("bad psk")
         return {"psk": psk}
     if kind == 1 and type(kind) is int:
         cert = codec.field(plain, "clientCert", str)
         key = codec.field(plain, "clientKey", str)
         for pem in (cert, key):
             if not pem.startswith("-----BEGIN") or not codec.pem_blocks(pem)[0]:
-                raise ProtocolError("clientCert or clientKey is not PEM")
+                raise ProtocolError("clientCert or clientKey not PEM")
         return {"cert": cert, "key": key}
     raise ProtocolError("unknown encryptionType")
 
@@ -118,7 +116,6 @@ def _length(doc, name):
 
 def parse_response(body, product_secret):
     # Both API shapes: {"Response": {...}} (current) and {"code": ..} (legacy).
-    codec.check_size(body)
     doc = codec.json_object(body)
     response = doc.get("Response")
     if response is not None:
@@ -151,6 +148,44 @@ def mqtt_login(product_id, device_name, psk, connid, expiry, algorithm="hmacsha2
     except ProtocolError:
         key = b""
     if not key:
-        raise ConfigError("stored psk is empty or not base64")
+        raise ConfigError("stored psk is not base64")
     password = hmac.hexdigest(key, username.encode(), name) + ";" + algorithm
     return client_id, username, password
+
+
+# -- the device's side ------------------------------------------------------------------------
+
+def register(info, ca, timeout_ms):
+    # One attempt: a fresh timestamp and nonce, the request of the API the info selects, the
+    # parsed credential. Plain HTTP is allowed: the credential is AES-encrypted with the
+    # ProductSecret.
+    from dynreg import http
+
+    timestamp, nonce = clock.unix_time(), codec.random_int()
+    if info.api == "legacy":
+        url, headers, body = legacy_request(info.product, info.device_name, info.product_secret, timestamp, nonce,
+                                            endpoint=info.register_url)
+    else:
+        url, headers, body = register_request(info.product, info.device_name, info.product_secret, timestamp,
+                                              nonce, algorithm=info.algorithm, endpoint=info.register_url)
+    status, answer, retry_after = http.post(url, headers, body, ca, timeout_ms)
+    http.check_status(status, retry_after)
+    return http.parsed(status, parse_response, answer, info.product_secret)
+
+
+def broker(info):
+    # "<ProductId>.iotcloud.tencentdevices.com", 8883 with TLS (PROTOCOLS.md 2.4).
+    return info.product + ".iotcloud.tencentdevices.com"
+
+
+def login(info, tls):
+    # (client id, username, password) for the credential the device holds.
+    from os import urandom
+
+    connid = "".join(codec.ALNUM[b % 62] for b in urandom(5))
+    expiry = clock.unix_time() + _LOGIN_LIFETIME
+    if info.auth == "cert":
+        # The client certificate authenticates; the password is not checked.
+        client_id = info.product + info.device_name
+        return client_id, "%s;%s;%s;%d" % (client_id, _SDK_VERSION, connid, expiry), ""
+    return mqtt_login(info.product, info.device_name, info.credential["psk"], connid, expiry)
