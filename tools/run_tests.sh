@@ -43,8 +43,9 @@ echo
 import json
 s = json.load(open("build/firmware/sizes.json"))
 ours, stock = s["RPI_PICO_W_DYNREG"], s["RPI_PICO_W"]
-print("firmware: Pico W image %d B (.bin), stock RPI_PICO_W %d B: dynreg + umqtt.simple add %d B;"
-      " unix port text %d B" % (ours["bin"], stock["bin"], ours["bin"] - stock["bin"], s["unix"]["text"]))
+own = ", dynreg alone %d B" % (ours["bin"] - s["RPI_PICO_W_UMQTT"]["bin"]) if "RPI_PICO_W_UMQTT" in s else ""
+print("firmware: Pico W image %d B (.bin), stock RPI_PICO_W %d B: dynreg + umqtt.simple add %d B%s;"
+      " unix port text %d B" % (ours["bin"], stock["bin"], ours["bin"] - stock["bin"], own, s["unix"]["text"]))
 PY
 echo "tests took $((SECONDS - t0)) s"
 echo "CPython:                 $cp_pass passed, $cp_fail failed"
