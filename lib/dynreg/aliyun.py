@@ -243,9 +243,8 @@ def register(info, ca, timeout_ms):
         url, headers, body = register_request(info.product, info.device_name, info.product_secret,
                                               codec.random_int(), info.algorithm, info.region or DEFAULT_REGION,
                                               info.register_url)
-        status, answer, retry_after = http.post(url, headers, body, ca, timeout_ms)
-        http.check_status(status, retry_after)
-        return {"device_secret": http.parsed(status, parse_register_response, answer)["deviceSecret"]}
+        return {"device_secret": http.post_parsed(url, headers, body, ca, timeout_ms,
+                                                  parse_register_response)["deviceSecret"]}
     from dynreg import mqtt, net
 
     host, port, tls = mqtt.endpoint(info, broker(info))

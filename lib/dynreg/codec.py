@@ -59,7 +59,7 @@ def check_name(value, shortest, longest, extra, what):
                 break
         else:
             return
-    raise ConfigError("%s: %d to %d of A-Z a-z 0-9 %s" % (what, shortest, longest, " ".join(extra)))
+    raise ConfigError(("%s: %d to %d of A-Z a-z 0-9 %s" % (what, shortest, longest, " ".join(extra))).rstrip())
 
 
 def quote(text):

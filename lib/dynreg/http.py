@@ -28,6 +28,14 @@ def parsed(status, parse, *args):
         raise ProtocolError("HTTP %d, and %s" % (status, e))
 
 
+def post_parsed(url, headers, body, ca, timeout_ms, parse, *args):
+    # One registration exchange: the POST, a 429 or 5xx as a retryable NetworkError, and the
+    # answer through parse(answer, *args).
+    status, answer, retry_after = post(url, headers, body, ca, timeout_ms)
+    check_status(status, retry_after)
+    return parsed(status, parse, answer, *args)
+
+
 def post(url, headers, body, ca=None, timeout_ms=10000, limit=MAX_RESPONSE):
     # Returns (status, body, retry_after): retry_after is the Retry-After header in seconds,
     # or None. Network trouble, a timeout or a body cut short is a NetworkError; a body over

@@ -168,9 +168,7 @@ def register(info, ca, timeout_ms):
     else:
         url, headers, body = register_request(info.product, info.device_name, info.product_secret, timestamp,
                                               nonce, algorithm=info.algorithm, endpoint=info.register_url)
-    status, answer, retry_after = http.post(url, headers, body, ca, timeout_ms)
-    http.check_status(status, retry_after)
-    return http.parsed(status, parse_response, answer, info.product_secret)
+    return http.post_parsed(url, headers, body, ca, timeout_ms, parse_response, info.product_secret)
 
 
 def broker(info):
