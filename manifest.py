@@ -4,9 +4,24 @@
 # micropython-lib freezes mip, ntptime and webrepl: no line-number tables (2.1 KB of the Pico
 # W image), so a traceback from frozen dynreg names the function but says "line 1". For line
 # numbers, run the same modules from source on the same firmware (README "Debugging").
+#
+# Option `clouds`: the clouds the image serves, comma-separated (default: all). A board that
+# serves one product freezes only its cloud's code and root certificates, for example
+#   include("$(BOARD_DIR)/../../manifest.py", is_require=True, clouds="tencent")
+# An info of a cloud the image leaves out is refused with a ConfigError that names it.
+options.defaults(clouds="tencent,aliyun,azure")
+
 metadata(
     description="Dynamic registration of MicroPython boards with Tencent, Alibaba and Azure IoT clouds",
     version="0.1.0",
 )
 require("umqtt.simple")
-package("dynreg", base_path="lib", opt=3)
+
+_CLOUDS = {"tencent": ["tencent", "roots_tencent", "http"], "aliyun": ["aliyun", "roots_aliyun", "http", "gateway"],
+           "azure": ["azure", "roots_azure"]}
+_files = ["__init__", "clock", "codec", "flow", "hints", "hmac", "mqtt", "net", "online", "store"]
+for _cloud in options.clouds.split(","):
+    if _cloud.strip() not in _CLOUDS:
+        raise ValueError("clouds: unknown cloud %r (known: %s)" % (_cloud, ", ".join(_CLOUDS)))
+    _files += [f for f in _CLOUDS[_cloud.strip()] if f not in _files]
+package("dynreg", files=[f + ".py" for f in _files], base_path="lib", opt=3)

@@ -17,4 +17,5 @@ bench: setup
 			|| { echo "bench: bench/requirements.txt did not install"; exit 1; }; \
 		touch $(BENCH_STAMP); \
 	fi
+	@tools/firmware.sh onecloud  # the one-cloud image of the flash figures (not built by make test)
 	@$(VENV)/bin/python bench/run_all.py

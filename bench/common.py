@@ -103,11 +103,14 @@ def write_json(path, doc):
 
 
 def tencent_info(folder, cloud, product, device, scheme="https"):
+    # scheme "http": with the info's opt-in to plain HTTP (README "Device info", plain_http).
     port = cloud.https_port if scheme == "https" else cloud.http_port
-    return write_json(os.path.join(folder, "device_info.json"), {
-        "dynreg": 1, "cloud": "tencent", "product_id": product, "product_secret": SECRET, "device_name": device,
-        "register_url": "%s://localhost:%d" % (scheme, port), "mqtt_url": "mqtts://localhost:%d" % cloud.mqtts_port,
-        "ca": cloud.ca_der_path, "credential": {"psk": ""}})
+    doc = {"dynreg": 1, "cloud": "tencent", "product_id": product, "product_secret": SECRET, "device_name": device,
+           "register_url": "%s://localhost:%d" % (scheme, port), "mqtt_url": "mqtts://localhost:%d" % cloud.mqtts_port,
+           "ca": cloud.ca_der_path, "credential": {"psk": ""}}
+    if scheme == "http":
+        doc["plain_http"] = True
+    return write_json(os.path.join(folder, "device_info.json"), doc)
 
 
 def azure_info(folder, cloud, id_scope, device):

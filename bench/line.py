@@ -8,10 +8,10 @@
 #
 # Every device boots and imports the flow first, prints READY and waits on its stdin; the bench
 # releases each one at its power-on moment by writing one byte. Registration is Tencent's, over
-# plain HTTP (its answer is AES-encrypted with the ProductSecret, as the library requires): on a
-# real line every board brings its own CPU for its TLS handshakes, here 1000 of them would share
-# this machine's cores with the emulator, and the figures would measure the cores, not the
-# retry policy. One run over HTTPS shows what TLS adds.
+# plain HTTP (the infos opt in with "plain_http": true; a real line should not, README "Device
+# info"): on a real line every board brings its own CPU for its TLS handshakes, here 1000 of
+# them would share this machine's cores with the emulator, and the figures would measure the
+# cores, not the retry policy. One run over HTTPS shows what TLS adds.
 import os
 import random
 import shutil
@@ -79,7 +79,10 @@ def one_line(size, rate, mode="slot", scheme="http", spread=SPREAD_S):
     floor = max(size / rate, spread)
     with running_emulator(state) as cloud:
         cloud.add_product(PRODUCT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=100000)
-        cloud.throttle(PRODUCT, rate, BURST, retry_after=mode)
+        # HTTP 429 with a Retry-After (the emulator's choice, throttle.py): the modes compared here.
+        # Tencent's documented answer (200, RequestLimitExceeded, no Retry-After) leaves a device to
+        # its own backoff, as mode "none" does.
+        cloud.throttle(PRODUCT, rate, BURST, retry_after=mode, answer="http")
         env = device_env()
         infos = [tencent_info(os.path.join(state, "devices", "d%04d" % i), cloud, PRODUCT, "line%04d" % i, scheme=scheme)
                  for i in range(size)]

@@ -57,6 +57,14 @@ def flash_rows(flash):
                              _target(image["own"] <= frozen, "<= %d KiB:" % (frozen // KIB)) if frozen else ""))
         lines.append("| frozen into the Pico W image: dynreg + umqtt.simple (`firmware.bin` %d B against stock "
                      "RPI_PICO_W %d B) | %s | |" % (image["ours"], image["stock"], _kib(image["cost"])))
+        roots = sum(flash.get("roots", {}).values())
+        if roots and "own" in image:
+            lines.append("| of dynreg: its code, the built-in roots (`roots_*.py`, %s) counted apart | %s | %s |" % (
+                _kib(roots), _kib(image["own"] - roots),
+                _target(image["own"] - roots <= frozen, "<= %d KiB:" % (frozen // KIB)) if frozen else ""))
+        if "tencent_only" in image:
+            lines.append("| a Tencent-only image (`clouds=\"tencent\"`): dynreg, roots included | %s | |"
+                         % _kib(image["tencent_only"]))
     return lines
 
 

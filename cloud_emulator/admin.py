@@ -124,15 +124,16 @@ def set_clock_offset(store: StateStore, seconds: float) -> None:
 
 
 def set_throttle(store: StateStore, product_id: str, rate: float | None, burst: int | None = None,
-                 retry_after: str = "slot") -> None:
+                 retry_after: str | None = None, answer: str | None = None) -> dict[str, Any] | None:
     """Limit the product's registrations to `rate` a second, `burst` at once (None: no limit);
-    `retry_after` is what the over-limit answers say (throttle.py). Takes effect at the running
+    `answer` is the over-limit answers' shape and `retry_after` what their Retry-After says
+    (throttle.py: the defaults). Returns the limit as stored. Takes effect at the running
     emulator's next registration request."""
     with store.transaction() as state:
         if registry.get_product(state, product_id) is None:
             raise registry.RegistryError(f"no product {product_id}")
         try:
-            throttle.set_throttle(state, product_id, rate, burst, retry_after)
+            return throttle.set_throttle(state, product_id, rate, burst, retry_after, answer)
         except ValueError as error:
             raise registry.RegistryError(str(error)) from None
 

@@ -35,10 +35,14 @@ from .state import StateStore
 from .throttle import RegistrationThrottle, retry_later
 
 API_HTTPS_REGISTER = "aliyun-https-register"
-# Over a product's registration rate (throttle.py): HTTP 429 with Retry-After and this body on
-# HTTPS, CONNACK 3 (server unavailable) on MQTT. Alibaba documents neither for these APIs:
-# unconfirmed, the emulator's choice (429 as the HTTP status that means it; 3 as the CONNACK
-# that MQTT 3.1.1 section 3.2.2.3 gives "the service is unavailable").
+# Over a product's registration rate (throttle.py). HTTPS, by default: HTTP 200 with code 429,
+# no Retry-After. The code is Alibaba's ("Error codes for devices": 429, throttling triggered
+# by frequent requests); the status is our choice, as for every other refusal on this path:
+# both vendor SDKs read the code only from a 200 answer (aliyun-iot-linkkit's urlopen raises
+# on any other; LinkSDK's dynreg component refuses a status other than 200). The throttle's
+# answer "http" makes it HTTP 429 with Retry-After, the emulator's choice. MQTT: CONNACK 3
+# (server unavailable), unconfirmed, what MQTT 3.1.1 section 3.2.2.3 gives "the service is
+# unavailable".
 THROTTLED_CODE = 429
 THROTTLED_MESSAGE = "too many requests"
 CONNACK_SERVER_UNAVAILABLE = 3
@@ -159,7 +163,11 @@ MESSAGES = {
     200: "success",
     401: "request auth error",
     403: "dynamic register is not enabled for this product",
+    # 429, 500, 503: Alibaba's common codes (help.aliyun.com document 127995; README A10a)
+    429: "too many requests",
     460: "request parameter error",
+    500: "service error",
+    503: "service not available",
     6100: "device not found",
     6250: "product not found",
     6280: "devicename not meet specs",
@@ -189,6 +197,13 @@ def _render_http_error(error: HttpError) -> tuple[dict[str, Any], str]:
     return {"code": error.status, "message": error.message}, str(error.status)
 
 
+def _render_error_in_body(error: HttpError) -> dict[str, Any]:
+    # An injected error in the code of a 200 answer, as Alibaba reports its refusals here: 429
+    # throttled, 503 not available, any other 5xx 500 ("an unknown error occurred").
+    code = error.status if error.status < 500 or error.status == 503 else 500
+    return {"code": code, "message": MESSAGES.get(code, error.message)}
+
+
 def _new_secret() -> str:
     return registry.random_alphanumeric(SECRET_LENGTH)
 
@@ -212,14 +227,16 @@ class AliyunCloud:
     # -- HTTPS registration --------------------------------------------------------------------
 
     def http_routes(self) -> list[Route]:
-        return [Route("POST", REGISTER_PATH, API_HTTPS_REGISTER, self.handle_https_register, _render_http_error)]
+        return [Route("POST", REGISTER_PATH, API_HTTPS_REGISTER, self.handle_https_register, _render_http_error,
+                      _render_error_in_body)]
 
     def handle_https_register(self, request: HttpRequest) -> HttpResponse:
         seen: dict[str, Any] = {}
         try:
             form = self._parse_form(request, seen)
             with self.store.transaction() as state:
-                throttled = self.throttle.check(state, form["productKey"], self.clock(), form["deviceName"])
+                throttled = self.throttle.check(state, form["productKey"], self.clock(), form["deviceName"],
+                                                body_answer=True)
                 outcome = self._https_register_locked(state, form) if throttled is None else None
         except Refused as refused:
             outcome, throttled = refused.error, None

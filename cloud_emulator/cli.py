@@ -13,7 +13,7 @@ from typing import Any, Callable, NoReturn
 from . import admin, registry
 from .faults import FAULT_KINDS, Blackhole, FaultError, queue_fault
 from .server import ServeOptions, run
-from .throttle import RETRY_AFTER_MODES
+from .throttle import ANSWERS, RETRY_AFTER_MODES
 from .state import StateStore
 
 DEFAULT_STATE = Path(__file__).resolve().parent.parent / "build" / "cloud"  # where `make cloud` serves
@@ -301,7 +301,8 @@ def _cmd_fault(args: argparse.Namespace) -> int:
             print(json.dumps(fault, sort_keys=True))
         return 0
     fault = queue_fault(store, args.kind, count=args.count, status=args.status, seconds=args.seconds,
-                        retry_after=args.retry_after, interval=args.interval, body_bytes=args.body_bytes)
+                        retry_after=args.retry_after, interval=args.interval, body_bytes=args.body_bytes,
+                        answer=args.answer)
     print("queued " + json.dumps(fault, sort_keys=True))
     return 0
 
@@ -318,10 +319,11 @@ def _cmd_throttle(args: argparse.Namespace) -> int:
     if args.off == (args.rate is not None):
         print("throttle: give --rate R (registrations a second) or --off", file=sys.stderr)
         return 2
-    admin.set_throttle(_store(args), args.product_id, None if args.off else args.rate, args.burst, args.retry_after)
-    print(f"product {args.product_id}: " + ("registrations not limited" if args.off else
+    limit = admin.set_throttle(_store(args), args.product_id, None if args.off else args.rate, args.burst,
+                               args.retry_after, args.answer)
+    print(f"product {args.product_id}: " + ("registrations not limited" if limit is None else
                                            f"at most {args.rate:g} registrations a second, {args.burst or 1} at once, "
-                                           f"Retry-After: {args.retry_after}"))
+                                           f"answer: {limit['answer']}, Retry-After: {limit['retry_after']}"))
     return 0
 
 
@@ -440,7 +442,11 @@ def _parser() -> _Parser:
     fault.add_argument("--status", type=int, help="HTTP status for http_status (and wrong_content_type)")
     fault.add_argument("--seconds", type=float,
                        help="seconds for delay; for mqtt_no_connack, how long the connection is held")
-    fault.add_argument("--retry-after", type=int, metavar="S", help="http_status: send Retry-After: S")
+    fault.add_argument("--retry-after", type=int, metavar="S",
+                       help="http_status: send Retry-After: S (implies --answer http)")
+    fault.add_argument("--answer", choices=ANSWERS,
+                       help="http_status: cloud (the default) answers as the cloud reports errors, HTTP 200 and "
+                            "its code where it does so (Tencent's current API, Alibaba HTTPS); http: HTTP status N")
     fault.add_argument("--interval", type=float, metavar="S", help="trickle: seconds between bytes")
     fault.add_argument("--body-bytes", type=int, metavar="N",
                        help="truncate, reset: body bytes sent before the cut (default half)")
@@ -456,9 +462,14 @@ def _parser() -> _Parser:
     throttle.add_argument("--product-id", "--product-key", dest="product_id", required=True)
     throttle.add_argument("--rate", type=float, metavar="R", help="registrations a second")
     throttle.add_argument("--burst", type=int, metavar="B", help="registrations at once (default 1)")
-    throttle.add_argument("--retry-after", choices=RETRY_AFTER_MODES, default="slot",
-                          help="what an over-limit answer says: slot (a reserved slot of its own, the default), "
-                               "next (when the next token is there), none (no Retry-After)")
+    throttle.add_argument("--retry-after", choices=RETRY_AFTER_MODES,
+                          help="what a 429 over-limit answer's Retry-After says: slot (a reserved slot of its own, "
+                               "the default), next (when the next token is there), none (no Retry-After); "
+                               "implies --answer http unless --answer is given")
+    throttle.add_argument("--answer", choices=ANSWERS,
+                          help="over the limit: cloud (the default) answers as the cloud documents it, HTTP 200 and "
+                               "its code without Retry-After where it reports errors so (Tencent's current API, "
+                               "Alibaba HTTPS); http: HTTP 429 with Retry-After (the emulator's choice)")
     throttle.add_argument("--off", action="store_true", help="no limit")
 
     drop = command("drop", _cmd_drop, "drop a connected device's MQTT connections (the running broker acts)")

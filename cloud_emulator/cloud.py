@@ -68,6 +68,9 @@ class Route:
     handle: Callable[[HttpRequest], HttpResponse]
     # Shape an HTTP-layer error the way this API reports errors; returns (body, logged result).
     render_error: Callable[[HttpError], tuple[dict[str, Any], str]]
+    # For an API whose cloud reports every failure inside a 200 answer (Tencent's current API,
+    # Alibaba's HTTPS registration): the body of an injected error so reported (faults.py).
+    render_error_in_body: Callable[[HttpError], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,12 @@ FAULT_KINDS: dict[str, FaultKind] = {
     for kind in (
         FaultKind(
             "http_status", TARGET_HTTP, ("status",),
-            "answer with HTTP status N and a JSON error body in the API's shape (with a Retry-After "
-            "header when retry_after is given); request not processed",
-            optional=("retry_after",),
+            "answer status N's error in the API's shape; request not processed. answer cloud (the "
+            "default): where the cloud reports errors inside a 200 answer (Tencent's current API, "
+            "Alibaba's HTTPS registration), HTTP 200 with the matching code (InternalError, "
+            "RequestLimitExceeded; 500, 429); elsewhere, and with answer http, HTTP status N (with a "
+            "Retry-After header when retry_after is given, which implies answer http)",
+            optional=("retry_after", "answer"),
         ),
         FaultKind(
             "delay", TARGET_HTTP, ("seconds",),
@@ -119,12 +122,22 @@ def _number(name: str, minimum: float, maximum: float | None = None, integer: bo
     return check
 
 
-_PARAMETERS: dict[str, Callable[[str, Any], int | float]] = {
+ANSWERS = ("cloud", "http")
+
+
+def _answer(kind: str, value: Any) -> str:
+    if value not in ANSWERS:
+        raise FaultError(f"fault {kind} needs --answer {' or '.join(ANSWERS)}")
+    return value
+
+
+_PARAMETERS: dict[str, Callable[[str, Any], Any]] = {
     "status": _number("status", 200, 599, integer=True),
     "seconds": _number("seconds", 0),
     "retry_after": _number("retry_after", 0, integer=True),
     "interval": _number("interval", 0.001, 60),
     "body_bytes": _number("body_bytes", 0, integer=True),
+    "answer": _answer,
 }
 
 
@@ -147,7 +160,15 @@ def make_fault(kind: str, *, count: int = 1, **values: Any) -> dict[str, Any]:
                 _PARAMETERS[name](kind, None)  # raises the "needs --name" error
             continue
         fault[name] = _PARAMETERS[name](kind, value)
+    if fault.get("answer") == "cloud" and "retry_after" in fault:
+        raise FaultError(f"fault {kind}: no cloud sends a Retry-After in a 200 answer; "
+                         "--retry-after needs --answer http")
     return fault
+
+
+def fault_answer(fault: dict[str, Any]) -> str:
+    """An http_status fault's answer: as given, else http when it sends a Retry-After, else cloud."""
+    return fault.get("answer") or ("http" if "retry_after" in fault else "cloud")
 
 
 def queue_fault(store: StateStore, kind: str, **options: Any) -> dict[str, Any]:

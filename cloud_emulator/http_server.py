@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from .cloud import HttpError, HttpRequest, HttpResponse, Route
 from .crypto import fault_server_context
-from .faults import TARGET_HTTP, TARGET_TLS, take_fault
+from .faults import TARGET_HTTP, TARGET_TLS, fault_answer, take_fault
 from .state import StateStore
 
 API_HTTP = "http"  # request-log name for requests that reach no route
@@ -327,15 +327,24 @@ class HttpListener:
         """Apply an injected fault. Returns None when the request was answered (or dropped) here,
         else the function that sends the answer once the request is processed."""
         kind = fault["kind"]
+        # An http_status fault answered as the cloud reports errors (its code in a 200), or as the status.
+        in_body = (kind == "http_status" and route is not None and route.render_error_in_body is not None
+                   and fault_answer(fault) == "cloud")
         self._store.append_log(route.api if route else API_HTTP, transport=self.transport, result=f"fault:{kind}",
                                fault=kind, status=fault.get("status"), seconds=fault.get("seconds"),
                                retry_after=fault.get("retry_after"), interval=fault.get("interval"),
+                               answer=("cloud" if in_body else "http") if kind == "http_status" else None,
                                body_bytes=fault.get("body_bytes"))
         if kind == "close":
             return None
         if kind == "http_status":
-            status = fault["status"]
-            error = HttpError(status, error_code_for_status(status), f"Injected fault: HTTP {status}")
+            status, code = fault["status"], error_code_for_status(fault["status"])
+            if in_body:
+                assert route is not None and route.render_error_in_body is not None
+                error = HttpError(status, code, "Injected fault: " + code)
+                self._send(sock, self._render(request.version, HttpResponse(200, route.render_error_in_body(error))))
+                return None
+            error = HttpError(status, code, f"Injected fault: HTTP {status}")
             render = route.render_error if route else _neutral_error_body
             body, _ = render(error)
             extra = [("Retry-After", str(fault["retry_after"]))] if "retry_after" in fault else []

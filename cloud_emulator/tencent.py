@@ -162,10 +162,12 @@ class Refused(Exception):
         return LEGACY_BAD_SIGNATURE_MESSAGE if self.refusal is BAD_SIGNATURE else self.message
 
 
-# Over a product's registration rate (throttle.py). Tencent Cloud API 3.0 lists
-# RequestLimitExceeded ("the number of requests exceeds the frequency limit") among its common
-# error codes; its use by the device gateway, the HTTP status 429 and Retry-After are
-# unconfirmed: the emulator's choice, so that a device can tell when to come back.
+# Over a product's registration rate (throttle.py). Current API, by default: HTTP 200 and
+# RequestLimitExceeded in Response.Error, no Retry-After, as Tencent Cloud API 3.0 reports
+# every failure (its "Error Codes" pages list RequestLimitExceeded, "the number of requests
+# exceeds the frequency limit"; PROTOCOLS.md 2.6); the throttle's answer "http" makes it HTTP
+# 429 with Retry-After, the emulator's choice. The legacy API: no source gives its shape, so
+# HTTP 429, Retry-After and code 429, the emulator's choice.
 THROTTLED_CODE = "RequestLimitExceeded"
 THROTTLED_LEGACY_CODE = 429
 THROTTLED_MESSAGE = "Request limit exceeded"
@@ -235,7 +237,7 @@ class TencentCloud:
 
     def http_routes(self) -> list[Route]:
         return [
-            Route("POST", V2_PATH, API_V2, self.handle_v2, _render_v2_error),
+            Route("POST", V2_PATH, API_V2, self.handle_v2, _render_v2_error, _render_v2_error_in_body),
             Route("POST", LEGACY_PATH, API_LEGACY, self.handle_legacy, _render_legacy_error),
         ]
 
@@ -243,7 +245,7 @@ class TencentCloud:
         request_id = str(uuid.uuid4())
         seen: dict[str, Any] = {}
         try:
-            registration = self._register(self._parse_v2(request, seen))
+            registration = self._register(self._parse_v2(request, seen), body_answer=True)
         except Refused as refused:
             self._log(API_V2, request, seen, refused.refusal.code, refused.refusal.reason, request_id=request_id)
             return HttpResponse(200, _v2_error_body(refused.refusal.code, refused.message, request_id))
@@ -380,11 +382,13 @@ class TencentCloud:
 
     # -- the registration itself --------------------------------------------------------
 
-    def _register(self, request: RegistrationRequest) -> Registration:
+    def _register(self, request: RegistrationRequest, body_answer: bool = False) -> Registration:
         # Refusals are returned from inside the transaction, not raised, so that what was
-        # already recorded (the nonce of a correctly signed request) is saved.
+        # already recorded (the nonce of a correctly signed request) is saved. `body_answer`:
+        # the current API, which reports throttling in a 200 answer (throttle.py).
         with self.store.transaction() as state:
-            throttled = self.throttle.check(state, request.product_id, self.clock(), request.device_name)
+            throttled = self.throttle.check(state, request.product_id, self.clock(), request.device_name,
+                                            body_answer)
             outcome = self._register_locked(state, request) if throttled is None else None
         if throttled is not None:
             raise OverLimit(throttled)
@@ -529,6 +533,12 @@ def _v2_error_body(code: str, message: str, request_id: str) -> dict[str, Any]:
 
 def _render_v2_error(error: HttpError) -> tuple[dict[str, Any], str]:
     return _v2_error_body(error.code, error.message, str(uuid.uuid4())), error.code
+
+
+def _render_v2_error_in_body(error: HttpError) -> dict[str, Any]:
+    # An injected server error as Tencent Cloud API 3.0 reports every failure: Response.Error in
+    # a 200 answer (PROTOCOLS.md 2.6), the Code from the status (InternalError for a 500).
+    return _v2_error_body(error.code, error.message, str(uuid.uuid4()))
 
 
 def _render_legacy_error(error: HttpError) -> tuple[dict[str, Any], str]:

@@ -122,10 +122,11 @@ class RunningEmulator:
         retry_after: int | None = None,
         interval: float | None = None,
         body_bytes: int | None = None,
+        answer: str | None = None,
     ) -> dict[str, Any]:
         """Queue `count` uses of a fault (kinds and parameters: faults.FAULT_KINDS)."""
         return queue_fault(self.store, kind, count=count, status=status, seconds=seconds, retry_after=retry_after,
-                           interval=interval, body_bytes=body_bytes)
+                           interval=interval, body_bytes=body_bytes, answer=answer)
 
     def faults(self) -> list[dict[str, Any]]:
         """The fault queue as it stands (uses left in `count`)."""
@@ -141,9 +142,12 @@ class RunningEmulator:
     def clear_faults(self) -> None:
         self.store.clear_faults()
 
-    def throttle(self, product_id: str, rate: float | None, burst: int | None = None, retry_after: str = "slot") -> None:
-        """Limit the product's registrations to `rate` a second, `burst` at once (None: no limit)."""
-        admin.set_throttle(self.store, product_id, rate, burst, retry_after)
+    def throttle(self, product_id: str, rate: float | None, burst: int | None = None, retry_after: str | None = None,
+                 answer: str | None = None) -> None:
+        """Limit the product's registrations to `rate` a second, `burst` at once (None: no limit);
+        `answer` "http" (implied by a `retry_after`): over the limit, HTTP 429 with Retry-After
+        instead of the cloud's own shape (throttle.py)."""
+        admin.set_throttle(self.store, product_id, rate, burst, retry_after, answer)
 
     def set_clock_offset(self, seconds: float) -> None:
         """Run the emulator's clock `seconds` ahead of the host's (0: the host's again). The clouds

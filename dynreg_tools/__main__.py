@@ -4,6 +4,7 @@
   provision  many boards at once over mpremote: checks first, progress, a report
   status     what one board holds (files, credential), never a value
   erase      remove one board's info and sub-device store
+  roots      the root CA certificates built into the firmware, per cloud and endpoint
   cloud      the local cloud emulator (serve, add-product, devices, log, ...)
 """
 
@@ -40,13 +41,20 @@ def _erase(argv):
     return board.main_erase(argv)
 
 
+def _roots(argv):
+    from dynreg_tools import roots
+
+    return roots.main(argv)
+
+
 def _cloud(argv):
     from cloud_emulator import cli
 
     return cli.main(argv)
 
 
-VERBS = {"check": _check, "provision": _provision, "status": _status, "erase": _erase, "cloud": _cloud}
+VERBS = {"check": _check, "provision": _provision, "status": _status, "erase": _erase, "roots": _roots,
+         "cloud": _cloud}
 
 
 def main(argv=None):

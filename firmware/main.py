@@ -24,18 +24,25 @@ def log(text):
 def boot(site):
     # Network, clock and the credential: registers only if none is stored. Retried as a whole
     # (boot_attempts); the online part below never comes back here.
+    from dynreg import store
+
     board.info_from_nvs(INFO, log)
+    # Read once, by dynreg (the only reader of the info): its cloud picks the NTP servers, and
+    # dynreg.ensure takes it as it is. The info may name the device, or give a rule to derive
+    # the name from the chip: dynreg asks the board for the name.
+    info = store.load(INFO)
     board.network_up(site, log)
-    board.sync_clock(site, log)
-    # The info may name the device, or give a rule to derive the name from the chip: dynreg
-    # reads the info (the only reader of it) and asks the board for the name.
-    return dynreg.ensure(INFO, name_from_chip=board.device_name)
+    board.sync_clock(site, log, info.cloud)
+    info = dynreg.ensure(info, name_from_chip=board.device_name)
+    board.forget_nvs_secret(info, log)
+    return info
 
 
 def stay_online(site, info):
     topic = site.get("status_topic", STATUS_TOPICS[info.cloud]) % (info.product, info.device_name)
 
     def on_connect(client):
+        board.forget_nvs_secret(info, log)  # the login spent the ProductSecret: NVS's copy goes too
         client.publish(topic.encode(), json.dumps({"status": "online", "uptime_ms": time.ticks_ms()}).encode())
         log("published status on %s" % topic)
         if site.get("subdevices"):
@@ -68,8 +75,9 @@ def main():
         return 0
     site = board.load_site()
     delay_ms = site.get("retry_ms", 5000)
+    attempts = site.get("boot_attempts", 3)
     info = None
-    for attempt in range(site.get("boot_attempts", 3)):
+    for attempt in range(1, attempts + 1):
         try:
             info = boot(site)
             break
@@ -80,7 +88,13 @@ def main():
             log("stopped: bad configuration: %s (fix the info, then provision again: tools/provision.py)" % e)
             return 2
         except (dynreg.Error, OSError) as e:
-            log("boot attempt %d failed: %s: %s" % (attempt + 1, type(e).__name__, e))
+            # Transient, retried with a backoff: the network, a busy cloud, the flash, and the
+            # clock (ClockError: no NTP server answered and the clock is before the build date).
+            if attempt == attempts:
+                log("boot attempt %d of %d failed: %s: %s" % (attempt, attempts, type(e).__name__, e))
+                break
+            log("boot attempt %d of %d failed: %s: %s; retrying in %d ms"
+                % (attempt, attempts, type(e).__name__, e, delay_ms))
             time.sleep_ms(delay_ms)
             delay_ms *= 2
     if info is None:

@@ -28,12 +28,15 @@ def device_env(**extra):
 
 
 def write_info(folder, cloud, product_id, device_name="dev001", secret=SECRET, scheme="https", **fields):
-    # A fresh device's info in dynreg's format, pointed at the running emulator.
+    # A fresh device's info in dynreg's format, pointed at the running emulator; scheme "http"
+    # comes with the info's opt-in to plain HTTP.
     port = cloud.https_port if scheme == "https" else cloud.http_port
     doc = {"dynreg": 1, "cloud": "tencent", "product_id": product_id, "product_secret": secret,
            "device_name": device_name, "register_url": "%s://localhost:%d" % (scheme, port),
            "mqtt_url": "mqtt://localhost:%d" % cloud.mqtt_port, "ca": cloud.ca_der_path,
            "credential": {"psk": ""}}
+    if scheme == "http":
+        doc["plain_http"] = True
     doc.update(fields)
     path = os.path.join(str(folder), "device_info.json")
     with open(path, "w") as f:

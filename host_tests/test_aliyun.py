@@ -3,7 +3,7 @@
 import json
 
 from support import vectors, exact
-from dynreg import aliyun, ConfigError, ProtocolError, RejectedError
+from dynreg import aliyun, ConfigError, NetworkError, ProtocolError, RejectedError, TLSError
 
 PUBLIC = vectors("aliyun_public")
 EDGE = vectors("aliyun_edge")
@@ -91,6 +91,17 @@ def test_already_active_is_rejection():
     assert e.code == 6289 and e.message == "device is already active"
 
 
+def test_a_throttled_or_failing_cloud_is_a_network_error_naming_its_code():
+    # Alibaba's codes for devices: 429 throttled, 500 an unknown system error; 503 service not available.
+    for code in (429, 500, 503):
+        body = ('{"code":%d,"message":"m"}' % code).encode()
+        e = exact(NetworkError, aliyun.parse_register_response, body)
+        assert not isinstance(e, TLSError) and str(code) in str(e) and e.retry_after_ms is None, str(e)
+    for code in (400, 401, 460, 6100, 6250, 6760, 99999):
+        body = ('{"code":%d,"message":"m"}' % code).encode()
+        assert exact(RejectedError, aliyun.parse_register_response, body).code == code
+
+
 def test_malformed_register_responses():
     for body in (b"", b"{", b"[]", b'{"code":"200"}', b'{"code":200}', b'{"code":200,"data":[]}',
                  b'{"code":200,"data":{"deviceSecret":7}}', b'{"code":200,"data":{"deviceSecret":""}}',
@@ -106,13 +117,6 @@ def test_mqtt_logins():
         assert password == v["password"], v["source"]
         assert username == v["device_name"] + "&" + v["product_key"]
         assert client_id == "%s|securemode=2,signmethod=%s,timestamp=%s|" % (v["client_id"], v["method"], v["timestamp"])
-
-
-def test_mqtt_login_without_tls_is_securemode_3():
-    v = PUBLIC["mqtt_login"][0]
-    client_id, _, password = aliyun.mqtt_login(v["product_key"], v["device_name"], v["device_secret"], v["client_id"],
-                                               int(v["timestamp"]), tls=False)
-    assert client_id.startswith("OvenDevice01|securemode=3,") and password == v["password"]
 
 
 def test_mqtt_register_login():

@@ -7,7 +7,7 @@ import json
 
 from support import scratch_dir, write, read, exact
 import dynreg
-from dynreg import aliyun, http, mqtt, store, tencent
+from dynreg import aliyun, azure, http, mqtt, store, tencent
 
 # PROTOCOLS.md section 5: the public Tencent vector and the public Alibaba sign vector.
 PID, DN, SECRET, TS, NONCE = "ASJ3GXJXGX", "xyz", "hzvf5LF9S0isvBhDSauWMaIk", 1551000065, 5456
@@ -42,9 +42,9 @@ TENCENT_REFUSAL = b'{"Response":{"Error":{"Code":"ResourceNotFound.ProductNotExi
 ALIYUN_REFUSAL = b'{"code":6250,"message":"product not found"}'
 
 
-def _posted_url(doc, answer):
-    # dynreg.ensure on an info without register_url, the transport faked: the URL it posted
-    # to. The fake cloud refuses, so nothing is stored.
+def _ensure(doc, answer, error):
+    # dynreg.ensure on the info `doc`, the transport faked: (the `error` it raised, the URLs
+    # it posted to). The fake cloud refuses, so nothing is stored.
     folder = scratch_dir()
     path = folder + "/device_info.json"
     write(path, json.dumps(doc))
@@ -57,11 +57,16 @@ def _posted_url(doc, answer):
     real_post = http.post
     http.post = post
     try:
-        exact(dynreg.RejectedError, dynreg.ensure, path, attempts=1, log=None)
+        e = exact(error, dynreg.ensure, path, attempts=1, log=None)
     finally:
         http.post = real_post
     assert read(path) == json.dumps(doc)
-    [url] = posted
+    return e, posted
+
+
+def _posted_url(doc, answer):
+    # The one URL dynreg.ensure posted to.
+    [url] = _ensure(doc, answer, dynreg.RejectedError)[1]
     return url
 
 
@@ -99,12 +104,36 @@ def test_a_register_url_written_with_the_apis_path_is_taken_as_its_base():
             ("https://localhost:8443/", "current", "https://localhost:8443/device/register"),
             ("http://localhost:8080/register/dev", "legacy", "http://localhost:8080/register/dev")):
         doc = {"dynreg": 1, "cloud": "tencent", "product_id": PID, "product_secret": SECRET, "device_name": DN,
-               "register_url": register_url, "api": api, "credential": {"psk": ""}}
+               "register_url": register_url, "api": api, "plain_http": True, "credential": {"psk": ""}}
         assert _posted_url(doc, TENCENT_REFUSAL) == posted
     doc = {"dynreg": 1, "cloud": "aliyun", "product_key": PK, "product_secret": ALI_SECRET, "device_name": ALI_DN,
            "api": "https", "register_url": "https://localhost:8443/auth/register/device",
            "credential": {}}
     assert _posted_url(doc, ALIYUN_REFUSAL) == "https://localhost:8443/auth/register/device"
+
+
+def test_plain_http_registration_is_an_explicit_opt_in():
+    # Tencent's answer is encrypted but names no device and carries no MAC: over http:// anyone
+    # on the line can replay another device's. Without "plain_http": true in the info, an
+    # http:// register_url is refused before any request, in both formats and both APIs.
+    own = {"dynreg": 1, "cloud": "tencent", "product_id": PID, "product_secret": SECRET, "device_name": DN,
+           "register_url": "http://localhost:8080", "credential": {"psk": ""}}
+    sdk = {"auth_mode": "KEY", "productId": PID, "productSecret": SECRET, "deviceName": DN,
+           "key_deviceinfo": {"deviceSecret": "YOUR_IOT_PSK"}, "register_url": "http://localhost:8080"}
+    legacy = dict(own, api="legacy")
+    for doc in (own, legacy, sdk, dict(own, plain_http=False)):
+        e, posted = _ensure(doc, TENCENT_REFUSAL, dynreg.ConfigError)
+        assert "plain_http: true" in str(e) and posted == [], str(e)
+    assert _posted_url(dict(own, plain_http=True), TENCENT_REFUSAL) == "http://localhost:8080/device/register"
+    assert _posted_url(dict(legacy, plain_http=True), TENCENT_REFUSAL) == "http://localhost:8080/register/dev"
+    assert _posted_url(dict(sdk, plain_http=True), TENCENT_REFUSAL) == "http://localhost:8080/device/register"
+    e, posted = _ensure(dict(own, plain_http="yes"), TENCENT_REFUSAL, dynreg.ConfigError)
+    assert "plain_http must be true or false" in str(e) and posted == []
+    # Alibaba's answer is the DeviceSecret in clear: no opt-in opens plain HTTP.
+    ali = {"dynreg": 1, "cloud": "aliyun", "product_key": PK, "product_secret": ALI_SECRET, "device_name": ALI_DN,
+           "register_url": "http://localhost:8080", "plain_http": True, "credential": {}}
+    e, posted = _ensure(ali, ALIYUN_REFUSAL, dynreg.ConfigError)
+    assert "https://" in str(e) and posted == []
 
 
 def test_a_register_url_with_another_path_is_refused_before_any_request():
@@ -175,6 +204,52 @@ def test_an_mqtt_url_without_a_port_gets_its_schemes_port():
     assert mqtt.endpoint(info, tencent.broker(info)) == ("broker.example.com", 1883, False)
     assert mqtt.endpoint(info, "unused", "mqtts://broker.example.com") == ("broker.example.com", 8883, True)
     assert mqtt.endpoint(info, "unused", "mqtts://broker.example.com:443") == ("broker.example.com", 443, True)
+
+
+def _stored(doc, files=()):
+    folder = scratch_dir()
+    for name in files:
+        write(folder + "/" + name, "-----BEGIN X-----\nAAAA\n-----END X-----\n")
+    write(folder + "/device_info.json", json.dumps(doc))
+    return store.load(folder + "/device_info.json")
+
+
+def test_logins_that_send_a_reusable_secret_need_tls():
+    # Refused by the cloud's login, before mqtt.connect opens anything: an Alibaba DeviceSecret
+    # password (never expired), a deviceToken, an Azure SAS token (a day), and a Tencent
+    # client certificate (which authenticates only inside TLS).
+    ali = {"dynreg": 1, "cloud": "aliyun", "product_key": PK, "device_name": ALI_DN,
+           "credential": {"device_secret": "8d1f0cdab49dd229cf3b75aaaaaaaaaa"}}
+    cases = [
+        (aliyun, _stored(ali), "Alibaba needs TLS: an mqtts:// mqtt_url"),
+        (aliyun, _stored(dict(ali, api="regnwl", instance_id="iot-06z00ax1o4qq7gd",
+                              credential={"client_id": PK + "." + ALI_DN + ".AbCdEfGh", "device_token": "t0ken"})),
+         "Alibaba needs TLS: an mqtts:// mqtt_url"),
+        (azure, _stored({"dynreg": 1, "cloud": "azure", "id_scope": "0ne00000A0A", "device_name": "device-001",
+                         "credential": {"hub": "myhub.azure-devices.net", "device_id": "device-001",
+                                        "device_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}),
+         "Azure needs TLS: an mqtts:// mqtt_url"),
+        (tencent, _stored({"dynreg": 1, "cloud": "tencent", "product_id": PID, "device_name": DN, "auth": "cert",
+                           "credential": {"cert_file": "c.crt", "key_file": "k.key"}}, ("c.crt", "k.key")),
+         "Tencent cert auth needs TLS: an mqtts:// mqtt_url"),
+    ]
+    for cloud, info, text in cases:
+        assert not info.needs_registration
+        e = exact(dynreg.ConfigError, cloud.login, info, False)
+        assert str(e) == text
+        client_id, username, _ = cloud.login(info, True)
+        assert client_id and username
+    client_id = aliyun.login(cases[0][1], True)[0]
+    assert "|securemode=2," in client_id  # never 3, the plain-TCP mode
+
+
+def test_a_tencent_key_login_may_use_the_plain_port():
+    # Its password is an HMAC that expires (PROTOCOLS.md 2.4): README says what it exposes.
+    info = _stored({"dynreg": 1, "cloud": "tencent", "product_id": PID, "device_name": DN,
+                    "credential": {"psk": "lDZ6Uqt+I9E0wW7rvDUs7Q=="}})
+    client_id, username, password = tencent.login(info, False)
+    assert client_id == PID + DN and username.startswith(PID + DN + ";12010126;")
+    assert password.endswith(";hmacsha256")
 
 
 # -- default ports ------------------------------------------------------------------------------

@@ -154,7 +154,8 @@ def test_nothing_is_stored_from_a_bad_answer():
     folder = scratch_dir()
     path = folder + "/device_info.json"
     original = json.dumps({"dynreg": 1, "cloud": "tencent", "product_id": "ASJ3GXJXGX", "product_secret": SECRET,
-                           "device_name": "xyz", "register_url": "http://localhost:1", "credential": {"psk": ""}})
+                           "device_name": "xyz", "register_url": "http://localhost:1", "plain_http": True,
+                           "credential": {"psk": ""}})
     answer = [b""]  # the one the fake transport returns next
     real_post = http.post
     http.post = lambda url, headers, body, ca=None, timeout_ms=0: (200, answer[0], None)

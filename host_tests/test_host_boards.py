@@ -55,6 +55,43 @@ def test_board_freezes_the_library_tagged_with_our_version_beside_the_stock_modu
     assert frozen["_boot.py"][1] is None
 
 
+def evaluate_library(**options):
+    # manifest.py alone, included as the boards include it, with `options`: {target path: source}.
+    src = runtime.source_dir()
+    sys.path.insert(0, os.path.join(src, "tools"))
+    try:
+        import manifestfile
+    finally:
+        sys.path.pop(0)
+    manifest = manifestfile.ManifestFile(manifestfile.MODE_FREEZE, {
+        "MPY_DIR": src, "MPY_LIB_DIR": os.path.join(src, "lib", "micropython-lib")})
+    manifest.include(os.path.join(ROOT, "manifest.py"), is_require=True, **options)
+    return {f.target_path: f.full_path for f in manifest.files()}
+
+
+SHARED = ["__init__", "clock", "codec", "flow", "hints", "hmac", "mqtt", "net", "online", "store"]
+
+
+@pytest.mark.parametrize("cloud, own", [
+    ("tencent", ["tencent", "roots_tencent", "http"]),
+    ("aliyun", ["aliyun", "roots_aliyun", "http", "gateway"]),
+    ("azure", ["azure", "roots_azure"]),
+])
+def test_a_one_cloud_image_freezes_only_that_clouds_code_and_roots(cloud, own):
+    frozen = evaluate_library(clouds=cloud)
+    ours = sorted(t for t in frozen if t.startswith("dynreg/"))
+    assert ours == sorted("dynreg/%s.py" % n for n in SHARED + own)
+    assert "umqtt/simple.py" in frozen
+    both = evaluate_library(clouds="tencent,azure")
+    assert "dynreg/roots_azure.py" in both and "dynreg/roots_tencent.py" in both and "dynreg/aliyun.py" not in both
+
+
+def test_a_cloud_the_manifest_does_not_know_stops_the_build():
+    with pytest.raises(Exception, match="unknown cloud 'aws'") as raised:
+        evaluate_library(clouds="tencent,aws")
+    assert type(raised.value).__name__ == "ManifestFileError"  # the build's own error, naming manifest.py
+
+
 def test_the_unix_build_runs_the_frozen_library_and_umqtt():
     code = ("import sys, dynreg, umqtt.simple\n"
             "names = %r\n"
@@ -280,7 +317,8 @@ def bench(tmp_path, monkeypatch):
 
 def write_info(folder, **fields):
     doc = {"dynreg": 1, "cloud": "tencent", "product_id": "BENCH00001", "device_name_from": "unique_id",
-           "register_url": "http://localhost:8080", "mqtt_url": "mqtt://localhost:1883", "credential": {"psk": ""}}
+           "register_url": "http://localhost:8080", "plain_http": True, "mqtt_url": "mqtt://localhost:1883",
+           "credential": {"psk": ""}}
     doc.update(fields)
     (folder / "info.json").write_text(json.dumps({k: v for k, v in doc.items() if v is not None}))
 
@@ -323,13 +361,6 @@ def test_provision_reports_a_missing_ca_once_before_any_board(bench, tmp_path):
     status, text = run_provision(argv + ["--ports", "/dev/a,/dev/b", "--ca", missing])
     assert status == 2 and boards_touched(log) == [], text
     assert text.count(missing) == 1 and "does not exist" in text, text
-
-
-def test_provision_reports_tls_without_a_ca_before_any_board(bench, tmp_path):
-    argv, log = bench
-    write_info(tmp_path, register_url="https://localhost:8443")
-    status, text = run_provision(argv + ["--ports", "/dev/a"])
-    assert status == 2 and boards_touched(log) == [] and "uses TLS but there is no CA" in text, text
 
 
 def test_a_board_holding_a_credential_is_skipped_not_failed(bench, monkeypatch):

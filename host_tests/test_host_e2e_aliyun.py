@@ -27,7 +27,8 @@ def cloud(tmp_path_factory, umqtt):
         cloud.add_product(GW_PK, SECRET, cloud="aliyun", gateway=True)
         cloud.add_product(SUB_PK, SECRET, cloud="aliyun", subdevice=True)
         for name in ["https-md5", "https-sha1", "https-sha256", "mqtt-reg", "twice-01",
-                     "active-01", "badsign-1", "badsign-m", "relogin1", "wrongsecret", "plainmqtt", "off-0001"]:
+                     "active-01", "badsign-1", "badsign-m", "relogin1", "wrongsecret", "keptsecret", "plainmqtt",
+                     "off-0001"]:
             cloud.add_device(OFF_PK if name == "off-0001" else PK, name)
         for name in ["gateway-01", "gateway-02"]:
             cloud.add_device(GW_PK, name)
@@ -109,10 +110,17 @@ def test_new_secret_before_login_replaces_the_old_one(cloud, tmp_path):
     second = write_aliyun_info(tmp_path / "again", cloud, PK, "relogin1")
     assert run_device(second, ensure={})["ok"]
     assert read_json(first)["credential"] != read_json(second)["credential"]
-    refused = run_device(first, ensure={}, connect={})
-    assert not refused["ok"] and refused["error"] == "RejectedError" and refused["code"] == 4, refused
-    assert run_device(second, ensure={}, connect={})["connected"]
-    assert [e["result"] for e in _log(cloud, "mqtt-connect", "relogin1")] == ["bad-password", "ok"]
+    # The first board's secret was replaced (CONNACK 4) and never logged in: it registers once
+    # more and logs in. Then the second board's is the stale one, and the device is active:
+    # its registration is refused (6289), and that is its answer.
+    recovered = run_device(first, ensure={}, connect={})
+    assert recovered["connected"] and "provisioning again" in recovered["output"], recovered
+    before = open(second).read()
+    refused = run_device(second, ensure={}, connect={})
+    assert refused["error"] == "RejectedError" and refused["code"] == 6289, refused
+    assert open(second).read() == before
+    assert [e["result"] for e in _log(cloud, "mqtt-connect", "relogin1")] == ["bad-password", "ok", "bad-password"]
+    assert [e["result"] for e in registrations(cloud, "relogin1")] == ["ok", "ok", "ok", "6289"]
 
 
 # -- errors: RejectedError with the cloud's code, nothing stored, no retry loop -------------------
@@ -170,16 +178,56 @@ def test_mqtt_registration_refuses_a_plain_endpoint_before_connecting(cloud, tmp
     assert registrations(cloud, "plainmqtt") == []
 
 
-def test_wrong_device_secret_is_refused_by_broker(cloud, tmp_path):
+def _replace_secret(info, secret):
+    doc = read_json(info)
+    doc["credential"]["device_secret"] = secret
+    with open(info, "w") as f:
+        json.dump(doc, f)
+    return open(info).read()
+
+
+def test_a_wrong_device_secret_that_never_logged_in_registers_once_more(cloud, tmp_path):
+    # As after an answer that was not this device's: refused (CONNACK 4), one more registration
+    # (the cloud allows it until the first login), one more login, and the info records it.
     info = _device(tmp_path, cloud, "wrongsecret")
     assert run_device(info, ensure={})["ok"]
+    _replace_secret(info, "0" * 32)
+    result = run_device(info, ensure={}, connect={})
+    assert result["ok"] and result["connected"] and "provisioning again" in result["output"], result
     doc = read_json(info)
-    doc["credential"]["device_secret"] = "0" * 32
+    assert doc["credential"] == {"device_secret": cloud.device(PK, "wrongsecret")["device_secret"]}
+    assert doc["logged_in"] is True and "product_secret" not in doc
+    assert [e["result"] for e in _log(cloud, "mqtt-connect", "wrongsecret")] == ["bad-password", "ok"]
+    assert [e["result"] for e in registrations(cloud, "wrongsecret")] == ["ok", "ok"]
+
+
+def test_a_device_secret_that_logged_in_and_is_then_refused_never_registers_again(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "keptsecret", keep_product_secret=True)
+    assert run_device(info, ensure={}, connect={})["connected"]
+    assert read_json(info)["logged_in"] is True and read_json(info)["product_secret"] == SECRET
+    before = _replace_secret(info, "0" * 32)
+    result = run_device(info, ensure={}, connect={})
+    assert result["error"] == "RejectedError" and result["code"] == 4, result
+    assert [e["result"] for e in _log(cloud, "mqtt-connect", "keptsecret")] == ["ok", "bad-password"]
+    assert len(registrations(cloud, "keptsecret")) == 1
+    assert open(info).read() == before
+
+
+def test_a_device_token_that_never_logged_in_registers_once_more(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "newdev-02", product=FREE_PK, api="regnwl", instance_id="iot-06z00emu")
+    assert run_device(info, ensure={})["ok"]
+    doc = read_json(info)
+    doc["credential"]["device_token"] = "not-the-token"
     with open(info, "w") as f:
         json.dump(doc, f)
     result = run_device(info, ensure={}, connect={})
-    assert result["error"] == "RejectedError" and result["code"] == 4, result
-    assert [e["result"] for e in _log(cloud, "mqtt-connect", "wrongsecret")] == ["bad-password"]
+    assert result["ok"] and result["connected"] and "provisioning again" in result["output"], result
+    view = cloud.device(FREE_PK, "newdev-02")
+    doc = read_json(info)
+    assert doc["credential"] == {"client_id": view["client_id"], "device_token": view["device_token"]}
+    assert doc["logged_in"] is True
+    assert [e["result"] for e in _log(cloud, "mqtt-connect", "newdev-02")] == ["bad-password", "ok"]
+    assert len(registrations(cloud, "newdev-02")) == 2
 
 
 # -- gateway sub-devices ------------------------------------------------------------------------

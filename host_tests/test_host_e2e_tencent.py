@@ -58,7 +58,7 @@ def test_key_device_registers_stores_connects_and_publishes(cloud, tmp_path, api
     topic = "%s/%s/data" % (KEY_PRODUCT, name)
     result = run_device(info, ensure={}, connect={}, publish=topic)
     assert result["ok"] and result["connected"], result
-    # The console says which: plain HTTP is allowed for Tencent, whose answer is encrypted.
+    # The console says which; plain HTTP only with the info's opt-in (write_info sets it for "http").
     assert "with tencent, %s API, %s://" % (api, scheme) in result["output"], result["output"]
     assert "(attempt 1 of 4)" in result["output"], result["output"]
     stored = read_json(info)["credential"]["psk"]
@@ -128,11 +128,20 @@ def test_registration_before_login_issues_new_secret_and_old_one_stops_working(c
     assert run_device(second, ensure={})["ok"]
     new_psk = read_json(second)["credential"]["psk"]
     assert new_psk != old_psk
-    refused = run_device(first, ensure={}, connect={})
-    assert not refused["ok"] and refused["error"] == "RejectedError" and refused["code"] == 4, refused
-    assert run_device(second, ensure={}, connect={})["connected"]
-    # CONNACK 4 (bad user name or password) for the replaced psk, then the new one logs in.
-    assert [e["result"] for e in _entries(cloud, "mqtt-connect", "relogin")] == ["bad-password", "ok"]
+    # The first board's psk was replaced: CONNACK 4 (bad user name or password). Its psk never
+    # logged in, so it registers once more (a third psk) and logs in with that.
+    recovered = run_device(first, ensure={}, connect={})
+    assert recovered["connected"] and "provisioning again" in recovered["output"], recovered
+    assert read_json(first)["credential"]["psk"] == cloud.device(KEY_PRODUCT, "relogin")["psk"]
+    # Now the second board's psk is the stale one, and the device has logged in: the cloud
+    # registers it no more, and that refusal is the board's answer (one try, nothing stored).
+    before = open(second).read()
+    refused = run_device(second, ensure={}, connect={})
+    assert refused["error"] == "RejectedError" and refused["code"] == "FailedOperation.DeviceAlreadyActivated", refused
+    assert open(second).read() == before
+    assert [e["result"] for e in _entries(cloud, "mqtt-connect", "relogin")] == ["bad-password", "ok", "bad-password"]
+    assert [e["result"] for e in registrations(cloud, "relogin")] == [
+        "ok", "ok", "ok", "FailedOperation.DeviceAlreadyActivated"]
 
 
 # -- rejections: RejectedError with the cloud's code, nothing stored, no retry ------------------
@@ -148,9 +157,13 @@ def _rejected(cloud, info, expected_code, **spec):
 
 
 def test_bad_signature_current_api(cloud, tmp_path):
+    # Final after exactly one request: the route saw one (a fault's answer would be logged too).
     info = _device(tmp_path, cloud, "badsig", secret="WrongSecret0123456789")
-    _rejected(cloud, info, "AuthFailure.SignatureFailure")
+    mark = len(cloud.log())
+    result = _rejected(cloud, info, "AuthFailure.SignatureFailure")
+    assert [e["result"] for e in _v2_requests(cloud, mark)] == ["AuthFailure.SignatureFailure"]
     assert [e["result"] for e in registrations(cloud, "badsig")] == ["AuthFailure.SignatureFailure"]
+    assert "retrying" not in result["output"] and "wrong ProductSecret" in result["message"]
 
 
 def test_bad_signature_legacy_api(cloud, tmp_path):
@@ -207,22 +220,47 @@ def _failed(info, error, **ensure):
     return result
 
 
-def test_server_errors_are_retried_then_network_error(cloud, tmp_path):
-    info = _device(tmp_path, cloud, "five-xx")
-    cloud.fault("http_status", count=3, status=503)
+def _v2_requests(cloud, mark):
+    # Every request the current API's route took since `mark`, a fault's answer among them.
+    return [e for e in cloud.log()[mark:] if e.get("api") == "tencent-v2"]
+
+
+@pytest.mark.parametrize("answer, named", [("cloud", "server answered ServiceUnavailable"),
+                                           ("http", "server answered HTTP 503")])
+def test_server_errors_are_retried_then_network_error(cloud, tmp_path, answer, named):
+    # "cloud": as Tencent reports it, HTTP 200 and ServiceUnavailable; "http": an HTTP 503.
+    info = _device(tmp_path, cloud, "five-xx-" + answer)
+    cloud.fault("http_status", count=3, status=503, answer=answer)
     result = _failed(info, "NetworkError")
-    assert "after 3 attempts" in result["message"] and "503" in result["message"]
+    assert "after 3 attempts" in result["message"] and named in result["message"], result["message"]
     assert result["output"].count("retrying in") == 2
-    assert registrations(cloud, "five-xx") == []  # no request reached the registration logic
+    assert registrations(cloud, "five-xx-" + answer) == []  # no request reached the registration logic
 
 
-def test_server_error_then_success(cloud, tmp_path):
-    info = _device(tmp_path, cloud, "five-xx-ok")
-    cloud.fault("http_status", count=2, status=500)
+# -- errors as Tencent sends them: a code in a 200 answer, no Retry-After (PROTOCOLS.md 2.6) ------
+
+def test_internal_error_is_retried_then_registered(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "internal-error")
+    cloud.fault("http_status", count=2, status=500)  # HTTP 200, Response.Error.Code InternalError
+    mark = len(cloud.log())
     result = run_device(info, ensure=dict(FAST))
-    assert result["ok"], result
-    assert result["output"].count("retrying in") == 2
-    assert [e["result"] for e in registrations(cloud, "five-xx-ok")] == ["ok"]
+    assert result["ok"] and result["credential"] == ["psk"], result
+    requests = _v2_requests(cloud, mark)
+    assert [(e["result"], e.get("answer")) for e in requests] == [("fault:http_status", "cloud")] * 2 + [("ok", None)]
+    assert result["output"].count("(server answered InternalError); retrying in") == 2, result["output"]
+    assert read_json(info)["credential"]["psk"] == cloud.device(KEY_PRODUCT, "internal-error")["psk"]
+
+
+def test_throttled_twice_then_registered(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "throttled-twice")
+    cloud.fault("http_status", count=2, status=429)  # HTTP 200, RequestLimitExceeded, no Retry-After
+    mark = len(cloud.log())
+    result = run_device(info, ensure=dict(FAST))
+    assert result["ok"] and result["credential"] == ["psk"], result
+    requests = _v2_requests(cloud, mark)
+    assert [e["result"] for e in requests] == ["fault:http_status"] * 2 + ["ok"]  # 3 requests in all
+    assert result["output"].count("(server answered RequestLimitExceeded); retrying in") == 2, result["output"]
+    assert read_json(info)["credential"]["psk"] == cloud.device(KEY_PRODUCT, "throttled-twice")["psk"]
 
 
 def test_read_timeout_is_retried_then_network_error(cloud, tmp_path):
@@ -271,23 +309,69 @@ def test_wrong_host_name_is_refused(tmp_path):
         assert registrations(other, "wronghost") == []
 
 
-def test_https_without_ca_is_config_error(cloud, tmp_path):
-    info = _device(tmp_path, cloud, "noca", ca=None)
-    result = _failed(info, "ConfigError")
-    assert "CA" in result["message"]
-
-
-def test_wrong_psk_is_refused_by_broker(cloud, tmp_path):
-    info = _device(tmp_path, cloud, "wrongpsk")
-    assert run_device(info, ensure={})["ok"]
+def _replace_psk(info, psk):
     doc = read_json(info)
-    doc["credential"]["psk"] = "AAAAAAAAAAAAAAAAAAAAAA=="
+    doc["credential"]["psk"] = psk
     with open(info, "w") as f:
         json.dump(doc, f)
+    return open(info).read()
+
+
+@pytest.mark.parametrize("reached,refusal", [(True, "bad-password"), (False, "unknown-device")],
+                         ids=["answer-replaced", "request-stopped"])
+def test_a_foreign_psk_refused_at_its_first_login_registers_once_more(cloud, tmp_path, reached, refusal):
+    # Plain HTTP's attack: the answer of another device of the product, replayed to this one,
+    # decrypts as well as its own. The board stores that foreign psk; its login is refused
+    # (CONNACK 4 when the cloud saw its request and issued it a psk, 5 when the request never
+    # got there), and since the credential never logged in it registers once more, logs in,
+    # and the info records the login (and drops the ProductSecret) in one write.
+    name = "victim-" + refusal
+    other = _device(tmp_path, cloud, name + "-peer")
+    assert run_device(other, ensure={})["ok"]
+    foreign = read_json(other)["credential"]["psk"]
+    info = _device(tmp_path, cloud, name, scheme="http")
+    if reached:
+        assert run_device(info, ensure={})["ok"]  # the cloud issued this device a psk ...
+    _replace_psk(info, foreign)  # ... and the man in the middle handed it the peer's
+    assert "logged_in" not in read_json(info)
+    result = run_device(info, ensure={}, connect={}, publish="%s/%s/data" % (KEY_PRODUCT, name))
+    assert result["ok"] and result["connected"] and result["published"], result
+    assert "no registration" in result["output"] and "provisioning again" in result["output"], result["output"]
+    doc = read_json(info)
+    issued = cloud.device(KEY_PRODUCT, name)
+    assert doc["credential"] == {"psk": issued["psk"]} and issued["psk"] != foreign
+    assert doc["logged_in"] is True and "product_secret" not in doc and issued["status"] == "activated"
+    assert [e["result"] for e in registrations(cloud, name)] == ["ok"] * (2 if reached else 1)  # one more, no loop
+    assert [e["result"] for e in _entries(cloud, "mqtt-connect", name)] == [refusal, "ok"]
+    assert run_device(other, ensure={}, connect={})["connected"]  # the peer's own psk untouched
+
+
+def test_a_credential_that_logged_in_and_is_then_refused_never_registers_again(cloud, tmp_path):
+    # keep_product_secret: the ProductSecret stays, so only the login record stands between a
+    # refused login and a registration the cloud would refuse anyway.
+    info = _device(tmp_path, cloud, "wrongpsk", keep_product_secret=True)
+    first = run_device(info, ensure={}, connect={})
+    assert first["connected"], first
+    doc = read_json(info)
+    assert doc["logged_in"] is True and doc["product_secret"] == SECRET
+    before = _replace_psk(info, "AAAAAAAAAAAAAAAAAAAAAA==")
     result = run_device(info, ensure={}, connect={})
     assert not result["ok"] and result["error"] == "RejectedError" and result["code"] == 4, result
-    assert [e["result"] for e in _entries(cloud, "mqtt-connect", "wrongpsk")] == ["bad-password"]  # one CONNECT
+    assert "provisioning again" not in result["output"]
+    assert [e["result"] for e in _entries(cloud, "mqtt-connect", "wrongpsk")] == ["ok", "bad-password"]  # one CONNECT
     assert len(registrations(cloud, "wrongpsk")) == 1
+    assert open(info).read() == before  # nothing rewritten
+
+
+def test_plain_http_without_the_opt_in_is_refused_before_any_request(cloud, tmp_path):
+    info = _device(tmp_path, cloud, "no-opt-in", scheme="http")
+    doc = read_json(info)
+    del doc["plain_http"]
+    with open(info, "w") as f:
+        json.dump(doc, f)
+    result = _failed(info, "ConfigError")
+    assert "plain_http: true" in result["message"], result
+    assert [e for e in cloud.log() if e.get("device") == "no-opt-in"] == []
 
 
 def test_no_secret_in_device_output(cloud, tmp_path):

@@ -262,6 +262,24 @@ def test_https_registration_refusals(cloud, product):
     assert reasons[-1] == "dynreg-disabled"
 
 
+def test_injected_server_errors_are_alibaba_codes_in_a_200_unless_asked_for_the_status(cloud, product):
+    # A10a: 500 "service error" for any 5xx but 503, 503 "service not available", 429 "too many
+    # requests", in a 200; answer "http": the status itself, the code the status (our choice).
+    pk, secret = product
+    dn = new_dn()
+    cloud.add_device(pk, dn)
+    for status in (500, 502, 503, 429):
+        cloud.fault("http_status", status=status)
+    cloud.fault("http_status", status=500, answer="http")
+    answers = [post_form(cloud, "productKey=x") for _ in range(5)]
+    assert answers == [(200, {"code": 500, "message": "service error"}),
+                       (200, {"code": 500, "message": "service error"}),
+                       (200, {"code": 503, "message": "service not available"}),
+                       (200, {"code": 429, "message": "too many requests"}),
+                       (500, {"code": 500, "message": "Injected fault: HTTP 500"})]
+    assert "deviceSecret" in https_register(cloud, pk, dn, secret)["data"]
+
+
 def test_both_clouds_share_the_listeners_but_not_their_products(cloud, product):
     pk, secret = product
     dn = new_dn()

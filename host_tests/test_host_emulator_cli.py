@@ -281,7 +281,16 @@ def test_throttle_sets_and_lifts_a_products_registration_rate(state):
     made = run_cli("throttle", "--state", str(folder), "--product-id", TENCENT_PID, "--rate", "2.5", "--burst", "4")
     assert made.returncode == 0 and "at most 2.5 registrations a second, 4 at once" in made.stdout, output(made)
     throttles = json.loads((folder / "state.json").read_text())["throttles"]
-    assert throttles == {TENCENT_PID: {"rate": 2.5, "burst": 4, "retry_after": "slot"}}
+    assert throttles == {TENCENT_PID: {"rate": 2.5, "burst": 4, "retry_after": "slot", "answer": "cloud"}}
+    made = run_cli("throttle", "--state", str(folder), "--product-id", TENCENT_PID, "--rate", "1", "--answer", "http",
+                   "--retry-after", "next")
+    assert made.returncode == 0 and "answer: http, Retry-After: next" in made.stdout, output(made)
+    throttles = json.loads((folder / "state.json").read_text())["throttles"]
+    assert throttles[TENCENT_PID] == {"rate": 1.0, "burst": 1, "retry_after": "next", "answer": "http"}
+    # As before there was an --answer: a Retry-After mode asks for the 429 that carries it.
+    made = run_cli("throttle", "--state", str(folder), "--product-id", TENCENT_PID, "--rate", "1", "--retry-after",
+                   "none")
+    assert made.returncode == 0 and "answer: http, Retry-After: none" in made.stdout, output(made)
     lifted = run_cli("throttle", "--state", str(folder), "--product-id", TENCENT_PID, "--off")
     assert lifted.returncode == 0 and json.loads((folder / "state.json").read_text())["throttles"] == {}
 

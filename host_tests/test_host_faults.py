@@ -191,13 +191,15 @@ def test_reset_then_retry_stores_the_newest_credential(cloud, tmp_path):
 
 
 # -- server errors: bounded retries, jitter, Retry-After, total budget --------------------------------
+# As HTTP statuses (answer "http"): Tencent's own answer, a code in a 200, is retried the same way
+# (test_host_e2e_tencent.py, test_host_throttle.py).
 
 def test_5xx_retries_are_bounded_and_jittered(cloud, tmp_path):
     ensure = {"attempts": 4, "backoff_ms": 200, "max_backoff_ms": 800, "timeout_ms": 1000}
     sequences = []
     for name in ("jitter-a", "jitter-b"):
         info = _tencent(tmp_path, cloud, name)
-        cloud.fault("http_status", count=3, status=503)
+        cloud.fault("http_status", count=3, status=503, answer="http")
         mark = len(cloud.log())
         result, wall = _run(info, ensure=ensure)
         assert result["ok"], result
@@ -218,7 +220,7 @@ def test_5xx_retries_are_bounded_and_jittered(cloud, tmp_path):
 
 def test_5xx_until_the_last_attempt_is_network_error_and_nothing_stored(cloud, tmp_path):
     info = _tencent(tmp_path, cloud, "five-xx-all")
-    cloud.fault("http_status", count=5, status=502)
+    cloud.fault("http_status", count=5, status=502, answer="http")
     mark = len(cloud.log())
     result, wall = _fails(info, "NetworkError", {"attempts": 3, "backoff_ms": 50, "timeout_ms": 1000})
     assert "after 3 attempts" in result["message"] and "HTTP 502" in result["message"]
@@ -255,9 +257,24 @@ def test_429_retry_after_beyond_total_ms_ends_at_once(cloud, tmp_path):
     observed("retry_after_too_long", attempts=1, elapsed_ms=result["elapsed_ms"])
 
 
+def test_alibaba_failing_inside_is_retried_then_registered(cloud, tmp_path):
+    # Answered as Alibaba reports it: HTTP 200, code 500 ("an unknown error occurred"), then 503.
+    info = _aliyun(tmp_path, cloud, "ali-500", api="https")
+    cloud.fault("http_status", count=1, status=500)
+    cloud.fault("http_status", count=1, status=503)
+    mark = len(cloud.log())
+    result, wall = _run(info, ensure={"attempts": 3, "backoff_ms": 50, "timeout_ms": 2000})
+    assert result["ok"], result
+    records = [r for r in _since(cloud, mark) if r["api"] == "aliyun-https-register"]
+    assert [(r["result"], r.get("answer")) for r in records] == [("fault:http_status", "cloud")] * 2 + [("ok", None)]
+    assert "(server answered code 500); retrying" in result["output"], result["output"]
+    assert "(server answered code 503); retrying" in result["output"], result["output"]
+    assert read_json(info)["credential"]["device_secret"] == cloud.device(PK, "ali-500")["device_secret"]
+
+
 def test_total_ms_bounds_all_attempts(cloud, tmp_path):
     info = _tencent(tmp_path, cloud, "budget")
-    cloud.fault("http_status", count=50, status=503)
+    cloud.fault("http_status", count=50, status=503, answer="http")
     mark = len(cloud.log())
     ensure = {"attempts": 50, "backoff_ms": 100, "max_backoff_ms": 400, "total_ms": 1500, "timeout_ms": 1000}
     result, wall = _fails(info, "NetworkError", ensure)
@@ -291,7 +308,7 @@ def test_total_ms_bounds_slow_attempts_too(cloud, tmp_path):
 
 def test_rejection_after_a_5xx_is_not_retried(cloud, tmp_path):
     info = _tencent(tmp_path, cloud, "reject-after-5xx", secret="WrongSecret0123456789")
-    cloud.fault("http_status", count=1, status=500)
+    cloud.fault("http_status", count=1, status=500, answer="http")
     mark = len(cloud.log())
     result, wall = _fails(info, "RejectedError", {"attempts": 4, "backoff_ms": 50, "timeout_ms": 1000})
     assert result["code"] == "AuthFailure.SignatureFailure"
@@ -458,10 +475,14 @@ def test_fault_parameters_are_checked():
 
     assert make_fault("http_status", status=429, retry_after=3) == {
         "kind": "http_status", "count": 1, "status": 429, "retry_after": 3}
+    assert make_fault("http_status", status=500, answer="http")["answer"] == "http"
     assert make_fault("reset", count=2) == {"kind": "reset", "count": 2}
     assert make_fault("truncate", body_bytes=10)["body_bytes"] == 10
     for kind, values in [("trickle", {}), ("trickle", {"interval": 0}), ("http_status", {"status": 700}),
                          ("http_status", {"status": 429, "retry_after": -1}), ("delay", {"interval": 1.0}),
+                         ("http_status", {"status": 429, "answer": "429"}),
+                         ("http_status", {"status": 429, "retry_after": 3, "answer": "cloud"}),
+                         ("delay", {"seconds": 1, "answer": "http"}),
                          ("reset", {"body_bytes": 1.5}), ("tls_expired", {"seconds": 1}), ("nonsense", {})]:
         with pytest.raises(FaultError):
             make_fault(kind, **values)

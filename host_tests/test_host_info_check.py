@@ -102,7 +102,9 @@ def test_a_good_info_is_ok_with_a_summary_naming_cloud_product_and_device_naming
     (folder / "device_info.json").write_text(json.dumps(tencent()))
     proc = cli(str(folder / "device_info.json"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    [line] = proc.stdout.splitlines()
+    # The test CA beside the info is none of Tencent's roots: said once, as a warning.
+    [warning, line] = proc.stdout.splitlines()
+    assert warning.startswith("warning: the ca file ") and "none of Tencent's known roots" in warning, warning
     assert line.startswith("ok: ") and "Tencent ProductId BENCH00001" in line and "unique_id" in line, line
 
 
@@ -260,23 +262,77 @@ def test_a_register_url_with_another_path_is_refused(folder):
 
 # -- the CA ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("doc, use", [
-    (tencent(), "register_url (https)"),
-    (tencent(register_url="http://localhost:8080"), "mqtt_url (mqtts)"),
-    (tencent(register_url=None, mqtt_url="mqtt://localhost:1883"), "no register_url"),
-    (aliyun(api="mqtt", mqtt_url="mqtts://localhost:8883"), "mqtt_url (mqtts)"),
-    (sdk(), "no register_url"),
+@pytest.mark.parametrize("doc", [
+    tencent(), tencent(register_url="http://localhost:8080", plain_http=True),
+    tencent(register_url=None, mqtt_url="mqtt://localhost:1883"),
+    aliyun(api="mqtt", mqtt_url="mqtts://localhost:8883"), sdk(),
 ], ids=["https", "mqtts", "default-endpoint", "aliyun-mqtt", "sdk"])
-def test_tls_without_a_ca_is_reported(folder, doc, use):
+def test_tls_without_a_ca_relies_on_the_built_in_roots(folder, doc):
+    # The firmware carries each cloud's roots: an info for the real cloud needs no CA.
     doc = dict(doc)
     del doc["ca"]
-    problem = one(check(folder, doc), use)
-    assert "no CA" in problem and "--ca" in problem
+    assert check(folder, doc) == []
+    lines = []
+    assert info_check.main([str(folder / "device_info.json")], out=lines.append) == 0
+    assert lines[-1].startswith("ok: ") and "CA built in" in lines[-1], lines
+
+
+SPEC_ROOTS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "spec", "cloud-roots")
+
+
+def warnings_of(folder, doc, now, ca=None):
+    path = folder / "device_info.json"
+    path.write_text(json.dumps(doc))
+    return info_check.warnings(str(path), ca, now=now)
+
+
+def test_a_built_in_root_that_expires_within_a_year_is_warned(folder):
+    # GlobalSign R1, one of the roots of Alibaba's iot-auth host, expires on 2028-01-28
+    # (shared/spec/cloud-roots/README.md).
+    doc = aliyun(ca=None)
+    soon = datetime.datetime(2027, 3, 1, tzinfo=datetime.timezone.utc)
+    [warning] = warnings_of(folder, doc, soon)
+    assert "GLOBALSIGN_R1" in warning and "2028-01-28" in warning and "iot-auth" in warning, warning
+    assert warnings_of(folder, doc, datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)) == []
+    # An info that names its own CA relies on no built-in root.
+    assert [w for w in warnings_of(folder, aliyun(), soon) if "expires" in w] == []
+    # Tencent's roots all run past 2031.
+    assert warnings_of(folder, tencent(ca=None, register_url=None, mqtt_url=None), soon) == []
+
+
+def test_a_ca_that_is_none_of_the_clouds_roots_is_named(folder):
+    now = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+    amazon = os.path.join(SPEC_ROOTS, "amazon-root-ca-1.pem")
+    digicert = os.path.join(SPEC_ROOTS, "digicert-global-root-ca.pem")
+    [warning] = warnings_of(folder, tencent(register_url=None), now, ca=amazon)
+    assert "none of Tencent's known roots" in warning and "amazon-root-ca-1.pem" in warning, warning
+    assert warnings_of(folder, tencent(register_url=None), now, ca=digicert) == []  # Tencent's gateway root
+    assert "none of" in warnings_of(folder, tencent(), now)[0]  # the test root beside the info
 
 
 def test_plain_connections_need_no_ca(folder):
-    doc = tencent(register_url="http://localhost:8080", mqtt_url="mqtt://localhost:1883", ca=None)
+    doc = tencent(register_url="http://localhost:8080", plain_http=True, mqtt_url="mqtt://localhost:1883", ca=None)
     assert check(folder, doc) == []
+
+
+@pytest.mark.parametrize("doc, words", [
+    (tencent(register_url="http://localhost:8080"), ('"plain_http": true', "https://", "another device")),
+    (tencent(register_url="http://localhost:8080", plain_http=False), ('"plain_http": true',)),
+    (sdk(register_url="http://localhost:8080"), ('"plain_http": true',)),
+    (tencent(auth="cert", mqtt_url="mqtt://localhost:1883"), ("mqtt_url must start with mqtts://", "certificate")),
+    (sdk(auth_mode="CERT", mqtt_url="mqtt://localhost:1883"), ("mqtt_url must start with mqtts://", "certificate")),
+    (tencent(plain_http="yes"), ("plain_http must be true or false",)),
+    (tencent(logged_in=1), ("logged_in must be true or false",)),
+    (sdk(keep_product_secret="no"), ("keep_product_secret must be true or false",)),
+], ids=["http", "http-opt-out", "sdk-http", "cert-mqtt", "sdk-cert-mqtt", "plain_http", "logged_in", "sdk-keep"])
+def test_plain_transports_are_opted_into_or_refused_as_the_library_does(folder, doc, words):
+    one(check(folder, doc), *words)
+
+
+def test_the_opt_in_to_plain_http_and_the_login_record_pass(folder):
+    assert check(folder, tencent(register_url="http://localhost:8080", plain_http=True)) == []
+    assert check(folder, sdk(register_url="http://localhost:8080/device/register", plain_http=True)) == []
+    assert check(folder, tencent(logged_in=True, keep_product_secret=True)) == []
 
 
 def test_the_ca_is_found_beside_the_info_or_given_apart(folder, tmp_path):

@@ -1,7 +1,7 @@
 # A board that uses one cloud loads only that cloud's modules: after a first boot (register,
 # store, connect, publish) on the frozen unix build, the dynreg modules in sys.modules are the
 # shared ones and that cloud's, never another cloud's (nor the error hints, which only a
-# refusal imports).
+# refusal imports), nor any built-in roots when the info names its CA.
 import base64
 import hashlib
 
@@ -43,3 +43,5 @@ def test_only_the_clouds_own_modules_are_loaded(cloud, tmp_path, which):
     assert allowed >= loaded >= OWN[which], sorted(loaded)
     others = set().union(*(OWN[c] for c in OWN if c != which)) - OWN[which]
     assert not loaded & others and "dynreg.hints" not in loaded
+    # The info names the emulator's CA: no built-in roots are loaded, not even its cloud's.
+    assert not [m for m in loaded if m.startswith("dynreg.roots_")], sorted(loaded)

@@ -49,7 +49,8 @@ def cloud(tmp_path_factory):
 
 
 def provision(tmp_path, cloud, doc, ca=None):
-    # A fresh board (empty flash), provisioned by tools/provision.py over mpremote.
+    # A fresh board (empty flash), provisioned by tools/provision.py over mpremote; ca=False:
+    # no CA at all (the built-in roots).
     app = tmp_path / "app"
     app.mkdir()
     for name in ("boot.py", "main.py", "board.py"):
@@ -61,8 +62,9 @@ def provision(tmp_path, cloud, doc, ca=None):
     site.write_text(json.dumps({"network": "uart-tunnel", "ntp_servers": ["localhost"], "boot_attempts": 1}))
     flash = str(tmp_path / "flash.bin")
     with pico.PicoBoard(flash, unique_id=UNIQUE_ID) as board:
-        proc = subprocess.run([PYTHON, PROVISION, "--ports", board.port, "--info", str(info),
-                               "--ca", ca or cloud.ca_der_path, "--site", str(site), "--app", str(app)],
+        ca_args = [] if ca is False else ["--ca", ca or cloud.ca_der_path]
+        proc = subprocess.run([PYTHON, PROVISION, "--ports", board.port, "--info", str(info)] + ca_args
+                              + ["--site", str(site), "--app", str(app)],
                               capture_output=True, text=True, timeout=600, cwd=ROOT)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "provisioned" in output and "sha256 ok" in output, output
@@ -100,8 +102,16 @@ def tencent_info(cloud):
             "mqtt_url": "mqtts://localhost:%d" % cloud.mqtts_port, "ca": "ca.der", "credential": {"psk": ""}}
 
 
+def flash_holds(flash, secret):
+    # The secret, or either half of it (a copy across a page), anywhere in the chip's 2 MiB.
+    with open(flash, "rb") as f:
+        image = f.read()
+    return any(part.encode() in image for part in (secret, secret[:12], secret[12:]))
+
+
 def test_tencent_over_https_registers_once_on_the_chip(cloud, tmp_path):
     flash, _ = provision(tmp_path, cloud, tencent_info(cloud))
+    assert flash_holds(flash, SECRET)  # provisioned: the search finds it
     first = boot(flash)
     assert "clock: set from localhost" in first, first
     assert "registering %s/%s with tencent" % (TENCENT, UNIQUE_ID) in first, first
@@ -114,6 +124,8 @@ def test_tencent_over_https_registers_once_on_the_chip(cloud, tmp_path):
     assert psk and psk == cloud.device(TENCENT, UNIQUE_ID)["psk"]  # on the board's own flash
     # The first accepted login spent the ProductSecret: it is gone from the board's flash.
     assert "ProductSecret erased from device_info.json" in first and "product_secret" not in stored, first
+    # ... and from the flash: no old copy in a freed block or an old commit (the scrub).
+    assert "dynreg: free flash scrubbed (" in first and not flash_holds(flash, SECRET), first
 
     second = boot(flash)
     assert "holds a credential: no registration" in second and "registering" not in second, second
@@ -174,6 +186,68 @@ def test_a_wrong_ca_is_refused_by_mbedtls_on_the_chip(cloud, tmp_path):
     assert read_info(flash)["credential"] == {"psk": ""}  # nothing stored
 
 
+ERRORS_SCRIPT = """
+import hashlib, ntptime, dynreg
+from binascii import hexlify
+ntptime.host = "localhost"
+ntptime.settime()
+path = %r
+before = open(path).read()
+try:
+    info = dynreg.ensure(path, backoff_ms=200, timeout_ms=30000)
+    print("RESULT ok", hexlify(hashlib.sha256(info.credential["psk"].encode()).digest()).decode())
+except dynreg.Error as e:
+    print("RESULT", type(e).__name__, getattr(e, "code", None), "unchanged" if open(path).read() == before else "changed")
+"""
+
+
+def test_tencent_errors_as_tencent_sends_them_on_the_chip(cloud, tmp_path):
+    # A code in a 200 answer, no Retry-After (PROTOCOLS.md 2.6): RequestLimitExceeded twice, then
+    # registered; InternalError once, then registered; AuthFailure.SignatureFailure final after
+    # one request, nothing stored. Two boots: every request takes the first queued fault.
+    import hashlib
+
+    def script(name, **fields):
+        doc = dict(tencent_info(cloud), device_name=name, **fields)
+        del doc["device_name_from"]
+        (tmp_path / name).mkdir()
+        path = tmp_path / name / "device_info.json"  # a store, by its name, to the secrets scan
+        path.write_text(json.dumps(doc))
+        return (str(path), name + ".json"), ERRORS_SCRIPT % (name + ".json")
+
+    def run(*devices):
+        puts = [(pico.SOCKET_MODULE, "socket.py"), (cloud.ca_der_path, "ca.der")] + [put for put, _ in devices]
+        proc = pico.run(*[code for _, code in devices], puts=puts, tunnel=True, timeout=900)
+        assert SECRET not in proc.stdout
+        results = [line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("RESULT")]
+        assert len(results) == len(devices), proc.stdout + proc.stderr[-3000:]
+        return results, proc.stdout
+
+    def requests(mark):
+        return [e["result"] for e in cloud.log()[mark:] if e.get("api") == "tencent-v2"]
+
+    def psk_hash(name):
+        return hashlib.sha256(cloud.device(TENCENT, name)["psk"].encode()).hexdigest()
+
+    cloud.fault("http_status", count=2, status=429)  # as Tencent throttles: 200, RequestLimitExceeded
+    mark = len(cloud.log())
+    wrong = "Wr0ng-Pr0duct-S3cret-999"
+    results, output = run(script("pico-throttled"), script("pico-bad-secret", product_secret=wrong))
+    assert results[0] == ["ok", psk_hash("pico-throttled")], output
+    assert output.count("(server answered RequestLimitExceeded); retrying in") == 2, output
+    assert results[1] == ["RejectedError", "AuthFailure.SignatureFailure", "unchanged"], output
+    # 3 requests for the first device, exactly 1 for the second
+    assert requests(mark) == ["fault:http_status"] * 2 + ["ok", "AuthFailure.SignatureFailure"]
+    assert [e["result"] for e in registrations(cloud, "pico-bad-secret")] == ["AuthFailure.SignatureFailure"]
+
+    cloud.fault("http_status", count=1, status=500)  # 200, InternalError
+    mark = len(cloud.log())
+    results, output = run(script("pico-internal"))
+    assert results[0] == ["ok", psk_hash("pico-internal")], output
+    assert output.count("(server answered InternalError); retrying in") == 1, output
+    assert requests(mark) == ["fault:http_status", "ok"]
+
+
 def test_mpremote_works_with_the_emulated_board_as_with_a_real_one(tmp_path):
     # exec and run (raw-paste mode), fs cp and ls, a soft reset, and the file still there
     # after a power cycle (the runner saves the flash at power off and loads it at power on).
@@ -197,3 +271,17 @@ def test_mpremote_works_with_the_emulated_board_as_with_a_real_one(tmp_path):
         assert "['hello.py']" in run(board, "exec", "import os; print([n for n in os.listdir() if n.endswith('.py')])")
     with pico.PicoBoard(flash, tunnel=False) as board:
         assert "hello from rp2" in run(board, "exec", "exec(open('hello.py').read())")
+
+
+def test_an_info_without_a_ca_trusts_only_the_built_in_roots_on_the_chip(cloud, tmp_path):
+    # The emulator's CA is none of the clouds' roots: on the chip's mbedTLS too, a board whose
+    # info names no CA (as one for the real cloud does) refuses it, before its request.
+    doc = tencent_info(cloud)
+    del doc["ca"]
+    flash, _ = provision(tmp_path, cloud, doc, ca=False)
+    mark = len(cloud.log())
+    console = boot(flash)
+    assert "failed: TLSError" in console and "not correctly signed by the trusted CA" in console, \
+        console
+    assert cloud.log()[mark:] == []  # no request reached the emulator
+    assert read_info(flash)["credential"] == {"psk": ""}

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings, strategies as st
 
 import dynreg
-from dynreg import ProtocolError, RejectedError, codec, hmac, tencent
+from dynreg import NetworkError, ProtocolError, RejectedError, codec, hmac, tencent
 
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 secrets = st.text(alphabet=B64 + "=", min_size=16, max_size=40)
@@ -109,7 +109,7 @@ def _answer(api, payload, length, request_id):
 
 # Defects of the envelope (no decryption is needed to refuse them) and of the encrypted
 # payload, its length or its key (found at the decryption step or after it).
-ENVELOPE_DEFECTS = ["cloud refusal", "length not an integer", "payload not a string", "payload missing",
+ENVELOPE_DEFECTS = ["cloud refusal", "cloud busy", "length not an integer", "payload not a string", "payload missing",
                     "payload not base64", "body cut short", "body over 8 KiB", "not an object",
                     "byte not UTF-8", "neither Response nor code"]
 CIPHER_DEFECTS = ["not whole AES blocks", "empty payload", "length beyond the data", "length cuts the plaintext",
@@ -157,12 +157,26 @@ def cloud_answers(draw, defect):
         message = draw(st.text(alphabet=TEXT, max_size=40))
         if api == "current":
             code = draw(st.sampled_from(["AuthFailure.SignatureFailure", "ResourceNotFound.DeviceNotExist",
-                                         "UnauthorizedOperation.DynamicRegisterDisabled", "InternalError"]))
+                                         "UnauthorizedOperation.DynamicRegisterDisabled", "NoSuchCode.Unlisted"]))
             answer = {"Response": {"Error": {"Code": code, "Message": message}, "RequestId": draw(request_ids)}}
         else:
             code = draw(st.integers(1, 10**6) | st.integers(-10**6, -1))
             answer = {"code": code, "message": message}
         expected = ("rejected", code, message)
+    elif defect == "cloud busy":
+        # PROTOCOLS.md 2.6: a throttling or failing cloud's code, retried (a NetworkError); the
+        # legacy API's numbers, whatever they say, are final (README, "Busy or final").
+        message = draw(st.text(alphabet=TEXT, max_size=40))
+        if api == "current":
+            code = draw(st.sampled_from(["InternalError", "InternalError.DbError", "RequestLimitExceeded",
+                                         "RequestLimitExceeded.UinLimitExceeded", "ServiceUnavailable",
+                                         "ResourceUnavailable", "ResourceInsufficient"]))
+            answer = {"Response": {"Error": {"Code": code, "Message": message}, "RequestId": draw(request_ids)}}
+            expected = ("error", NetworkError)
+        else:
+            code = draw(st.sampled_from([429, 500, 503, 4400, 6000, 6200]))
+            answer = {"code": code, "message": message}
+            expected = ("rejected", code, message)
     elif defect == "length not an integer":
         inner[length_field] = draw(st.sampled_from([str(length), float(length), True, False, [length]]))
     elif defect == "payload not a string":
@@ -352,7 +366,7 @@ class Stages:
 
 
 def test_cloud_answers_end_in_the_credential_or_the_right_dynreg_error():
-    # 200 well-formed answers and 20 of each of the 17 defects.
+    # 200 well-formed answers and 20 of each of the 18 defects.
     defects = [None] + ENVELOPE_DEFECTS + CIPHER_DEFECTS
     examples = dict((defect, 20) for defect in defects)
     examples[None] = 200

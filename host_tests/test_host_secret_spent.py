@@ -1,7 +1,8 @@
 # The ProductSecret, once spent (README "The ProductSecret after the first login"): after the
 # cloud accepts the device's own first MQTT login, dynreg.connect erases the ProductSecret
 # from the info, on both clouds and in both info formats, unless the info sets
-# keep_product_secret. A refused login erases nothing. Devices on the MicroPython v1.28.0
+# keep_product_secret; the same write records the login ("logged_in": true). A refused login
+# erases nothing. Devices on the MicroPython v1.28.0
 # unix port against the cloud emulator; the power cut during the erase is in
 # test_mp_power_loss.py (littlefs and FAT) and test_host_pico_power.py (the Pico W's flash).
 import json
@@ -12,6 +13,7 @@ from cloud_emulator.testing import running_emulator
 from e2e import SECRET, read_json, registrations, run_device, write_aliyun_info, write_info
 
 TENCENT = "SPENTTC001"
+TENCENT_CLOSING = "SPENTTC002"  # its dynamic registration is switched off during a test
 ALIYUN = "a1SpentKey1"
 ALIYUN_FREE = "a1SpentFree"
 FAST = {"attempts": 1, "timeout_ms": 3000}
@@ -21,6 +23,7 @@ FAST = {"attempts": 1, "timeout_ms": 3000}
 def cloud(tmp_path_factory, umqtt):
     with running_emulator(tmp_path_factory.mktemp("cloud")) as cloud:
         cloud.add_product(TENCENT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=100)
+        cloud.add_product(TENCENT_CLOSING, SECRET, auth="key", dynreg=True, mode="autocreate", limit=100)
         cloud.add_product(ALIYUN, SECRET, cloud="aliyun")
         cloud.add_product(ALIYUN_FREE, SECRET, cloud="aliyun", regnwl=True)
         for name in ("ali-spent-1", "ali-keep-1"):
@@ -75,6 +78,7 @@ def test_the_product_secret_is_erased_after_the_first_accepted_login(cloud, tmp_
     doc = _boot_twice(cloud, info, name, **connect)
     product = {"tencent": TENCENT, "tencent-sdk": TENCENT, "aliyun-https": ALIYUN, "aliyun-regnwl": ALIYUN_FREE}[kind]
     issued = cloud.device(product, name)
+    assert doc["logged_in"] is True  # in both formats (the SDK ignores keys it does not know)
     if kind == "tencent-sdk":
         assert doc["productSecret"] == ""  # the SDK format keeps the field, empty
         assert doc["key_deviceinfo"] == {"deviceSecret": issued["psk"]}
@@ -86,7 +90,7 @@ def test_the_product_secret_is_erased_after_the_first_accepted_login(cloud, tmp_
         assert doc["credential"] == expected[kind]
     # Every other field as it was.
     for field in before:
-        if field not in ("product_secret", "productSecret", "credential", "key_deviceinfo"):
+        if field not in ("product_secret", "productSecret", "credential", "key_deviceinfo", "logged_in"):
             assert doc[field] == before[field], field
 
 
@@ -95,21 +99,27 @@ def test_keep_product_secret_keeps_it(cloud, tmp_path, umqtt):
     result = run_device(info, ensure=dict(FAST), connect={})
     assert result["ok"] and result["connected"], result
     assert "ProductSecret erased" not in result["output"]
-    assert read_json(info)["product_secret"] == SECRET
+    assert read_json(info)["product_secret"] == SECRET and read_json(info)["logged_in"] is True
 
 
 def test_a_refused_login_erases_nothing(cloud, tmp_path, umqtt):
-    # Registered, then the cloud forgets the device: its login is refused (CONNACK 4), and the
-    # ProductSecret stays, so the operator can still recover the board.
-    info = write_info(_folder(tmp_path, "refused"), cloud, TENCENT, "spent-refused")
+    # Registered, then a psk the cloud never issued: its login is refused (CONNACK 4). It never
+    # logged in, so the board registers once more; the product's dynamic registration has been
+    # switched off meanwhile, and that refusal is the board's answer. The info stays as it was,
+    # ProductSecret included, so the operator can still recover the board.
+    info = write_info(_folder(tmp_path, "refused"), cloud, TENCENT_CLOSING, "spent-refused")
     assert run_device(info, ensure=dict(FAST))["ok"]
     doc = read_json(info)
     doc["credential"] = {"psk": "AAAAAAAAAAAAAAAAAAAAAA=="}  # a psk the cloud never issued
     with open(info, "w") as f:
         json.dump(doc, f)
+    before = open(info).read()
+    cloud.add_product(TENCENT_CLOSING, SECRET, auth="key", dynreg=False, mode="autocreate", limit=100)
     result = run_device(info, connect={"timeout_ms": 3000})
-    assert result["error"] == "RejectedError" and result["code"] == 4, result
-    assert read_json(info)["product_secret"] == SECRET
+    assert result["error"] == "RejectedError" and result["code"] == "UnauthorizedOperation.DynamicRegisterDisabled", \
+        result
+    assert open(info).read() == before and read_json(info)["product_secret"] == SECRET
+    assert len(registrations(cloud, "spent-refused")) == 2
 
 
 def test_once_erased_a_device_that_loses_its_credential_cannot_register(cloud, tmp_path, umqtt):

@@ -1,5 +1,7 @@
 # A cloud that admits R registrations a second: the emulator's token bucket per product, its
-# over-limit answers in each cloud's shape, and devices that come back when told and succeed.
+# over-limit answers in each cloud's shape (by default as the clouds report them: HTTP 200 and a
+# code, no Retry-After; or HTTP 429 with Retry-After, the emulator's choice), and devices that
+# come back, when told or by their own backoff, and succeed.
 import http.client
 import json
 import ssl
@@ -57,11 +59,25 @@ def test_a_throttle_that_sends_no_retry_after_and_one_without_a_device_reserve_n
     assert bucket.check(state, "Q", 101.0) is None
 
 
-@pytest.mark.parametrize("rate, burst, mode", [(0, 1, "slot"), (-1, 1, "slot"), (float("inf"), 1, "slot"),
-                                               (1, 0, "slot"), (1, 1, "later")])
-def test_a_limit_that_makes_no_sense_is_refused(rate, burst, mode):
+def test_an_api_that_answers_in_the_body_sends_no_retry_after_and_reserves_nothing():
+    state = {}
+    set_throttle(state, "P", 1, 1)  # the defaults: Retry-After slot, answer cloud
+    bucket = RegistrationThrottle()
+    assert bucket.check(state, "P", 100.0, "a", body_answer=True) is None
+    assert bucket.check(state, "P", 100.0, "b", body_answer=True) == Throttled(None, True)
+    assert bucket.check(state, "P", 101.0, "c", body_answer=True) is None  # b reserved nothing
+    # The same product's other APIs (Tencent's legacy one) keep the 429 with a reserved slot.
+    assert bucket.check(state, "P", 101.0, "d") == Throttled(1)
+    set_throttle(state, "P", 1, 1, answer="http")
+    assert bucket.check(state, "P", 101.0, "e", body_answer=True) == Throttled(2)  # queued behind d
+
+
+@pytest.mark.parametrize("rate, burst, mode, answer", [(0, 1, "slot", "cloud"), (-1, 1, "slot", "cloud"),
+                                                       (float("inf"), 1, "slot", "cloud"), (1, 0, "slot", "cloud"),
+                                                       (1, 1, "later", "cloud"), (1, 1, "slot", "429")])
+def test_a_limit_that_makes_no_sense_is_refused(rate, burst, mode, answer):
     with pytest.raises(ValueError):
-        set_throttle({}, "P", rate, burst, mode)
+        set_throttle({}, "P", rate, burst, mode, answer)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +91,7 @@ def cloud(tmp_path_factory):
 
 
 def _post(cloud, path, body, content_type):
+    # (status, Retry-After or None, body) of one POST over HTTPS.
     connection = http.client.HTTPSConnection("localhost", cloud.https_port, timeout=30,
                                              context=ssl.create_default_context(cafile=cloud.ca_pem_path))
     headers = {"Content-Type": content_type}
@@ -88,10 +105,38 @@ def _post(cloud, path, body, content_type):
     return answer
 
 
-def test_over_the_limit_each_cloud_answers_429_with_retry_after(cloud):
-    # One registration a minute: the second request, signed or not, is over the limit.
-    cloud.throttle(TENCENT, 1 / 60)
-    cloud.throttle(ALIYUN, 1 / 60)
+def test_over_the_limit_each_cloud_answers_as_it_documents(cloud):
+    # One registration in 50 s: the second request, signed or not, is over the limit. Tencent:
+    # HTTP 200, RequestLimitExceeded, no Retry-After (PROTOCOLS.md 2.6); Alibaba: code 429
+    # ("Error codes for devices") in a 200, as its other refusals here. (Each test's rate is its
+    # own: the serving process keeps a product's bucket while its limit stays the same.)
+    cloud.throttle(TENCENT, 1 / 50)
+    cloud.throttle(ALIYUN, 1 / 50)
+    try:
+        v2 = json.dumps({"ProductId": TENCENT, "DeviceName": "probe-cloud"})
+        first = _post(cloud, "/device/register", v2, "application/json")
+        status, retry_after, body = _post(cloud, "/device/register", v2, "application/json")
+        assert first[0] == 200 and first[2]["Response"]["Error"]["Code"].startswith("AuthFailure")  # refused, yet counted
+        assert (status, retry_after) == (200, None)
+        assert body["Response"]["Error"] == {"Code": "RequestLimitExceeded", "Message": "Request limit exceeded"}
+        assert body["Response"]["RequestId"]
+        form = "productKey=%s&deviceName=probe-cloud&random=1&sign=00&signMethod=hmacsha256" % ALIYUN
+        assert _post(cloud, "/auth/register/device", form, "application/x-www-form-urlencoded")[2]["code"] == 401
+        answer = _post(cloud, "/auth/register/device", form, "application/x-www-form-urlencoded")
+        assert answer == (200, None, {"code": 429, "message": "too many requests"})
+    finally:
+        cloud.throttle(TENCENT, None)
+        cloud.throttle(ALIYUN, None)
+    throttled = [e for e in cloud.log() if e.get("reason") == "throttled" and e.get("device") == "probe-cloud"]
+    assert [(e["api"], e["result"]) for e in throttled] == [("tencent-v2", "RequestLimitExceeded"),
+                                                            ("aliyun-https-register", "429")]
+    assert all("retry_after" not in e for e in throttled)
+
+
+def test_over_the_limit_each_cloud_answers_429_with_retry_after_when_set_so(cloud):
+    # The emulator's own shape, answer "http": 429 with the throttle's Retry-After.
+    cloud.throttle(TENCENT, 1 / 60, answer="http")
+    cloud.throttle(ALIYUN, 1 / 60, answer="http")
     try:
         v2 = json.dumps({"ProductId": TENCENT, "DeviceName": "probe"})
         first = _post(cloud, "/device/register", v2, "application/json")
@@ -106,13 +151,13 @@ def test_over_the_limit_each_cloud_answers_429_with_retry_after(cloud):
     finally:
         cloud.throttle(TENCENT, None)
         cloud.throttle(ALIYUN, None)
-    throttled = [e for e in cloud.log() if e.get("reason") == "throttled"]
+    throttled = [e for e in cloud.log() if e.get("reason") == "throttled" and e.get("device") == "probe"]
     assert [e["api"] for e in throttled] == ["tencent-v2", "aliyun-https-register"]
     assert all(1 <= e["retry_after"] <= 60 for e in throttled)
 
 
 def test_a_cloud_set_to_send_no_retry_after_sends_none(cloud):
-    cloud.throttle(TENCENT, 1 / 60, retry_after="none")
+    cloud.throttle(TENCENT, 1 / 60, retry_after="none")  # a Retry-After mode asks for the 429: answer "http"
     try:
         v2 = json.dumps({"ProductId": TENCENT, "DeviceName": "probe-none"})
         _post(cloud, "/device/register", v2, "application/json")
@@ -124,8 +169,8 @@ def test_a_cloud_set_to_send_no_retry_after_sends_none(cloud):
 
 
 def test_a_throttled_device_comes_back_when_told_and_registers(cloud, tmp_path):
-    # Two a second... one every 2 s: the second device is told "Retry-After: 2" and waits it.
-    cloud.throttle(TENCENT, 0.5, 1)
+    # One every 2 s: the second device is told "Retry-After: 2" (HTTP 429, answer "http") and waits it.
+    cloud.throttle(TENCENT, 0.5, 1, answer="http")
     try:
         devices = []
         for name in ("later-a", "later-b"):
@@ -141,10 +186,30 @@ def test_a_throttled_device_comes_back_when_told_and_registers(cloud, tmp_path):
     assert read_json(devices[1])["credential"]["psk"] == cloud.device(TENCENT, "later-b")["psk"]
 
 
+def test_a_device_throttled_as_tencent_answers_registers_on_a_later_attempt(cloud, tmp_path):
+    # HTTP 200 and RequestLimitExceeded, no Retry-After: the device's own backoff. One every
+    # 4 s: the waits before its fourth attempt add up to at least 0.75 + 1.5 + 3 s.
+    cloud.throttle(TENCENT, 0.25, 1)
+    try:
+        results = []
+        for name in ("own-backoff-a", "own-backoff-b"):
+            (tmp_path / name).mkdir()
+            info = write_info(tmp_path / name, cloud, TENCENT, device_name=name)
+            results.append(run_device(info, ensure={"attempts": 4, "backoff_ms": 1500, "timeout_ms": 5000}))
+    finally:
+        cloud.throttle(TENCENT, None)
+    assert all(r["ok"] for r in results), results
+    attempts = [e["result"] for e in registrations(cloud, "own-backoff-b")]
+    assert attempts[-1] == "ok" and set(attempts[:-1]) == {"RequestLimitExceeded"}, attempts
+    assert results[1]["output"].count("(server answered RequestLimitExceeded); retrying") == len(attempts) - 1
+    assert read_json(info)["credential"]["psk"] == cloud.device(TENCENT, "own-backoff-b")["psk"]
+
+
 @pytest.mark.parametrize("api", ["https", "mqtt"])
 def test_a_throttled_alibaba_device_registers_on_a_later_attempt(cloud, tmp_path, api):
-    # HTTPS: 429 with Retry-After. MQTT: CONNACK 3 (server unavailable), retried with backoff;
-    # at least 0.75 + 1.5 s pass before the third attempt, when the bucket has a token again.
+    # HTTPS: code 429 in a 200 (the default answer), no Retry-After. MQTT: CONNACK 3 (server
+    # unavailable). Both retried with backoff; at least 0.75 + 1.5 s pass before the third
+    # attempt, when the bucket has a token again.
     cloud.throttle(ALIYUN, 0.5, 1)
     try:
         results = []

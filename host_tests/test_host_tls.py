@@ -22,7 +22,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 import e2e
 from cloud_emulator.crypto import _create_ca, _new_key
 from cloud_emulator.testing import running_emulator
-from e2e import SECRET, folder_snapshot, read_json, registrations, run_device, write_aliyun_info, write_info
+from e2e import SECRET, folder_snapshot, read_json, registrations, run_device, write_aliyun_info, write_azure_info
+from e2e import write_info
 
 TENCENT = "TLSKEY0001"
 TENCENT_CERT = "TLSCERT001"
@@ -31,7 +32,9 @@ ALIYUN_FREE = "a1TlsFreeKy"
 FAST = {"attempts": 1, "timeout_ms": 3000}
 # (path, how the device is set up, what the man in the middle stands in for)
 PATHS = ("https-register", "mqtt-register", "psk-login", "secret-login", "token-login", "cert-login")
-LOGINS = ("psk-login", "secret-login", "token-login", "cert-login")
+LOGINS = ("psk-login", "secret-login", "token-login", "cert-login", "hub-login")
+AZURE_GROUP, AZURE_SCOPE, AZURE_HUB = "tls-group", "0ne00TLS001", "tls-emu.azure-devices.net"
+AZURE_KEY = "dGxzLWdyb3VwLWtleS0wMTIzNDU2Nzg5YWJjZGVm"  # base64 of 30 bytes
 
 
 class ManInTheMiddle:
@@ -108,6 +111,8 @@ def cloud(tmp_path_factory, umqtt):
         cloud.add_product(TENCENT_CERT, SECRET, auth="cert", dynreg=True, mode="autocreate", limit=1000)
         cloud.add_product(ALIYUN, SECRET, cloud="aliyun")
         cloud.add_product(ALIYUN_FREE, SECRET, cloud="aliyun", regnwl=True)
+        cloud.add_product(AZURE_GROUP, AZURE_KEY, cloud="azure", id_scope=AZURE_SCOPE, hub=AZURE_HUB,
+                          assign_seconds=1)
         yield cloud
 
 
@@ -128,6 +133,8 @@ def device(cloud, tmp_path, path, tag, umqtt):
         info = write_info(folder, cloud, TENCENT, device_name=name, mqtt_url=mqtts)
     elif path == "cert-login":
         info = write_info(folder, cloud, TENCENT_CERT, device_name=name, mqtt_url=mqtts, auth="cert")
+    elif path in ("dps-register", "hub-login"):
+        info = write_azure_info(folder, cloud, AZURE_SCOPE, name, AZURE_KEY)
     elif path in ("mqtt-register", "secret-login"):
         cloud.add_device(ALIYUN, name)
         info = write_aliyun_info(folder, cloud, ALIYUN, name, api="mqtt" if path == "mqtt-register" else "https")
@@ -178,6 +185,88 @@ def test_a_man_in_the_middle_gets_no_byte_and_nothing_is_stored(cloud, tmp_path,
     assert registrations(cloud.log()[mark:], name) == []
     for secret in secrets_of(info):
         assert secret not in result["output"].encode()
+
+
+@pytest.mark.parametrize("path", PATHS + ("dps-register", "hub-login"))
+def test_an_info_without_a_ca_trusts_only_the_built_in_roots(cloud, tmp_path, umqtt, path):
+    # The emulator's CA is none of the clouds' roots: a device whose info names no CA (as an
+    # info for the real clouds does) refuses it on every path, before a byte of its own.
+    info, name = device(cloud, tmp_path, path, "noca", umqtt)
+    doc = read_json(info)
+    del doc["ca"]
+    with open(info, "w") as f:
+        __import__("json").dump(doc, f)
+    before = folder_snapshot(info)
+    mark = len(cloud.log())
+    result = run(info, path)
+    assert not result["ok"] and result["error"] == "TLSError", result
+    assert "not correctly signed by the trusted CA" in result["message"], result
+    assert folder_snapshot(info) == before
+    assert cloud.log()[mark:] == []  # no request, no CONNECT reached the emulator
+
+
+def _reissued_roots(folder):
+    # Two self-signed roots with one name and one key, as a CA re-issues its root: the first
+    # expired in 2020, the second valid to 2040 (GlobalSign R1 expires on 2028-01-28 beside its
+    # successors). A server certificate for localhost that either verifies.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dynreg test re-issued root")])
+
+    def root(start, end):
+        return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+                .sign(key, hashes.SHA256()))
+
+    utc = datetime.timezone.utc
+    expired = root(datetime.datetime(2015, 1, 1, tzinfo=utc), datetime.datetime(2020, 1, 1, tzinfo=utc))
+    valid = root(datetime.datetime(2015, 1, 1, tzinfo=utc), datetime.datetime(2040, 1, 1, tzinfo=utc))
+    leaf_key = _new_key()
+    now = datetime.datetime.now(utc)
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(name).public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([DNSName("localhost")]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(folder, "leaf.pem"), os.path.join(folder, "leaf.key")
+    with open(cert_path, "wb") as f:
+        f.write(leaf.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return [c.public_bytes(serialization.Encoding.PEM) for c in (expired, valid)], context
+
+
+def test_a_bundle_verifies_while_one_of_its_roots_is_valid(cloud, tmp_path, mitm, umqtt):
+    (expired, valid), mitm.context = _reissued_roots(str(tmp_path))
+    cases = (("both", expired + valid), ("valid-first", valid + expired), ("expired-only", expired))
+    for label, bundle in cases:
+        folder = tmp_path / label
+        folder.mkdir()
+        (folder / "bundle.pem").write_bytes(bundle)
+        info = write_info(folder, cloud, TENCENT, "reissued-" + label, ca="bundle.pem",
+                          register_url="https://localhost:%d" % mitm.port)
+        seen = len(mitm.connections)
+        result = run_device(info, ensure={"attempts": 1, "timeout_ms": 2000})
+        [connection] = mitm.connections[seen:]
+        if label == "expired-only":
+            assert result["error"] == "TLSError" and "expired" in result["message"], result
+            assert "is the device's clock right?" in result["message"], result
+            assert connection["received"] == b""
+        else:
+            # Verified by the valid root: the request went out (this server never answers it).
+            assert connection["handshake"] == "ok", (label, connection)
+            assert connection["received"].startswith(b"POST /device/register HTTP/1.0"), (label, connection)
+            assert result["error"] == "NetworkError", (label, result)
 
 
 @pytest.mark.parametrize("fault,reason", [("tls_expired", "expired"), ("tls_wrong_host", "Common Name")])

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from e2e import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "boards", "unix"))
@@ -42,14 +44,16 @@ def test_an_unknown_verb_is_named_as_such_and_never_echoed():
 def test_check_is_the_offline_validator(tmp_path):
     info = tmp_path / "device_info.json"
     info.write_text(json.dumps({"dynreg": 1, "cloud": "tencent", "product_id": "TOOLS00001", "product_secret": "short",
-                                "device_name": "dev-01", "register_url": "http://localhost:8080", "credential": {}}))
+                                "device_name": "dev-01", "register_url": "http://localhost:8080", "plain_http": True,
+                                "credential": {}}))
     code, text = tools("check", str(info))
     assert code == 1 and "problem:" in text and "16" in text and "short" not in text, text
 
 
 def _info(credential):
     doc = {"dynreg": 1, "cloud": "tencent", "product_id": "TOOLS00001", "product_secret": SECRET,
-           "device_name": "line-07", "register_url": "http://localhost:8080", "credential": {"psk": credential}}
+           "device_name": "line-07", "register_url": "http://localhost:8080", "plain_http": True,
+           "credential": {"psk": credential}}
     return doc
 
 
@@ -82,3 +86,13 @@ def test_status_and_erase_of_a_board(tmp_path):
         code, text = tools("erase", "--yes", "--force", *base)
         assert code == 0 and "erased device_info.json" in text, text
         assert "not provisioned" in tools("status", *base)[1]
+
+
+@pytest.mark.parametrize("typed", [["--secret", SECRET], ["--secret=" + SECRET], [SECRET],
+                                   ["--roots", "x", "-s", SECRET]], ids=["option", "equals", "extra", "short"])
+def test_the_secrets_scan_never_prints_a_mistyped_argument(typed):
+    # Like every host tool: argparse's error names the option, not the value typed after it.
+    proc = subprocess.run([PYTHON, os.path.join(ROOT, "tools", "scan_secrets.py")] + typed, capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr and "error: unrecognized arguments" in proc.stderr, proc.stderr

@@ -241,7 +241,7 @@ class _Writes:
     def __enter__(self):
         self.calls = []
         self.real = store.write_atomic
-        store.write_atomic = lambda path, data: (self.calls.append(path), self.real(path, data))
+        store.write_atomic = lambda path, data, *mode: (self.calls.append(path), self.real(path, data, *mode))
         return self
 
     def __exit__(self, *exc):
@@ -260,12 +260,14 @@ def test_erase_product_secret_sdk_format_empties_the_field_and_keeps_the_rest():
     assert writes.calls == [path]
     expected = json.loads(text)
     expected["productSecret"] = ""
+    expected["logged_in"] = True  # the login recorded in the same write (the SDK ignores the key)
     assert json.loads(read(path)) == expected and SECRET not in read(path)
     again = store.load(path)
     assert again.product_secret is None and again.credential == {"psk": PSK} and not again.needs_registration
+    assert again.logged_in is True and again.unscrubbed is True  # the scrub owed to the login (mqtt)
     with _Writes() as writes:
         assert again.erase_product_secret() is False
-    assert writes.calls == [] and listdir(folder) == ["device_info.json"]
+    assert writes.calls == [] and listdir(folder) == ["device_info.json", store.FILL]
 
 
 def test_erase_product_secret_own_format_removes_the_field():
@@ -277,9 +279,10 @@ def test_erase_product_secret_own_format_removes_the_field():
         assert store.load(path).erase_product_secret() is True
         expected = json.loads(text)
         del expected["product_secret"]
+        expected["logged_in"] = True
         assert json.loads(read(path)) == expected
         info = store.load(path)
-        assert info.product_secret is None and info.credential == credential
+        assert info.product_secret is None and info.credential == credential and info.logged_in is True
 
 
 def test_erase_product_secret_cert_device():
@@ -295,8 +298,7 @@ def test_erase_product_secret_needs_a_credential_and_honours_keep():
         (_own(), "no credential"),
         (_own(credential={"psk": "YOUR_IOT_PSK"}), "placeholder"),
         (_own(auth="cert", credential={"cert_file": "c.crt", "key_file": "k.key"}), "files missing"),
-        (_own(credential={"psk": PSK}, keep_product_secret=True), "keep_product_secret"),
-        (SDK_KEY_INFO.replace("YOUR_IOT_PSK", PSK)[:-1] + ',"keep_product_secret":true}', "keep, SDK format"),
+        (_own(credential={"psk": PSK}, keep_product_secret=True, logged_in=True), "keep, login recorded"),
     ]
     for text, why in cases:
         _, path = _info(text)
@@ -306,6 +308,49 @@ def test_erase_product_secret_needs_a_credential_and_honours_keep():
         assert writes.calls == [] and read(path) == text and info.product_secret == SECRET, why
     _, path = _info(_own(credential={"psk": PSK}, keep_product_secret=False))
     assert store.load(path).erase_product_secret() is True
+
+
+def test_with_keep_product_secret_the_first_login_is_recorded_and_the_secret_kept():
+    for text in (_own(credential={"psk": PSK}, keep_product_secret=True),
+                 SDK_KEY_INFO.replace("YOUR_IOT_PSK", PSK)[:-1] + ',"keep_product_secret":true}'):
+        _, path = _info(text)
+        info = store.load(path)
+        assert info.logged_in is False
+        with _Writes() as writes:
+            assert info.erase_product_secret() is False  # the secret stays
+            assert info.erase_product_secret() is False
+        assert writes.calls == [path]  # one write, at the first login; none after
+        expected = json.loads(text)
+        expected["logged_in"] = True
+        assert json.loads(read(path)) == expected
+        again = store.load(path)
+        assert again.logged_in is True and again.product_secret == SECRET
+        with _Writes() as writes:
+            assert again.erase_product_secret() is False
+        assert writes.calls == []
+
+
+def test_a_new_credential_has_not_logged_in():
+    # A credential saved over one that had logged in (a registration after the console reset
+    # the device) starts unrecorded: its own first login is what counts.
+    for text in (_own(credential={"psk": ""}, keep_product_secret=True, logged_in=True),
+                 SDK_KEY_INFO[:-1] + ',"logged_in":true}'):
+        _, path = _info(text)
+        info = store.load(path)
+        assert info.logged_in is True and info.needs_registration
+        info.save_credential({"psk": PSK})
+        assert info.logged_in is False and "logged_in" not in json.loads(read(path))
+        assert store.load(path).logged_in is False
+
+
+def test_the_info_flags_must_be_bools():
+    for name in ("keep_product_secret", "plain_http", "logged_in"):
+        for value in ("yes", 1, "true"):
+            _, path = _info(_own(credential={"psk": PSK}, **{name: value}))
+            e = exact(ConfigError, store.load, path)
+            assert name + " must be true or false" in str(e), str(e)
+        _, path = _info(_own(credential={"psk": PSK}))
+        assert getattr(store.load(path), name) is False  # absent: false
 
 
 def test_keep_product_secret_must_be_a_bool():
@@ -322,6 +367,7 @@ def test_erase_product_secret_failure_is_storage_error_and_changes_nothing():
     info.path = path + "/no/such/dir/info.json"
     e = exact(StorageError, info.erase_product_secret)
     assert info.product_secret == SECRET and info.doc["product_secret"] == SECRET and read(path) == text
+    assert info.logged_in is False and "logged_in" not in info.doc
     assert SECRET not in str(e)
 
 

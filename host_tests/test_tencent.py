@@ -3,7 +3,7 @@
 import json
 
 from support import vectors, exact
-from dynreg import tencent, ConfigError, ProtocolError, RejectedError
+from dynreg import tencent, ConfigError, NetworkError, ProtocolError, RejectedError, TLSError
 
 PUBLIC = vectors("tencent_public")
 EDGE = vectors("tencent_edge")
@@ -127,6 +127,36 @@ def test_cloud_errors_are_rejections():
     e = exact(RejectedError, tencent.parse_response, b'{"code":1010,"message":"Check signature failed"}',
               "hzvf5LF9S0isvBhDSauWMaIk")
     assert e.code == 1010 and e.message == "Check signature failed"
+
+
+def _v2_error(code):
+    return ('{"Response":{"Error":{"Code":"%s","Message":"m"},"RequestId":"r1"}}' % code).encode()
+
+
+def test_a_busy_or_failing_cloud_is_a_network_error_naming_its_code():
+    # PROTOCOLS.md 2.6: Tencent answers these in a 200, without Retry-After; retried like a 5xx.
+    secret = "hzvf5LF9S0isvBhDSauWMaIk"
+    for code in ("InternalError", "InternalError.DbOperationFailed", "RequestLimitExceeded",
+                 "RequestLimitExceeded.UinLimitExceeded", "RequestLimitExceeded.IPLimitExceeded",
+                 "RequestLimitExceeded.GlobalRegionUinLimitExceeded", "ServiceUnavailable", "ResourceUnavailable",
+                 "ResourceInsufficient", "ResourceInsufficient.Quota"):
+        e = exact(NetworkError, tencent.parse_response, _v2_error(code), secret)
+        assert not isinstance(e, TLSError) and code in str(e) and secret not in str(e), (code, str(e))
+        assert e.retry_after_ms is None
+
+
+def test_other_cloud_codes_are_final_rejections_unknown_ones_too():
+    secret = "hzvf5LF9S0isvBhDSauWMaIk"
+    for code in ("AuthFailure.SignatureFailure", "AuthFailure.SignatureExpire", "ResourceNotFound.DeviceNotExist",
+                 "LimitExceeded.DeviceExceedLimit", "FailedOperation.DeviceAlreadyActivated", "NoSuchCode.Yet",
+                 "InternalErrors", "RequestLimitExceededNow", "ResourceUnavailable.DeviceDisabled",
+                 "ServiceUnavailable.X", ""):
+        e = exact(RejectedError, tencent.parse_response, _v2_error(code), secret)
+        assert e.code == code, (code, e.code)
+    # The legacy API's numeric codes: no source names a transient one (README, "Errors"), so all are final.
+    for code in (1010, 429, 500, 503, 4400, 6000):
+        body = ('{"code":%d,"message":"m"}' % code).encode()
+        assert exact(RejectedError, tencent.parse_response, body, secret).code == code
 
 
 def test_malformed_envelopes_are_protocol_errors():

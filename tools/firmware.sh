@@ -5,10 +5,11 @@
 #   RPI_PICO_W_DYNREG/firmware.*     the Pico W image (.uf2, .bin, .elf)
 #   RPI_PICO_W/firmware.*            the stock Pico W image of the same release, for its size
 #   RPI_PICO_W_UMQTT/firmware.*      stock plus umqtt.simple (bench/boards/), for dynreg's own size
+#   RPI_PICO_W_TENCENT/firmware.*    ours with clouds="tencent" (bench/boards/tencent_only.py), make bench only
 #   sizes.json                       the images' sizes
 # and lays out every umqtt.simple a user can have besides the frozen one in build/umqtt/.
 #
-#   tools/firmware.sh [all|unix|picow|stock|esp32|source]      (default: all; esp32 needs ESP-IDF)
+#   tools/firmware.sh [all|unix|picow|stock|onecloud|esp32|source]      (default: all; esp32 needs ESP-IDF)
 #
 # The MicroPython source comes from, in this order: MPY_DIR (your own v1.28.0 checkout with
 # its submodules, built in place), the firmware kit (DYNREG_KIT, by default
@@ -167,6 +168,7 @@ build_rp2() {
     case $name in
         RPI_PICO_W) h=$(inputs_hash "$SRC/py/mpconfig.h") ;;
         RPI_PICO_W_UMQTT) h=$(inputs_hash "$SRC/py/mpconfig.h" "bench/boards/$name") ;;
+        RPI_PICO_W_TENCENT) h=$(inputs_hash manifest.py lib bench/boards/tencent_only.py boards/RPI_PICO_W_DYNREG) ;;
         *) h=$(inputs_hash manifest.py lib "boards/$name") ;;
     esac
     cached "$name" "$h" && [ -f "$OUT/$name/firmware.uf2" ] && return 0
@@ -216,7 +218,7 @@ write_sizes() {
 import json, os, subprocess, sys
 out = sys.argv[1]
 sizes = {}
-for name in ("RPI_PICO_W_DYNREG", "RPI_PICO_W", "RPI_PICO_W_UMQTT"):
+for name in ("RPI_PICO_W_DYNREG", "RPI_PICO_W", "RPI_PICO_W_UMQTT", "RPI_PICO_W_TENCENT"):
     folder = os.path.join(out, name)
     if not os.path.exists(os.path.join(folder, "firmware.elf")):
         continue
@@ -267,6 +269,10 @@ main() {
             build_rp2 RPI_PICO_W BOARD=RPI_PICO_W
             build_rp2 RPI_PICO_W_UMQTT BOARD_DIR="$ROOT/bench/boards/RPI_PICO_W_UMQTT"
             write_sizes ;;
+        onecloud)  # bench/flash.py's one-cloud figure: the Pico W image with clouds="tencent"
+            build_rp2 RPI_PICO_W_TENCENT BOARD_DIR="$ROOT/boards/RPI_PICO_W_DYNREG" BUILD=build-RPI_PICO_W_TENCENT \
+                FROZEN_MANIFEST="$ROOT/bench/boards/tencent_only.py"
+            write_sizes ;;
         esp32) build_esp32 ;;
         all)
             build_unix; umqtt_variants
@@ -274,7 +280,7 @@ main() {
             build_rp2 RPI_PICO_W BOARD=RPI_PICO_W
             build_rp2 RPI_PICO_W_UMQTT BOARD_DIR="$ROOT/bench/boards/RPI_PICO_W_UMQTT"
             write_sizes ;;
-        *) die "unknown target $what (all, unix, picow, stock, esp32, source)" ;;
+        *) die "unknown target $what (all, unix, picow, stock, onecloud, esp32, source)" ;;
     esac
 }
 

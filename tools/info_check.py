@@ -19,6 +19,8 @@ import re
 import sys
 from datetime import datetime, timezone
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # dynreg_tools
+
 MAX_INFO = 8192  # bytes: lib/dynreg/store.py MAX_INFO; the library refuses a larger info or CA
 SECRET_ENV = "DYNREG_PRODUCT_SECRET"
 PLACEHOLDERS = ("", "YOUR_IOT_PSK", "YOUR_DEVICE_CERT_FILE_NAME", "YOUR_DEVICE_PRIVATE_KEY_FILE_NAME")
@@ -193,12 +195,18 @@ def device_name_problems(view):
     return []
 
 
+def flag_problems(doc):
+    # dynreg's flags, in either format (lib/dynreg/store.py reads them from both).
+    return ["field %s must be true or false" % name for name in ("keep_product_secret", "plain_http", "logged_in")
+            if not isinstance(doc.get(name, False), bool)]
+
+
 def option_problems(view):
     if view.sdk:
         mode = view.doc.get("auth_mode", "KEY")
-        return [] if mode in ("KEY", "CERT") else ["field auth_mode must be KEY or CERT"]
+        return flag_problems(view.doc) + ([] if mode in ("KEY", "CERT") else ["field auth_mode must be KEY or CERT"])
     doc, cloud = view.doc, view.cloud
-    found = []
+    found = flag_problems(doc)
     if doc.get("api", view.default_api()) not in APIS[cloud]:
         found.append("field api must be one of %s for %s" % (", ".join(APIS[cloud]), cloud))
     if doc.get("algorithm", "hmacsha256") not in ALGORITHMS[cloud]:
@@ -207,8 +215,6 @@ def option_problems(view):
         found.append("field auth must be %s for %s" % ("key or cert" if cloud == "tencent" else "key", cloud))
     if doc.get("api") == "regnwl" and not doc.get("instance_id"):
         found.append("api regnwl (pre-registration-free) needs instance_id: copy the instance's id from the console")
-    if not isinstance(doc.get("keep_product_secret", False), bool):
-        found.append("field keep_product_secret must be true or false")
     if not isinstance(doc.get("credential") or {}, dict):
         found.append("field credential must be an object: {} for a device that registers")
     return found
@@ -262,32 +268,19 @@ def endpoint_problems(view):
         return found
     if "register_url" in doc:
         why = " (Alibaba's answer carries the DeviceSecret in clear: HTTPS only)" if aliyun else ""
-        found += url_problems("register_url", doc["register_url"], ("https",) if aliyun else ("http", "https"), why)
+        problems = url_problems("register_url", doc["register_url"], ("https",) if aliyun else ("http", "https"), why)
+        if not problems and url_parts(doc["register_url"])[0] == "http" and doc.get("plain_http") is not True:
+            problems = ["field register_url is plain http://: use https://, or opt in with \"plain_http\": true "
+                        "(Tencent's answer is encrypted but not authenticated: on the line, another device's "
+                        "answer can be handed to the board)"]
+        found += problems
     if "mqtt_url" in doc:
-        why = " (Alibaba's brokers take TLS only)" if aliyun else ""
-        found += url_problems("mqtt_url", doc["mqtt_url"], ("mqtts",) if aliyun else ("mqtt", "mqtts"), why)
+        # Alibaba's logins and a Tencent client certificate need TLS (lib/dynreg: ConfigError).
+        cert = doc.get("auth_mode" if view.sdk else "auth") in ("CERT", "cert")
+        why = " (Alibaba's brokers take TLS only)" if aliyun else \
+            " (a client certificate authenticates over TLS only)" if cert else ""
+        found += url_problems("mqtt_url", doc["mqtt_url"], ("mqtts",) if aliyun or cert else ("mqtt", "mqtts"), why)
     return found
-
-
-def tls_uses(view):
-    # Which connections need a CA: a TLS URL, or the cloud's own endpoint (always TLS).
-    doc = view.doc
-    uses = []
-    register = doc.get("register_url")
-    registers_over_mqtt = (view.cloud == "aliyun" and view.api() in ("mqtt", "regnwl")) or view.cloud == "azure"
-    if view.cloud == "azure":
-        uses.append("DPS (MQTT over TLS)")
-    elif not registers_over_mqtt:
-        if not register:
-            uses.append("registration (no register_url: the cloud's own HTTPS endpoint)")
-        elif isinstance(register, str) and register.startswith("https://"):
-            uses.append("register_url (https)")
-    mqtt = doc.get("mqtt_url")
-    if not mqtt:
-        uses.append("MQTT (no mqtt_url: the cloud's own broker over TLS)")
-    elif isinstance(mqtt, str) and mqtt.startswith("mqtts://"):
-        uses.append("mqtt_url (mqtts)")
-    return uses
 
 
 # -- CA certificates ------------------------------------------------------------------------
@@ -303,15 +296,13 @@ def ca_file(view, info_path, ca_path, field="ca"):
 
 
 def ca_problems(view, info_path, ca_path):
+    # No CA is no problem: the firmware's built-in roots verify the clouds' own endpoints
+    # (warnings() says which, and whether one expires soon).
     found = []
     if "ca" in view.doc and not isinstance(view.doc["ca"], str):
         found.append("field ca must be a file name (the CA certificate beside the info)")
     path = ca_file(view, info_path, ca_path)
-    if path is None:
-        for use in tls_uses(view):
-            found.append("%s uses TLS but there is no CA: give --ca FILE (the cloud's root certificate) "
-                         "or set ca in the info" % use)
-    else:
+    if path is not None:
         found += certificate_problems(path, "--ca" if ca_path else "field ca")
     mqtt_ca = ca_file(view, info_path, None, "mqtt_ca")
     if mqtt_ca:
@@ -398,6 +389,45 @@ def notes(info_path):
     return found
 
 
+def warnings(info_path, ca_path=None, now=None, days=365):
+    """What may stop a board later: a built-in root the info relies on that expires within
+    `days`, and a CA file that is none of the cloud's known roots (right for the emulator or a
+    private broker, wrong for the cloud itself)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from dynreg_tools import roots
+
+    doc, found = read_info(info_path)
+    if doc is None:
+        return []
+    view = View(doc)
+    if view.cloud not in roots.CLOUDS:
+        return []
+    found = []
+    if ca_path:
+        doc = dict(doc, ca=ca_path)
+        view = View(doc)
+    for bundle, what in roots.bundles_of(view):
+        for name, expires in roots.expiring(view.cloud, bundle, days, now):
+            found.append("the built-in root %s, which verifies %s, expires on %s: keep the firmware's roots "
+                         "up to date (python -m dynreg_tools roots)" % (name, what, expires))
+    known = {der for der in roots.built_in(view.cloud).values() if isinstance(der, bytes)}
+    for field in ("ca", "mqtt_ca"):
+        path = ca_file(view, info_path, ca_path if field == "ca" else None, field)
+        if not path or not os.path.isfile(path):
+            continue
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            ders = [c.public_bytes(Encoding.DER) for c in parse_certificates(data)]
+        except ValueError:
+            continue
+        if not known.intersection(ders):
+            found.append("the %s file %s is none of %s's known roots (python -m dynreg_tools roots lists them): "
+                         "right for the local emulator or a private broker; for the cloud itself, drop %s and "
+                         "the built-in roots apply" % (field, path, cloud_title(view.cloud), field))
+    return found
+
+
 def held_credential_fields(view):
     doc = view.doc
     if view.sdk:
@@ -425,7 +455,7 @@ def summary(info_path, ca_path=None):
     ca = ca_file(view, info_path, ca_path)
     return "%s (%s): %s %s %s, %s, %s API, CA %s" % (
         info_path, view.format_name, cloud_title(view.cloud), product_title(view.cloud), view.product, naming,
-        view.api(), ca or "none (plain connections only)")
+        view.api(), ca or "built in (python -m dynreg_tools roots)")
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -483,6 +513,9 @@ def main(argv=None, out=print):
     found = problems(args.info, args.ca, secret)
     for note in notes(args.info):
         out("note: " + note)
+    if not found:
+        for warning in warnings(args.info, args.ca):
+            out("warning: " + warning)
     for problem in found:
         out("problem: " + problem)
     if found:

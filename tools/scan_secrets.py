@@ -4,10 +4,11 @@
 # Searched: what the test suite, the demo and the devices printed (the files given), and
 # every file under the roots that is not a store file: request logs, emulator output, ...
 #   scan_secrets.py --roots build/pytest-tmp build/demo --outputs build/pytest.out ...
-import argparse
 import json
 import os
 import sys
+
+import info_check  # tools/, beside this file
 
 # product_info.json: the identity tools/provision.py writes onto boards (it holds the
 # ProductSecret); *.bin: an emulated Pico W's whole flash, which holds its store.
@@ -42,7 +43,8 @@ def walk(roots):
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    # Its errors name options, never the values typed (a mistyped option may carry a secret).
+    parser = info_check.OptionNamesOnlyParser()
     parser.add_argument("--roots", nargs="*", default=[])
     parser.add_argument("--outputs", nargs="*", default=[])
     args = parser.parse_args()

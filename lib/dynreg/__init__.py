@@ -56,10 +56,10 @@ class ClockError(Error):
     pass
 
 
-def ensure(info_path, **options):
+def ensure(info_or_path, **options):
     from dynreg.flow import ensure
 
-    return ensure(info_path, **options)
+    return ensure(info_or_path, **options)
 
 
 def connect(info_or_path, **options):
@@ -85,7 +85,8 @@ def say(opts, text):
 def load_ca(info, given=None, field="ca"):
     # The CA certificates' bytes (DER, PEM or a PEM bundle): given directly, or a file named by
     # the option or by the info's `field` ("ca"; "mqtt_ca" for the broker, when its root
-    # differs from the registration server's), relative to the info's folder.
+    # differs from the registration server's), relative to the info's folder. None when none
+    # is named: the cloud's built-in roots (its module's `roots`) apply.
     from dynreg import store
 
     ca = given or getattr(info, field) or info.ca

@@ -4,7 +4,7 @@
 # over MQTT with TLS where the result arrives as a PUBLISH on /ext/register or /ext/regnwl),
 # and the login with the stored credential.
 import json
-from dynreg import hmac, codec, clock, ConfigError, NetworkError, ProtocolError, RejectedError
+from dynreg import hmac, codec, clock, ConfigError, NetworkError, ProtocolError, RejectedError, busy
 
 DEFAULT_REGION = "cn-shanghai"
 REGISTER_PATH = "/auth/register/device"
@@ -93,6 +93,10 @@ def _secret(data, name):
 
 def parse_register_response(body):
     doc = codec.json_object(body)
+    code = codec.field(doc, "code", int)
+    if code in (429, 500, 503):
+        # Throttled, or failing inside (Alibaba's codes for devices): retried like a 5xx.
+        raise busy("server answered code %d" % code, None)
     _cloud_error(doc)
     data = doc.get("data")
     if not isinstance(data, dict):
@@ -128,12 +132,14 @@ def mqtt_register_login(product_key, device_name, product_secret, random, method
     return client_id + "|", device_name + "&" + product_key, password
 
 
-def mqtt_login(product_key, device_name, device_secret, client_id, timestamp, method="hmacsha256", tls=True):
+def mqtt_login(product_key, device_name, device_secret, client_id, timestamp, method="hmacsha256"):
+    # securemode=2, over TLS. Never 3 (plain TCP): the cloud does not check the timestamp
+    # (PROTOCOLS.md 3.4), so a password seen on the line would log in for good.
     _check(product_key, device_name, device_secret, "DeviceSecret")
     timestamp = _digits(timestamp, "timestamp")
     password = _hmac_hex(device_secret, (("clientId", client_id), ("deviceName", device_name),
                                          ("productKey", product_key), ("timestamp", timestamp)), method)
-    full_id = "%s|securemode=%d,signmethod=%s,timestamp=%s|" % (client_id, 2 if tls else 3, method, timestamp)
+    full_id = "%s|securemode=2,signmethod=%s,timestamp=%s|" % (client_id, method, timestamp)
     return full_id, device_name + "&" + product_key, password
 
 
@@ -243,19 +249,19 @@ def register(info, ca, timeout_ms):
         url, headers, body = register_request(info.product, info.device_name, info.product_secret,
                                               codec.random_int(), info.algorithm, info.region or DEFAULT_REGION,
                                               info.register_url)
-        return {"device_secret": http.post_parsed(url, headers, body, ca, timeout_ms,
+        return {"device_secret": http.post_parsed(url, headers, body, ca or roots(info), timeout_ms,
                                                   parse_register_response)["deviceSecret"]}
     from dynreg import mqtt, net
 
     host, port, tls = mqtt.endpoint(info, broker(info))
-    if not tls:
-        raise ConfigError("Alibaba needs TLS: an mqtts:// mqtt_url")
+    _need_tls(tls)
     mode = "regnwl" if info.api == "regnwl" else "register"
     client_id, user, password = mqtt_register_login(info.product, info.device_name, info.product_secret,
                                                     codec.random_int(), info.algorithm, mode, info.instance_id)
     received = []
     deadline = net.deadline_in(timeout_ms)  # the connect and the result together
-    c = mqtt.open_client(client_id, host, port, user, password, net.tls_context(ca), 60, timeout_ms,
+    c = mqtt.open_client(client_id, host, port, user, password, net.tls_context(ca or roots(info, port)), 60,
+                         timeout_ms,
                          lambda topic, message: received.append((topic, message)))
     try:
         if not mqtt.wait_for(c, lambda: received, max(1, net.left(deadline))):
@@ -271,6 +277,14 @@ def register(info, ca, timeout_ms):
     return {"device_secret": result["deviceSecret"]}
 
 
+def roots(info, port=None):
+    # The built-in roots: Alibaba's own (S1) on its brokers' 8883; GlobalSign's on iot-auth
+    # (port None) and on the brokers' older TLS ports, 1883 and 443.
+    from dynreg import roots_aliyun as r
+
+    return r.MQTT_8883 if port == 8883 else r.GLOBALSIGN
+
+
 def broker(info):
     # A new instance's "<instance id>.mqtt.iothub.aliyuncs.com", else
     # "<ProductKey>.iot-as-mqtt.<region>.aliyuncs.com"; 8883 with TLS (PROTOCOLS.md 3.2).
@@ -279,10 +293,18 @@ def broker(info):
     return "%s.iot-as-mqtt.%s.aliyuncs.com" % (info.product, info.region or DEFAULT_REGION)
 
 
+def _need_tls(tls):
+    # Every Alibaba CONNECT carries a reusable secret: a registration signature, a deviceToken
+    # or a password the cloud never expires. Refused before any connection.
+    if not tls:
+        raise ConfigError("Alibaba needs TLS: an mqtts:// mqtt_url")
+
+
 def login(info, tls):
     # (client id, username, password) for the credential the device holds.
+    _need_tls(tls)
     credential = info.credential
     if "device_token" in credential:
         return regnwl_login(credential["client_id"], info.product, info.device_name, credential["device_token"])
     return mqtt_login(info.product, info.device_name, credential["device_secret"],
-                      info.product + "." + info.device_name, clock.unix_time() * 1000, info.algorithm, tls)
+                      info.product + "." + info.device_name, clock.unix_time() * 1000, info.algorithm)

@@ -160,7 +160,8 @@ def register(info, ca, timeout_ms):
     key = device_key(info)
     client_id, user, password = dps_login(info.product, info.device_name, key, clock.unix_time() + _TOKEN_LIFETIME)
     deadline = net.deadline_in(timeout_ms)  # the connect and every poll together
-    c = mqtt.open_client(client_id, host, port, user, password, net.tls_context(ca), 60, timeout_ms)
+    c = mqtt.open_client(client_id, host, port, user, password, net.tls_context(ca or roots(info)), 60,
+                         timeout_ms)
     try:
         rid = codec.random_int(16)
         topic, payload = register_message(info.device_name, rid)
@@ -197,12 +198,22 @@ def _answer(rid):
     return take
 
 
+def roots(info, port=None):
+    # The built-in roots, the same for DPS and the hubs.
+    from dynreg import roots_azure as r
+
+    return r.DPS_AND_HUBS
+
+
 def broker(info):
     return info.credential["hub"]  # the hub DPS assigned; 8883 with TLS
 
 
 def login(info, tls):
     # The SAS token names the assigned hub even where mqtt_url points the connection elsewhere.
+    # It is good for a day: never over plain TCP (the hub has no plain port either).
+    if not tls:
+        raise ConfigError("Azure needs TLS: an mqtts:// mqtt_url")
     credential = info.credential
     return hub_login(credential["hub"], credential["device_id"], credential["device_key"],
                      clock.unix_time() + _LOGIN_LIFETIME)

@@ -1,18 +1,33 @@
 # Unix time as an integer on every port. ESP32 counts from 2000, RP2 and unix from 1970;
-# unix returns a float. A clock before 2024 was never set (no SNTP yet): signing with it
-# would only earn a rejection from the cloud.
+# unix returns a float. A clock before the firmware's build date was never set (no SNTP yet):
+# signing with it would only earn a rejection from the cloud.
+import sys
 import time
 from micropython import const
 from dynreg import ClockError
 
 _Y2K = const(946684800)  # 2000-01-01 in Unix seconds
-_EARLIEST = 1704067200  # 2024-01-01; past the small-int range of 32-bit ports
 EPOCH_YEAR = time.gmtime(0)[0]
+
+
+def _build_day(version):
+    # MicroPython's sys.version ends with the build date ("... v1.28.0 on 2026-12-07"): that
+    # day's 00:00 UTC in Unix seconds. Without one (CPython), 2024-01-01.
+    try:
+        y, m, d = [int(n) for n in version[-10:].split("-")]
+    except ValueError:
+        return 1704067200
+    if m < 3:
+        y -= 1
+    return (365 * y + y // 4 - y // 100 + y // 400 + (153 * ((m + 9) % 12) + 2) // 5 + d - 719469) * 86400
+
+
+EARLIEST = _build_day(sys.version)  # past the small-int range of 32-bit ports: a long int
 
 
 def to_unix(port_seconds, epoch_year=EPOCH_YEAR):
     seconds = int(port_seconds) + (_Y2K if epoch_year == 2000 else 0)
-    if seconds < _EARLIEST:
+    if seconds < EARLIEST:
         raise ClockError("clock not set: sync it by SNTP first")
     return seconds
 

@@ -19,9 +19,10 @@ DEFAULTS = {
 }
 
 
-def ensure(info_path, **given):
+def ensure(info, **given):
     opts = options(given, DEFAULTS)
-    info = store.load(info_path)
+    if isinstance(info, str):
+        info = store.load(info)
     if not info.device_name:
         if opts["device_name"]:
             info.device_name = opts["device_name"]
@@ -39,13 +40,17 @@ def ensure(info_path, **given):
 
 
 def cloud_of(info):
-    # The module of the info's cloud: only that cloud's code is loaded.
-    if info.cloud == "tencent":
-        from dynreg import tencent as cloud
-    elif info.cloud == "azure":
-        from dynreg import azure as cloud
-    else:
-        from dynreg import aliyun as cloud
+    # The module of the info's cloud: only that cloud's code is loaded. An image may freeze
+    # only some clouds (manifest.py's `clouds` option).
+    try:
+        if info.cloud == "tencent":
+            from dynreg import tencent as cloud
+        elif info.cloud == "azure":
+            from dynreg import azure as cloud
+        else:
+            from dynreg import aliyun as cloud
+    except ImportError:
+        raise ConfigError("this firmware has no %s support (manifest.py clouds=)" % info.cloud)
     return cloud
 
 
@@ -97,10 +102,12 @@ def with_retries(opts, attempt_once):
 
 
 def connect(info, **given):
-    # dynreg.connect: MQTT with the stored credential. An Azure hub that refuses the device
-    # (CONNACK 4 or 5: deleted, disabled, or moved to another hub) makes it provision once
-    # more, with its own key (the group key may be gone), and log in once more; a second
-    # refusal is the caller's. Never a loop.
+    # dynreg.connect: MQTT with the stored credential. A refused login (CONNACK 4 or 5) makes
+    # the device register once more and log in once more where the cloud allows it; a second
+    # refusal is the caller's. Never a loop. Azure: always (the hub deleted, disabled or moved
+    # the device; its own key provisions, the group key may be gone). Tencent and Alibaba: a
+    # credential that has never logged in, while the ProductSecret is there (both register a
+    # device again until its first login): a stale or replayed answer must not end the board.
     from dynreg import mqtt
 
     if isinstance(info, str):
@@ -109,9 +116,9 @@ def connect(info, **given):
     try:
         return mqtt.connect(info, cloud, **given)
     except RejectedError as e:
-        if info.cloud != "azure" or str(e.code) not in ("4", "5"):
+        if str(e.code) not in ("4", "5") or (info.cloud != "azure" and (info.logged_in or not info.product_secret)):
             raise
         opts = options({"log": given.get("log", print)}, DEFAULTS)
-        say(opts, "hub refused %s: provisioning again" % info.device_name)
+        say(opts, "%s refused: provisioning again" % info.device_name)
         register(info, opts)
     return mqtt.connect(info, cloud, **given)

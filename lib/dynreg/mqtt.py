@@ -237,7 +237,7 @@ def connect(info, cloud, **given):
         if info.auth == "cert":
             cert = info.read_credential_file("cert_file")
             key = info.read_credential_file("key_file")
-        ctx = net.tls_context(load_ca(info, opts["ca"], "mqtt_ca"), cert, key)
+        ctx = net.tls_context(load_ca(info, opts["ca"], "mqtt_ca") or cloud.roots(info, port), cert, key)
     say(opts, "connecting to %s:%d as %s (%s)" % (host, port, client_id, "TLS" if use_tls else "plain TCP"))
     c = open_client(client_id, host, port, user, password, ctx, opts["keepalive"], opts["timeout_ms"],
                     max_packet=opts["max_packet"])
@@ -249,13 +249,24 @@ def connect(info, cloud, **given):
 def spend_product_secret(info, opts):
     # The cloud has accepted this device's own login: from now on both clouds refuse to
     # register it again, and its ProductSecret would only let whoever reads this flash register
-    # new devices of the product. Erased unless the info sets keep_product_secret. A failed
-    # write costs nothing: the info stays as it was, and the next login tries again.
-    from dynreg import StorageError
+    # new devices of the product. The info records the login and loses the secret (unless
+    # keep_product_secret) in one write. A failed write costs nothing: the info stays as it
+    # was, and the next login tries again. Then the flash the old copies took is scrubbed,
+    # once (again at the next login if a cut stopped it); a failed scrub is only logged.
+    from dynreg import StorageError, store
 
     name = "group key" if info.cloud == "azure" else "ProductSecret"
     try:
         if info.erase_product_secret():
             say(opts, "%s erased from %s" % (name, info.path))
+        elif not info.unscrubbed:
+            return
     except StorageError as e:
-        say(opts, "%s not erased (%s)" % (name, e))
+        return say(opts, "%s not erased (%s)" % (name, e))
+    info.unscrubbed = False
+    try:
+        done = store.scrub_free_space(info.folder)
+        say(opts, "free flash not scrubbed: over 16 MiB" if done is None
+            else "free flash scrubbed (%d KiB)" % (done >> 10))
+    except OSError as e:
+        say(opts, "free flash not scrubbed (errno %s)" % e.args[0])

@@ -178,9 +178,10 @@ def connect(host, port, deadline):
 
 
 def tls_context(ca, cert=None, key=None):
-    # A client context that verifies the server against `ca`: DER, or PEM holding one
-    # certificate or a bundle. v1.28's unix and rp2 builds leave PEM parsing out of mbedTLS
-    # (ESP-IDF's keeps it), so each PEM block goes in as DER; every one of a bundle is trusted.
+    # A client context that verifies the server against `ca`: DER, PEM holding one certificate
+    # or a bundle, or a tuple of DER (a cloud's built-in roots). v1.28's unix and rp2 builds
+    # leave PEM parsing out of mbedTLS (ESP-IDF's keeps it), so each PEM block goes in as DER;
+    # every one of a bundle is trusted, and one valid root is enough where others have expired.
     import tls
     from dynreg.codec import pem_blocks
 
@@ -188,7 +189,7 @@ def tls_context(ca, cert=None, key=None):
         raise ConfigError("TLS needs a CA: set ca in the info")
     ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED by default
     try:
-        for der in pem_blocks(ca):
+        for der in ca if type(ca) is tuple else pem_blocks(ca):
             ctx.load_verify_locations(der)
         if cert:
             ctx.load_cert_chain(pem_blocks(cert)[0], pem_blocks(key)[0])

@@ -16,6 +16,8 @@ MAX_INFO = const(8192)  # bytes; a larger info file is refused
 PLACEHOLDERS = ("", "YOUR_IOT_PSK", "YOUR_DEVICE_CERT_FILE_NAME", "YOUR_DEVICE_PRIVATE_KEY_FILE_NAME")
 _SDK_KEY = "key_deviceinfo"
 _SDK_CERT = "cert_deviceinfo"
+FILL = "dynreg.fill"  # scrub_free_space's filler beside the info; while it exists, a scrub is owed
+_MAX_SCRUB = const(16777216)  # bytes free: more is no board's flash (a host disk, a card): not scrubbed
 
 
 def exists(path):
@@ -49,23 +51,23 @@ def read_file(path, limit):
     return data
 
 
-def write_atomic(path, data):
+def write_atomic(path, data, mode="wb"):
     # The .tmp copy complete before <path> is opened; it goes once <path> is complete too.
     try:
         _write(path + ".tmp", data)
-        _replace(path, data)
+        _replace(path, data, mode)
     except OSError as e:
         raise StorageError("cannot write %s (errno %s)" % (path, e.args[0] if e.args else "?"))
 
 
-def _write(path, data):
-    with open(path, "wb") as f:
+def _write(path, data, mode="wb"):
+    with open(path, mode) as f:
         f.write(data)
 
 
-def _replace(path, data):
+def _replace(path, data, mode="wb"):
     # The second half of a save: <path> itself, then the .tmp that stood in for it goes.
-    _write(path, data)
+    _write(path, data, mode)
     os.remove(path + ".tmp")
 
 
@@ -78,7 +80,9 @@ def _size(path):
 
 class Info:
     # Normalised view of an info file. `doc` is the file as read; save_credential() and
-    # erase_product_secret() write it back with only the credential or the ProductSecret changed.
+    # erase_product_secret() write it back with only the credential, the login record or the
+    # ProductSecret changed.
+    unscrubbed = False  # load() found the filler: a scrub is owed (cut short, or not yet run)
 
     def __init__(self, path, doc):
         self.path = path
@@ -127,9 +131,13 @@ class Info:
             setattr(self, name, get(name))
         if self.device_name is not None and not isinstance(self.device_name, str):
             raise ConfigError("device_name must be a string")
-        self.keep_product_secret = get("keep_product_secret", False)
-        if not isinstance(self.keep_product_secret, bool):
-            raise ConfigError("keep_product_secret must be true or false")
+        # logged_in: the stored credential has been accepted by the broker (written at its
+        # first login); plain_http: the user's opt-in to an http:// register_url (Tencent).
+        for name in ("keep_product_secret", "plain_http", "logged_in"):
+            value = get(name, False)
+            if not isinstance(value, bool):
+                raise ConfigError("%s must be true or false" % name)
+            setattr(self, name, value)
         self.credential = self._complete(credential)
 
     def credential_kind(self):
@@ -197,34 +205,52 @@ class Info:
             doc["credential"] = stored
             if self.device_name and not doc.get("device_name"):
                 doc["device_name"] = self.device_name
+        doc.pop("logged_in", None)  # a new credential has not logged in yet
         self._write_doc(doc)
         self.credential = stored
+        self.logged_in = False
 
     def read_credential_file(self, name):
         return read_file(self.file(self.credential[name]), MAX_INFO)
 
     def erase_product_secret(self):
-        # Once the stored credential has logged in, the ProductSecret (the same on every device
-        # of the product) is no longer needed on this one: the info is rewritten atomically
-        # without it, everything else kept. True when written; False when there was nothing
-        # to do: no complete credential, keep_product_secret set, or the secret already gone.
-        if self.product_secret is None or self.keep_product_secret or self.credential is None \
+        # The stored credential's first accepted login: one atomic rewrite of the info records
+        # it ("logged_in": true) and drops the ProductSecret (the same on every device of the
+        # product), unless keep_product_secret; everything else kept. True when the secret
+        # went. Nothing is written when the login is recorded already, the secret is gone
+        # (nothing could register again anyway) or the credential is incomplete.
+        if self.logged_in or self.product_secret is None or self.credential is None \
                 or self._complete(self.credential) is None:
             return False
         doc = dict(self.doc)
-        if self.sdk_format:
-            doc["productSecret"] = ""  # the SDK format keeps the field, empty
-        else:
-            del doc[self.secret_field]
-        self._write_doc(doc)
+        doc["logged_in"] = True
+        if not self.keep_product_secret:
+            try:  # the filler's name marks the scrub as owed until it has run (load())
+                _write(self.file(FILL), b"")
+            except OSError:
+                pass
+            if self.sdk_format:
+                doc["productSecret"] = ""  # the SDK format keeps the field, empty
+            else:
+                del doc[self.secret_field]
+        self._write_doc(doc, "r+b")
         self.doc = doc
+        self.logged_in = True
+        if self.keep_product_secret:
+            return False
         self.product_secret = None
         return True
 
-    def _write_doc(self, doc):
+    def _write_doc(self, doc, mode="wb"):
         import json
 
-        write_atomic(self.path, json.dumps(doc).encode())
+        data = json.dumps(doc).encode()
+        if mode == "r+b":
+            # Over the old bytes, padded with spaces, never truncated: FatFs frees a truncated
+            # file's clusters after it has written the entry, so a cut between leaves them (and
+            # the ProductSecret in them) allocated to no file, out of any scrub's reach.
+            data += b" " * (_size(self.path) - len(data))
+        write_atomic(self.path, data, mode)
 
 
 def _merged(old, new):
@@ -290,7 +316,48 @@ def _json_object(path, data):
 def load(path):
     doc = read_json(path)
     try:
-        return Info(path, doc)
+        info = Info(path, doc)
     except ConfigError as e:
         raise ConfigError("%s: %s" % (path, e))
+    # The filler's name: a scrub owed to the next login. One a cut left full is emptied at once.
+    fill = info.file(FILL)
+    info.unscrubbed = exists(fill)
+    if _size(fill):
+        try:
+            _write(fill, b"")
+        except OSError:
+            pass
+    return info
 
+
+def scrub_free_space(folder):
+    # Overwrites what freed blocks still hold (an erased ProductSecret: littlefs and FAT never
+    # overwrite in place). littlefs keeps small files inline in the folder's metadata pair,
+    # and old commits stay there until each of its two blocks is compacted: first enough small
+    # commits (32 bytes or more each) for that, skipped on FAT (the one of the two whose names
+    # have no case). Then a filler of zeros over every free block, flushed every 16 (a cut on
+    # FAT loses no more clusters), and removed. Returns the bytes filled; None when more than
+    # _MAX_SCRUB is free. OSError when the filesystem fails.
+    path = join(folder, FILL)
+    size, _, _, free = os.statvfs(folder or ".")[:4]
+    done = None
+    _write(path, b"")
+    try:
+        if free * size <= _MAX_SCRUB:
+            if not exists(join(folder, FILL.upper())):
+                for _ in range(size // 16 + 2):
+                    _write(path, b"\0")
+            done = 0
+            zeros = bytes(size)
+            with open(path, "wb") as f:
+                while done <= free * size:  # ENOSPC comes first
+                    f.write(zeros)
+                    done += size
+                    if not done % (16 * size):
+                        f.flush()
+    except OSError as e:
+        if e.args[0] != 28:  # ENOSPC: every free block has been written
+            raise
+    finally:
+        os.remove(path)
+    return done

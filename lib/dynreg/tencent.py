@@ -4,7 +4,7 @@
 import hashlib
 from binascii import hexlify
 from micropython import const
-from dynreg import hmac, codec, clock, ConfigError, ProtocolError, RejectedError
+from dynreg import hmac, codec, clock, ConfigError, ProtocolError, RejectedError, busy
 
 DEFAULT_HOST = "ap-guangzhou.gateway.tencentdevices.com"
 REGISTER_PATH = "/device/register"
@@ -13,6 +13,10 @@ LEGACY_PATH = "/register/dev"
 _SDK_VERSION = "12010126"
 _LOGIN_LIFETIME = const(86400)  # seconds a login stays valid
 _JSON = "application/json; charset=utf-8"
+# Response.Error codes of a busy or failing cloud (PROTOCOLS.md 2.6), retried like a 5xx; a
+# name ending in "." covers its sub-codes too. Every other code, an unknown one included, is final.
+_TRANSIENT = ("InternalError.", "RequestLimitExceeded.", "ResourceInsufficient.", "ServiceUnavailable",
+              "ResourceUnavailable")
 
 
 def check_device_name(name):
@@ -126,6 +130,9 @@ def parse_response(body, product_secret):
             if not isinstance(error, dict):
                 raise ProtocolError("Error is not an object")
             code, message = str(error.get("Code")), str(error.get("Message"))
+            for name in _TRANSIENT:
+                if (code + ".").startswith(name) if name[-1] == "." else code == name:
+                    raise busy("server answered " + code, None)
             raise RejectedError(code, message, "tencent")
         payload, length = codec.field(response, "Payload", str), _length(response, "Len")
     elif "code" in doc:
@@ -157,10 +164,13 @@ def mqtt_login(product_id, device_name, psk, connid, expiry, algorithm="hmacsha2
 
 def register(info, ca, timeout_ms):
     # One attempt: a fresh timestamp and nonce, the request of the API the info selects, the
-    # parsed credential. Plain HTTP is allowed: the credential is AES-encrypted with the
-    # ProductSecret.
+    # parsed credential. Plain HTTP only when the info opts in: the answer is encrypted but
+    # neither authenticated nor bound to the device, so whoever is on the line can hand the
+    # board another device's answer (dynreg.connect then registers once more).
     from dynreg import http
 
+    if info.register_url and codec.split_url(info.register_url)[0] == "http" and not info.plain_http:
+        raise ConfigError("http:// register_url needs plain_http: true")
     timestamp, nonce = clock.unix_time(), codec.random_int()
     if info.api == "legacy":
         url, headers, body = legacy_request(info.product, info.device_name, info.product_secret, timestamp, nonce,
@@ -168,7 +178,14 @@ def register(info, ca, timeout_ms):
     else:
         url, headers, body = register_request(info.product, info.device_name, info.product_secret, timestamp,
                                               nonce, algorithm=info.algorithm, endpoint=info.register_url)
-    return http.post_parsed(url, headers, body, ca, timeout_ms, parse_response, info.product_secret)
+    return http.post_parsed(url, headers, body, ca or roots(info), timeout_ms, parse_response, info.product_secret)
+
+
+def roots(info, port=None):
+    # The built-in roots of the registration gateway (port None) or of the broker.
+    from dynreg import roots_tencent as r
+
+    return r.MQTT if port else r.LEGACY if info.api == "legacy" else r.GATEWAY
 
 
 def broker(info):
@@ -183,7 +200,9 @@ def login(info, tls):
     connid = "".join(codec.ALNUM[b % 62] for b in urandom(5))
     expiry = clock.unix_time() + _LOGIN_LIFETIME
     if info.auth == "cert":
-        # The client certificate authenticates; the password is not checked.
+        # The client certificate authenticates, which it can do over TLS only.
+        if not tls:
+            raise ConfigError("Tencent cert auth needs TLS: an mqtts:// mqtt_url")
         client_id = info.product + info.device_name
         return client_id, "%s;%s;%s;%d" % (client_id, _SDK_VERSION, connid, expiry), ""
     return mqtt_login(info.product, info.device_name, info.credential["psk"], connid, expiry)

@@ -1,0 +1,188 @@
+# The board's clock (firmware/board.py sync_clock, through firmware/main.py) on the MicroPython
+# v1.28.0 unix port: real SNTP exchanges with servers this test runs on loopback, names that
+# never resolve (RFC 6761 reserves .invalid), a server that never answers, and the device's
+# wall clock moved before the firmware's build date (host_tests/device/clock_offset). The unix
+# board keeps the host's clock, but asks the servers site.json names as a board does; the
+# default servers by cloud are checked as the spec lists them.
+import calendar
+import json
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+import runtime
+from cloud_emulator.testing import running_emulator
+from e2e import MICROPYTHON, ROOT, SECRET, registrations, write_info
+
+APP = os.path.join(ROOT, "firmware")
+PRODUCT = "CLOCKTC001"
+NTP_FROM_1900 = 2208988800  # 1970-01-01 in NTP seconds
+WAIT = 60  # seconds: the bound of every run, far above what any needs
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    with running_emulator(tmp_path_factory.mktemp("cloud")) as cloud:
+        cloud.add_product(PRODUCT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=100)
+        yield cloud
+
+
+class NtpServer:
+    # An SNTP server on loopback (RFC 4330, server mode): each query answered with now(), or,
+    # with answer=False, read and never answered. The queries are kept.
+    def __init__(self, now=time.time, answer=True):
+        self.now, self.answer, self.queries = now, answer, []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stopped.is_set():
+            try:
+                query, peer = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            self.queries.append(query)
+            if not self.answer or len(query) < 48:
+                continue
+            t = self.now() + NTP_FROM_1900
+            reply = bytearray(48)
+            reply[0] = 0x24  # leap 0, version 4, mode 4: a server's answer
+            reply[1] = 1  # stratum 1
+            for at in (16, 32, 40):  # reference, receive and transmit times
+                struct.pack_into("!II", reply, at, int(t) & 0xFFFFFFFF, int(t % 1 * 2 ** 32))
+            reply[24:32] = query[40:48]  # originate: the query's transmit time
+            self.sock.sendto(bytes(reply), peer)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join()
+        self.sock.close()
+
+
+def build_day():
+    # 00:00 UTC of the unix port's build date, read from its own sys.version.
+    version = subprocess.run([MICROPYTHON, "-c", "import sys; print(sys.version)"], capture_output=True,
+                             text=True, timeout=WAIT).stdout.strip()
+    y, m, d = (int(n) for n in version.rsplit(" on ", 1)[1].split("-"))
+    return calendar.timegm((y, m, d, 0, 0, 0))
+
+
+def boot(folder, cloud, name, clock_offset=0, **site):
+    # firmware/main.py once, to its end, with a fresh Tencent info and the wall clock moved by
+    # clock_offset seconds: (exit status, console).
+    folder.mkdir()
+    write_info(folder, cloud, PRODUCT, device_name=name, mqtt_url="mqtts://localhost:%d" % cloud.mqtts_port)
+    (folder / "site.json").write_text(json.dumps(dict({"boot_attempts": 1, "sessions": 1}, **site)))
+    (folder / "clock_offset").write_text(str(int(clock_offset)))
+    env = dict(os.environ, DYNREG_CLOCK_OFFSET_FILE=str(folder / "clock_offset"),
+               MICROPYPATH=runtime.micropypath("host_tests/device/clock_offset", "firmware"))
+    proc = subprocess.run([MICROPYTHON, os.path.join(APP, "main.py")], cwd=str(folder), env=env,
+                          capture_output=True, text=True, timeout=WAIT)
+    console = proc.stdout + proc.stderr
+    transcript = os.environ.get("DYNREG_TRANSCRIPT")
+    if transcript:  # for the secrets scan of `make test`
+        with open(transcript, "a") as f:
+            f.write(console)
+    return proc.returncode, console
+
+
+def contacted(cloud, name):
+    # Every request or CONNECT of the device that reached the emulator.
+    return [e for e in cloud.log() if e.get("device") == name]
+
+
+def test_default_ntp_servers_by_cloud(tmp_path):
+    # The spec (README "The clock"): Chinese servers first for Tencent and Alibaba, the cloud's
+    # own first of all; the pool and Cloudflare elsewhere; site.json's list replaces them. The
+    # Tencent C SDK's info format, which names no cloud, is Tencent's.
+    code = """
+import board
+from dynreg import store
+for cloud in ("tencent", "aliyun", "azure"):
+    print(cloud, " ".join(board.ntp_servers({}, cloud)))
+print("sdk", " ".join(board.ntp_servers({}, store.load("sdk_info.json").cloud)))
+print("site", " ".join(board.ntp_servers({"ntp_servers": ["ntp.example.org", "10.0.0.1"]}, "tencent")))
+print("one", " ".join(board.ntp_servers({"ntp_servers": "ntp.example.org"}, "aliyun")))
+"""
+    (tmp_path / "sdk_info.json").write_text(json.dumps({
+        "auth_mode": "KEY", "productId": "SDKPROD001", "productSecret": "sdk-product-secret-01", "deviceName": "sdk-01",
+        "key_deviceinfo": {"deviceSecret": "YOUR_IOT_PSK"}}))
+    proc = subprocess.run([MICROPYTHON, "-c", code], cwd=str(tmp_path), capture_output=True, text=True, timeout=WAIT,
+                          env=dict(os.environ, MICROPYPATH=runtime.micropypath("firmware")))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == [
+        "tencent ntp.tencent.com ntp.aliyun.com cn.pool.ntp.org pool.ntp.org",
+        "aliyun ntp.aliyun.com ntp.tencent.com cn.pool.ntp.org pool.ntp.org",
+        "azure pool.ntp.org time.cloudflare.com",
+        "sdk ntp.tencent.com ntp.aliyun.com cn.pool.ntp.org pool.ntp.org",
+        "site ntp.example.org 10.0.0.1",
+        "one ntp.example.org",
+    ]
+
+
+def test_no_server_answering_before_the_build_date_is_a_clock_error_naming_each(cloud, tmp_path):
+    # Two names that do not resolve and a server that never answers, on a board whose clock
+    # reads two days before the firmware's build date: each boot attempt ends in a ClockError
+    # that names every server and what failed, retried with the backoff; nothing reaches the
+    # cloud (nothing was signed).
+    with NtpServer(answer=False) as silent:
+        servers = ["ntp-a.invalid", "ntp-b.invalid", silent.address]
+        offset = build_day() - 2 * 86400 - time.time()
+        status, console = boot(tmp_path / "board", cloud, "clock-before", offset, ntp_servers=servers,
+                               boot_attempts=2, retry_ms=100)
+        queries = list(silent.queries)
+    assert status == 0 and "Traceback" not in console, console  # main() returned: the board gave up
+    failures = ["ntp-a.invalid: DNS failed (", "ntp-b.invalid: DNS failed (",
+                silent.address + ": no answer (timed out)"]
+    for failure in failures:
+        assert console.count("clock: " + failure) == 2, console  # logged as each was tried
+    attempts = [line for line in console.splitlines() if line.startswith("boot attempt")]
+    assert len(attempts) == 2, console
+    for n, line in enumerate(attempts, 1):
+        assert line.startswith("boot attempt %d of 2 failed: ClockError: clock not set and before the firmware's "
+                               "build date; no NTP server answered: ntp-a.invalid: DNS failed (" % n), console
+        assert all(failure in line for failure in failures), line
+    assert attempts[0].endswith("; retrying in 100 ms") and "retrying" not in attempts[1], console
+    # A real SNTP request reached the silent server on each attempt: 48 bytes, version 3, client.
+    assert [(len(q), q[0] >> 3 & 7, q[0] & 7) for q in queries] == [(48, 3, 3)] * 2, queries
+    assert contacted(cloud, "clock-before") == [] and "registering" not in console, console
+
+
+def test_the_first_server_with_a_plausible_answer_is_taken_and_the_board_registers(cloud, tmp_path):
+    # A name that does not resolve, a server that answers 2001 (before the build date: not
+    # taken), then one that answers the time: a real exchange, after which the board registers
+    # and publishes.
+    with NtpServer(now=lambda: 978307200.0) as wrong, NtpServer() as right:
+        servers = ["ntp.invalid", wrong.address, right.address]
+        status, console = boot(tmp_path / "board", cloud, "clock-answered", ntp_servers=servers)
+        asked = len(wrong.queries), len(right.queries)
+    assert status == 0, console
+    assert "clock: ntp.invalid: DNS failed (" in console, console
+    assert "clock: %s: answered a time before the firmware's build date" % wrong.address in console, console
+    assert "clock: %s answered (the unix port keeps the host's clock)" % right.address in console, console
+    assert asked == (1, 1), console
+    assert "published status on %s/clock-answered/data" % PRODUCT in console, console
+    assert [r["result"] for r in registrations(cloud, "clock-answered")] == ["ok"], console
+
+
+def test_no_server_answering_with_a_clock_past_the_build_date_carries_on(cloud, tmp_path):
+    # An RTC that kept the time: the board says no server answered, and registers on its clock.
+    status, console = boot(tmp_path / "board", cloud, "clock-kept", ntp_servers=["ntp.invalid"])
+    assert status == 0, console
+    assert "clock: ntp.invalid: DNS failed (" in console, console
+    assert "clock: no NTP server answered; the clock kept its time, past the firmware's build date" in console
+    assert "published status on %s/clock-kept/data" % PRODUCT in console, console
+    assert "ClockError" not in console, console
