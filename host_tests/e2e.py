@@ -100,6 +100,15 @@ def read_json(path):
         return json.load(f)
 
 
+def replace_credential(info, field, value):
+    # The info with one field of its stored credential replaced; returns the file's new text.
+    doc = read_json(info)
+    doc["credential"][field] = value
+    with open(info, "w") as f:
+        json.dump(doc, f)
+    return open(info).read()
+
+
 REGISTRATION_APIS = ("tencent-v2", "tencent-legacy", "aliyun-https-register", "aliyun-mqtt-register",
                      "aliyun-mqtt-regnwl", "azure-dps-register")
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from cloud_emulator.testing import running_emulator
-from e2e import SECRET, write_aliyun_info, run_device, read_json, registrations
+from e2e import SECRET, write_aliyun_info, run_device, read_json, registrations, replace_credential
 
 PK = "a1DynRegPk1"  # pre-registered devices, HTTPS and MQTT registration
 FREE_PK = "a1FreeRegPk"  # pre-registration-free (regnwl)
@@ -178,20 +178,12 @@ def test_mqtt_registration_refuses_a_plain_endpoint_before_connecting(cloud, tmp
     assert registrations(cloud, "plainmqtt") == []
 
 
-def _replace_secret(info, secret):
-    doc = read_json(info)
-    doc["credential"]["device_secret"] = secret
-    with open(info, "w") as f:
-        json.dump(doc, f)
-    return open(info).read()
-
-
 def test_a_wrong_device_secret_that_never_logged_in_registers_once_more(cloud, tmp_path):
     # As after an answer that was not this device's: refused (CONNACK 4), one more registration
     # (the cloud allows it until the first login), one more login, and the info records it.
     info = _device(tmp_path, cloud, "wrongsecret")
     assert run_device(info, ensure={})["ok"]
-    _replace_secret(info, "0" * 32)
+    replace_credential(info, "device_secret", "0" * 32)
     result = run_device(info, ensure={}, connect={})
     assert result["ok"] and result["connected"] and "provisioning again" in result["output"], result
     doc = read_json(info)
@@ -205,7 +197,7 @@ def test_a_device_secret_that_logged_in_and_is_then_refused_never_registers_agai
     info = _device(tmp_path, cloud, "keptsecret", keep_product_secret=True)
     assert run_device(info, ensure={}, connect={})["connected"]
     assert read_json(info)["logged_in"] is True and read_json(info)["product_secret"] == SECRET
-    before = _replace_secret(info, "0" * 32)
+    before = replace_credential(info, "device_secret", "0" * 32)
     result = run_device(info, ensure={}, connect={})
     assert result["error"] == "RejectedError" and result["code"] == 4, result
     assert [e["result"] for e in _log(cloud, "mqtt-connect", "keptsecret")] == ["ok", "bad-password"]

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cloud_emulator.testing import running_emulator
-from e2e import SECRET, write_info, run_device, read_json, registrations
+from e2e import SECRET, write_info, run_device, read_json, registrations, replace_credential
 
 KEY_PRODUCT = "KEYAUTO001"
 CERT_PRODUCT = "CERTAUTO01"
@@ -309,14 +309,6 @@ def test_wrong_host_name_is_refused(tmp_path):
         assert registrations(other, "wronghost") == []
 
 
-def _replace_psk(info, psk):
-    doc = read_json(info)
-    doc["credential"]["psk"] = psk
-    with open(info, "w") as f:
-        json.dump(doc, f)
-    return open(info).read()
-
-
 @pytest.mark.parametrize("reached,refusal", [(True, "bad-password"), (False, "unknown-device")],
                          ids=["answer-replaced", "request-stopped"])
 def test_a_foreign_psk_refused_at_its_first_login_registers_once_more(cloud, tmp_path, reached, refusal):
@@ -332,7 +324,7 @@ def test_a_foreign_psk_refused_at_its_first_login_registers_once_more(cloud, tmp
     info = _device(tmp_path, cloud, name, scheme="http")
     if reached:
         assert run_device(info, ensure={})["ok"]  # the cloud issued this device a psk ...
-    _replace_psk(info, foreign)  # ... and the man in the middle handed it the peer's
+    replace_credential(info, "psk", foreign)  # ... and the man in the middle handed it the peer's
     assert "logged_in" not in read_json(info)
     result = run_device(info, ensure={}, connect={}, publish="%s/%s/data" % (KEY_PRODUCT, name))
     assert result["ok"] and result["connected"] and result["published"], result
@@ -354,7 +346,7 @@ def test_a_credential_that_logged_in_and_is_then_refused_never_registers_again(c
     assert first["connected"], first
     doc = read_json(info)
     assert doc["logged_in"] is True and doc["product_secret"] == SECRET
-    before = _replace_psk(info, "AAAAAAAAAAAAAAAAAAAAAA==")
+    before = replace_credential(info, "psk", "AAAAAAAAAAAAAAAAAAAAAA==")
     result = run_device(info, ensure={}, connect={})
     assert not result["ok"] and result["error"] == "RejectedError" and result["code"] == 4, result
     assert "provisioning again" not in result["output"]

@@ -37,6 +37,19 @@ AZURE_GROUP, AZURE_SCOPE, AZURE_HUB = "tls-group", "0ne00TLS001", "tls-emu.azure
 AZURE_KEY = "dGxzLWdyb3VwLWtleS0wMTIzNDU2Nzg5YWJjZGVm"  # base64 of 30 bytes
 
 
+def server_context(folder, name, cert, key):
+    # A TLS server's context for `cert` and its `key` (written to folder/name.pem and .key).
+    cert_path, key_path = os.path.join(folder, name + ".pem"), os.path.join(folder, name + ".key")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
 class ManInTheMiddle:
     """A TLS server on 127.0.0.1 with a certificate for localhost, issued by a CA of its own.
     It records each connection's outcome and the application bytes it received. With
@@ -47,14 +60,7 @@ class ManInTheMiddle:
         key = _new_key()
         cert = ca.issue("localhost", key.public_key(), usage=ExtendedKeyUsageOID.SERVER_AUTH, days=30,
                         san=[DNSName("localhost"), IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))])
-        cert_path, key_path = os.path.join(folder, "mitm.pem"), os.path.join(folder, "mitm.key")
-        with open(cert_path, "wb") as f:
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-        with open(key_path, "wb") as f:
-            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(cert_path, key_path)
+        self.context = server_context(folder, "mitm", cert, key)
         self.stall = stall
         self.connections = []  # [{"handshake": "ok" | error text, "received": bytes}]
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -235,15 +241,8 @@ def _reissued_roots(folder):
             .add_extension(x509.SubjectAlternativeName([DNSName("localhost")]), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(key, hashes.SHA256()))
-    cert_path, key_path = os.path.join(folder, "leaf.pem"), os.path.join(folder, "leaf.key")
-    with open(cert_path, "wb") as f:
-        f.write(leaf.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as f:
-        f.write(leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
-    return [c.public_bytes(serialization.Encoding.PEM) for c in (expired, valid)], context
+    pems = [c.public_bytes(serialization.Encoding.PEM) for c in (expired, valid)]
+    return pems, server_context(folder, "leaf", leaf, leaf_key)
 
 
 def test_a_bundle_verifies_while_one_of_its_roots_is_valid(cloud, tmp_path, mitm, umqtt):
