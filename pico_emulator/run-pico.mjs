@@ -364,6 +364,10 @@ let stage = 'boot';
 let current = -1;
 let failed = false;
 let mark = { nanos: 0, wall: 0 };
+// Ctrl-C goes out at USB connect, while boot.py may still run: main.py then starts all the
+// same, and an application that stays online never gives the prompt back. So while no prompt
+// has come, Ctrl-C again whenever the board prints, at most every 200 ms emulated.
+let interrupted = 0;
 const results = [];
 
 cdc.onDeviceConnected = () => {
@@ -373,6 +377,7 @@ cdc.onDeviceConnected = () => {
     // nothing to say: the host tool opens the port and talks first
   } else if (args.scripts.length) {
     send('\r\x03\x03');
+    interrupted = mcu.clock.nanos;
     stage = 'wait-prompt';
   } else {
     send('\r\n');
@@ -386,6 +391,10 @@ cdc.onSerialData = (buf) => {
   else if (!args.quiet && (stage === 'boot' || stage === 'wait-prompt')) process.stderr.write(Buffer.from(buf));
   if (stage === 'interactive') return;
   text += s;
+  if (stage === 'wait-prompt' && text.indexOf('>>> ') < 0 && mcu.clock.nanos - interrupted > 2e8) {
+    send('\x03');
+    interrupted = mcu.clock.nanos;
+  }
   drive();
 };
 
