@@ -4,7 +4,7 @@ MICROPYTHON := build/firmware/unix/micropython
 MPY_CROSS := build/firmware/mpy-cross
 LIB_SOURCES := $(shell find lib -name '*.py')
 
-.PHONY: all setup firmware firmware-unix test demo cloud bench mpy clean help
+.PHONY: all setup firmware firmware-unix test demo cloud bench mpy mip-index clean help
 
 ## all: the default: same as test
 all: test
@@ -47,6 +47,12 @@ mpy: firmware-unix
 		out=build/mpy/$${f#lib/}; out=$${out%.py}.mpy; mkdir -p $$(dirname $$out); \
 		$(MPY_CROSS) -o $$out $$f || exit 1; total=$$((total + $$(stat -c %s $$out))); \
 	done; echo "mpy-cross: lib/ compiles, $$total bytes of bytecode"
+
+# dynreg as .mpy for boards on stock firmware: a mip index in micropython-lib's layout, compiled
+# by the pinned mpy-cross; serve the folder with any static HTTP server (boards/README.md).
+## mip-index: dynreg and umqtt.simple as .mpy in a mip index, build/mip-index (for stock firmware)
+mip-index: firmware-unix
+	@$(VENV)/bin/python tools/mip_index.py
 
 ## clean: remove build/
 clean:

@@ -18,4 +18,5 @@ bench: setup
 		touch $(BENCH_STAMP); \
 	fi
 	@tools/firmware.sh onecloud  # the one-cloud image of the flash figures (not built by make test)
+	@tools/firmware.sh unix32  # the 32-bit unix ports of the mip path's RAM figures (bench/mip_ram.py)
 	@$(VENV)/bin/python bench/run_all.py

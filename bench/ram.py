@@ -45,13 +45,14 @@ def _round(size):
     return size // STEP * STEP
 
 
-def smallest_heap(new_info, steps):
-    """Bisection, then a sweep; returns the figures for one flow."""
+def smallest_heap(new_info, steps, probe=None):
+    """Bisection, then a sweep; returns the figures for one flow. probe(heap) -> result text
+    replaces the device_flow run (bench/mip_ram.py)."""
     outcomes = {}  # heap size -> result text
 
     def ok(heap):
         if heap not in outcomes:
-            outcomes[heap] = run_device(new_info(), steps, heap=heap)["result"]
+            outcomes[heap] = probe(heap) if probe else run_device(new_info(), steps, heap=heap)["result"]
         return outcomes[heap] == "ok"
 
     if not ok(HIGH):

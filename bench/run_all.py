@@ -95,6 +95,41 @@ def ram_rows(ram):
     if ram.get("tls_handshake_gc_bytes") is not None:
         lines.append("| GC heap taken by one TLS handshake (mbedTLS allocates outside the GC heap on this build) "
                      "| %d B | | |" % ram["tls_handshake_gc_bytes"])
+    mip = ram.get("mip")
+    if mip:
+        lines += [""] + (["The mip path: could not run: %s" % mip["error"]] if "error" in mip else mip_rows(mip))
+    return lines
+
+
+def mip_rows(mip):
+    # bench/mip_ram.py: each way onto a board, on the 32-bit unix port; heap sizes are -X heapsize.
+    budgets = mip["budgets"]
+    heads = [("esp32_boot", "ESP32 heap at boot"), ("k64", ""), ("esp32_grown", "ESP32 heap grown once")]
+    lines = ["The mip path (32-bit unix port, v1.28.0; a first boot: one registration, then the MQTT login, "
+             "both over TLS; built-in roots imported as for the real cloud):", "",
+             "| library | cloud | heap held once imported | smallest heap: import | smallest heap: first boot | "
+             + " | ".join("first boot in %d KiB%s" % (budgets[k] // KIB, " (%s)" % t if t else "") for k, t in heads)
+             + " |", "|---|---|---:|---:|---:|" + "---|" * len(heads)]
+    for key, row in mip["rows"].items():
+        path, cloud = key.split("/")
+        need = [row[k].get("smallest_heap") for k in ("import", "first_boot")]
+        lines.append("| %s | %s | %s | %s | %s | %s |" % (
+            mip["paths"][path], mip["clouds"][cloud], _kib(row["held"]) if row["held"] is not None else "-",
+            *[_kib(n) if n else "-" for n in need],
+            " | ".join("fits" if row["at"][k] == "ok" else "**%s**" % row["at"][k].split()[0] for k, _ in heads)))
+    index = mip["index"]
+    lines += ["", "`make mip-index`: %d .mpy files of dynreg %s and umqtt.simple, %s (mpy v%s)."
+              % (index["files"], index["version"], _kib(index["bytes"]), index["mpy"])]
+    chip = mip.get("chip") or {}
+    if "error" in chip:
+        lines.append("On the emulated RP2040: could not run: %s." % chip["error"])
+    elif chip:
+        lines.append("The same Tencent import on the emulated RP2040 (py and mpy on the stock RPI_PICO_W image, "
+                     "frozen on RPI_PICO_W_DYNREG) holds: %s." % ", ".join(
+                         "%s %s" % (mip["paths"][k], _kib(v) if isinstance(v, int) else v) for k, v in chip.items()))
+    if "pico_w" in budgets:
+        lines.append("Pico W: %s of GC heap (`__GcHeapEnd - __GcHeapStart` of the stock RPI_PICO_W image); "
+                     "mbedTLS allocates from it on the RP2040." % _kib(budgets["pico_w"]))
     return lines
 
 
@@ -241,8 +276,16 @@ def main():
                 import flash
                 results[name] = flash.run()
             elif name == "ram":
+                import mip_ram
                 import ram
                 results[name] = ram.run()
+                say("  the mip path (bench/mip_ram.py, 32-bit unix port):")
+                try:
+                    results[name]["mip"] = mip_ram.run()
+                except Exception as error:  # the rest of the RAM section stands
+                    traceback.print_exc()
+                    results[name]["mip"] = {"error": "%s: %s" % (type(error).__name__, error)}
+                    failed = True
             elif name == "time":
                 import timing
                 results[name] = timing.run()

@@ -38,5 +38,5 @@ provision: setup
 # pty (provisioned by tools/provision.py over mpremote, booted twice).
 ## bench-board: the virtual bench: the unix port and the emulated Pico W provisioned and booted
 bench-board: firmware
-	@$(VENV)/bin/python -m pytest -q -s -p no:cacheprovider host_tests/test_host_bench.py -k registers_once
+	@$(VENV)/bin/python -m pytest -q -s -p no:cacheprovider host_tests/test_host_bench.py -k "registers_once or share_an_id"
 	@$(VENV)/bin/python -m pytest -q -s -p no:cacheprovider host_tests/test_host_pico.py -k tencent

@@ -13,30 +13,30 @@ import provision  # noqa: E402
 STORE_FILES = ("device_info.json", "device_info.json.tmp", "subdevices.json", "subdevices.json.tmp")
 STEP_SECONDS = 60
 
-# Run on the board after provision.HELD: which files are there, and what the info holds.
+# Run on the board after provision.HELD: which files are there, what the info holds and which
+# of the files it names are missing, and the dynreg version.
 STATUS = """
-import json, os
 def exists(name):
     try:
         os.stat(name)
         return True
     except OSError:
         return False
-def info():
-    try:
-        with open("device_info.json") as f:
-            doc = json.load(f)
-    except OSError:
+def info(doc):
+    if doc is None:
         return None
-    except ValueError:
+    if doc is False:
         return {"readable": False}
     return {"readable": True, "cloud": doc.get("cloud", "tencent"),
             "product": doc.get("product_id") or doc.get("product_key") or doc.get("id_scope") or doc.get("productId"),
             "device": doc.get("device_name") or doc.get("deviceName")
                       or "<named by %%s>" %% doc.get("device_name_from"),
-            "credential": held(doc),
+            "credential": held(doc), "logged_in": logged_in(doc), "lacks": lacks(doc),
             "product_secret": bool(doc.get("product_secret") or doc.get("productSecret") or doc.get("group_key"))}
-print("BOARD " + json.dumps({"files": [n for n in %(files)r if exists(n)], "info": info()}))
+doc = read_info()
+names = list(%(files)r) + [n for n in (needs(doc) if isinstance(doc, dict) else []) if n not in %(files)r]
+print("BOARD " + json.dumps({"files": [n for n in names if exists(n)], "info": info(doc),
+                             "dynreg": dynreg_version()}))
 """
 ERASE = """
 import os
@@ -74,16 +74,32 @@ def status(mpremote, port, resume=False):
 
 
 def describe(found):
+    """(line, ok): what the board holds and can do; ok is False when its info names a file
+    that is not on its flash."""
     info = found["info"]
+    version = found.get("dynreg")
+    library = ("dynreg %s" % (version or "without __version__") if version is not None and not version.startswith("!")
+               else "no dynreg that imports: %s" % provision.INSTALL)
     if info is None:
-        return "no device_info.json: not provisioned (tools/provision.py)"
+        return "no device_info.json: not provisioned (tools/provision.py); %s" % library, True
     if not info["readable"]:
-        return "device_info.json is not valid JSON: provision the board again"
-    state = ("holds a credential: it connects, never registers again" if info["credential"]
-             else "no credential yet: registers on its next boot")
+        return "device_info.json is not valid JSON: provision the board again; %s" % library, True
+    lacks = ", ".join(info["lacks"])
+    if info["credential"] and lacks:
+        state = ("holds a credential but cannot log in: %s; copy each file its info names (mpremote connect PORT "
+                 "fs cp FILE :NAME)" % lacks)
+    elif info["credential"]:
+        state = ("holds a credential, logged in: it connects, never registers again" if info["logged_in"] else
+                 "holds a credential, not yet logged in: its first accepted login records it (a refused one "
+                 "registers once more)")
+    elif lacks:
+        state = "no credential yet, but its info names what its flash lacks: %s; provision it again " \
+                "(tools/provision.py) before it boots" % lacks
+    else:
+        state = "no credential yet: registers on its next boot"
     secret = "ProductSecret on flash" if info["product_secret"] else "ProductSecret erased"
-    return "%s %s/%s: %s; %s; files: %s" % (info["cloud"], info["product"], info["device"], state, secret,
-                                            ", ".join(found["files"]))
+    return "%s %s/%s: %s; %s; %s; files: %s" % (info["cloud"], info["product"], info["device"], state, secret,
+                                                library, ", ".join(found["files"])), not lacks
 
 
 def erase(mpremote, port, resume=False, force=False):
@@ -113,11 +129,12 @@ def parser_for(verb):
 def main_status(argv, out=print):
     args = parser_for("status").parse_args(argv)
     try:
-        out("%s: %s" % (args.port, describe(status(args.mpremote, args.port, args.resume))))
+        line, ok = describe(status(args.mpremote, args.port, args.resume))
     except BoardError as e:
         out("%s: %s" % (args.port, e))
         return 1
-    return 0
+    out("%s: %s" % (args.port, line.replace("connect PORT", "connect " + args.port)))
+    return 0 if ok else 1
 
 
 def main_erase(argv, out=print):

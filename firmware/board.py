@@ -216,7 +216,10 @@ def ntp_time(server):
         addr = socket.getaddrinfo(host, int(port or 123))[0][-1]
     except OSError as e:  # lwIP: its negative err_t (-6: no DNS server); unix: "[addrinfo error -2]"
         return None, "DNS failed (%s)" % (e.args[0] if e.args else "?")
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError as e:  # lwIP: no socket left
+        return None, "no socket (errno %s)" % (e.args[0] if e.args else "?")
     try:
         s.settimeout(NTP_TIMEOUT_S)
         query = bytearray(48)

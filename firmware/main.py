@@ -14,7 +14,7 @@ INFO = "device_info.json"
 STATUS_TOPICS = {"tencent": "%s/%s/data", "aliyun": "/%s/%s/user/update", "azure": "devices/%.0s%s/messages/events/"}
 # site.json may set these online options (dynreg.online.DEFAULTS), under the same names.
 ONLINE_SETTINGS = ("keepalive", "ping_ms", "pong_ms", "timeout_ms", "reconnect_min_ms", "reconnect_max_ms",
-                   "online_ms", "sessions")
+                   "online_ms", "sessions", "max_packet")
 
 
 def log(text):
@@ -32,7 +32,14 @@ def boot(site):
     # the name from the chip: dynreg asks the board for the name.
     info = store.load(INFO)
     board.network_up(site, log)
-    board.sync_clock(site, log, info.cloud)
+    try:
+        board.sync_clock(site, log, info.cloud)
+    except dynreg.ClockError as e:
+        if info.needs_registration:
+            raise
+        # The credential is there: only the login needs the clock, and the online part syncs
+        # it again before each attempt that fails for want of it.
+        log("clock: %s (the credential is stored: synced again before the login)" % e)
     info = dynreg.ensure(info, name_from_chip=board.device_name)
     board.forget_nvs_secret(info, log)
     return info
@@ -54,7 +61,10 @@ def stay_online(site, info):
     from dynreg import online  # not before: a safe boot imports no more than it must
 
     settings = dict((name, site[name]) for name in ONLINE_SETTINGS if name in site)
-    online.stay_online(info, on_connect, on_message, **settings)
+    # A ClockError at a login (no NTP server answered at boot, a clock that lost its time) is
+    # retried like a lost connection, the clock synced again before each new attempt.
+    online.stay_online(info, on_connect, on_message, sync_clock=lambda: board.sync_clock(site, log, info.cloud),
+                       **settings)
 
 
 def register_subdevices(client, info, subdevices):

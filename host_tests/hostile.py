@@ -167,3 +167,40 @@ class TrickleProxy(_Listener):
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+def publish_qos1(topic: str, payload: bytes, packet_id: int) -> bytes:
+    body = struct.pack("!H", len(topic)) + topic.encode() + struct.pack("!H", packet_id) + payload
+    return b"\x32" + remaining_length(len(body)) + body
+
+
+class ScriptedBroker(HostileBroker):
+    """A broker over TLS (`material`) that accepts any login and answers pings; each connection
+    plays the next of `sessions` (the last one again once they run out): {"suback": the SUBACK's
+    return code, "cut": the SUBACK cut short after its packet id's first byte and the connection
+    closed, "send": packets sent after the SUBACK}. The packet ids of the PUBACKs it got are kept."""
+    def __init__(self, material, *sessions):
+        self.sessions, self.played, self.pubacks, self.material = list(sessions), 0, [], material
+        super().__init__(self.play, material)
+
+    def play(self, conn, stop):
+        session = self.sessions[min(self.played, len(self.sessions) - 1)]
+        self.played += 1
+        kind, _ = read_packet(conn)
+        assert kind >> 4 == 1  # CONNECT
+        conn.sendall(CONNACK_OK)
+        while not stop.is_set():
+            kind, body = read_packet(conn)
+            if kind >> 4 == 8:  # SUBSCRIBE
+                if session.get("cut"):
+                    conn.sendall(b"\x90\x03" + body[:1])
+                    return  # closed
+                conn.sendall(b"\x90\x03" + body[:2] + bytes([session.get("suback", 0)]))
+                for packet in session.get("send", ()):
+                    conn.sendall(packet)
+            elif kind >> 4 == 12:  # PINGREQ
+                conn.sendall(b"\xd0\x00")
+            elif kind >> 4 == 4:  # PUBACK
+                self.pubacks.append(struct.unpack("!H", body)[0])
+            elif kind >> 4 == 14:  # DISCONNECT
+                return

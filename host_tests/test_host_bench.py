@@ -3,11 +3,15 @@
 # provisioned with tools/provision.py, boots the provisioned firmware against the local cloud
 # emulator, and is read back and booted again over mpremote, as a bench person would do with
 # a real board. Also: mip installs package.json onto it from a local index.
+import concurrent.futures
+import contextlib
+import csv
 import functools
 import hashlib
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -171,10 +175,11 @@ def test_provision_many_boards_at_once_and_report_each(cloud, tmp_path):
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output  # not every board was provisioned
     rows = {line.split()[0]: line.split()[1:-1] for line in output.splitlines() if line.startswith("/")}
-    # port, chip id, DeviceName, result, sha256, seconds (the board's clock-free time, not checked)
-    assert rows[first.port] == ["0000000a", "0000000a", "provisioned", "ok", "(5", "files)"], output
-    assert rows[second.port] == ["0000000b", "0000000b", "provisioned", "ok", "(5", "files)"], output
-    assert rows[missing][2:5] == ["failed:", "failed", "to"] and rows[missing][-1] == "-", output
+    # port, chip id, DeviceName, dynreg, result, credential, sha256, seconds (the board's clock-free
+    # time, not checked)
+    assert rows[first.port] == ["0000000a", "0000000a", "0.1.0", "provisioned", "-", "ok", "(5", "files)"], output
+    assert rows[second.port] == ["0000000b", "0000000b", "0.1.0", "provisioned", "-", "ok", "(5", "files)"], output
+    assert rows[missing][3:6] == ["failed:", "failed", "to"] and rows[missing][-1] == "-", output
     assert "[%s] copying 5 files" % first.port in output and "2 of 3 board(s) provisioned" in output
     assert "[####################] 3/3 boards done: 2 provisioned, 0 skipped, 1 failed" in output, output
     assert SECRET not in output
@@ -183,6 +188,116 @@ def test_provision_many_boards_at_once_and_report_each(cloud, tmp_path):
     boards = [(b["port"], b["device"], b["result"][:6]) for b in record["boards"]]
     assert boards == [(first.port, "0000000a", "provis"), (missing, "?", "failed"), (second.port, "0000000b", "provis")]
     assert all(b["seconds"] >= 0 for b in record["boards"]) and SECRET not in report.read_text()
+
+
+def run_provision(ports, info, *extra, secret=SECRET):
+    proc = subprocess.run([PYTHON, PROVISION, "--ports", ",".join(ports), "--resume", "--info", str(info)]
+                          + list(extra), capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env=dict(os.environ, DYNREG_PRODUCT_SECRET=secret))
+    output = proc.stdout + proc.stderr
+    assert secret not in output, output
+    return proc.returncode, output
+
+
+def on_flash(board):
+    return mpremote(board, "exec", "import os; print(sorted(os.listdir()))").strip()
+
+
+def test_a_batch_of_five_with_a_broker_ca_and_a_site_file_registers_once_each_and_connects(cloud, tmp_path):
+    # The line as issue 25 asked for it: five virtual boards, each with its own chip id
+    # (serial_board.py gives each flash image its own), an info that names the broker's CA
+    # beside it (mqtt_ca: the board cannot log in without it), the CA, a site file and the
+    # application, all in one run; then every board powered on: it registers and connects.
+    info, secret, site = product_files(tmp_path, cloud)
+    doc = json.loads(info.read_text())
+    doc["mqtt_ca"] = "broker_ca.der"
+    info.write_text(json.dumps(doc))
+    shutil.copy(cloud.ca_der_path, tmp_path / "broker_ca.der")
+    images = [str(tmp_path / ("board%d.img" % i)) for i in range(1, 6)]
+    report = tmp_path / "batch.csv"
+    boards = [VirtualBoard(image, fresh=True) for image in images]
+    with contextlib.ExitStack() as stack:
+        for board in boards:
+            stack.enter_context(board)
+        code, output = run_provision([b.port for b in boards], info, "--secret-file", str(secret), "--ca",
+                                     cloud.ca_der_path, "--site", str(site), "--app", "firmware",
+                                     "--report", str(report))
+        assert code == 0 and "5 of 5 board(s) provisioned, 0 skipped (holds a credential), 0 failed" in output, output
+        for board in boards:
+            assert "'broker_ca.der'" in on_flash(board) and "'site.json'" in on_flash(board), on_flash(board)
+    with open(report) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["result"] for r in rows] == ["provisioned"] * 5 and {r["sha256"] for r in rows} == {"ok (7 files)"}
+    names = [r["device"] for r in rows]
+    assert len(set(names)) == 5 and all(r["chip"] == r["device"] for r in rows), rows
+    summary = [line for line in output.splitlines() if not line.startswith("[")]
+
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:  # power on, all five at once
+        booted = list(pool.map(lambda image: VirtualBoard(image, boot=True, ready_timeout=90).start(), images))
+    try:
+        consoles = [board.console_text() for board in booted]
+    finally:
+        for board in booted:
+            board.stop()
+    for name, console in zip(names, consoles):
+        assert "credential stored" in console and "published status on %s/%s/data" % (PRODUCT, name) in console, \
+            console
+        assert SECRET not in console
+        assert [e["result"] for e in registrations(cloud, name)] == ["ok"], cloud.log()
+
+    def connected():
+        return sorted(e["device"] for e in cloud.log()
+                      if e.get("api") == "mqtt-connect" and e.get("result") == "ok" and e.get("device") in names)
+    wait_until(lambda: connected() == sorted(names), lambda: "MQTT logins: %s" % connected())
+    for row, console in zip(rows, consoles):
+        summary.append("%s %s: %s" % (row["port"], row["device"], "; ".join(
+            line for line in console.splitlines() if "credential stored" in line or "published status" in line)))
+    summary.append("emulator: %d registration(s), %d MQTT login(s) accepted, one of each per board"
+                   % (sum(len(registrations(cloud, n)) for n in names), len(connected())))
+    tell("five virtual boards, a broker CA (mqtt_ca) and a site file: provisioned in one run, booted, connected",
+         "\n".join(summary))
+
+
+def test_a_batch_whose_chips_share_an_id_is_refused_naming_the_ports(cloud, tmp_path):
+    # Two chips reporting the same id (a cloned or mis-burned one): both would get one DeviceName.
+    info, secret, site = product_files(tmp_path, cloud)
+    boards = [VirtualBoard(str(tmp_path / "a.img"), fresh=True, env={"DYNREG_UNIQUE_ID": "c10ned0001"}),
+              VirtualBoard(str(tmp_path / "b.img"), fresh=True),
+              VirtualBoard(str(tmp_path / "c.img"), fresh=True, env={"DYNREG_UNIQUE_ID": "c10ned0001"})]
+    with boards[0], boards[1], boards[2]:
+        code, output = run_provision([b.port for b in boards], info, "--secret-file", str(secret), "--ca",
+                                     cloud.ca_der_path, "--site", str(site), "--app", "firmware")
+        assert code == 2, output
+        assert "DeviceName c10ned0001 would be given to 2 boards (%s, %s)" % (boards[0].port, boards[2].port) \
+            in output, output
+        assert "the boards were read, nothing was written" in output, output
+        for board in boards:
+            assert on_flash(board) == "[]", on_flash(board)
+    tell("a batch with a duplicate chip id, refused", "\n".join(
+        line for line in output.splitlines() if line.startswith("provision:")))
+
+
+def test_a_board_without_dynreg_or_with_an_older_one_is_refused(cloud, tmp_path):
+    # Stock firmware that never got dynreg, then one whose dynreg is older than this checkout's
+    # (a module on its flash, which comes before anything frozen), then one from before
+    # __version__ existed: each refused, with both versions, and nothing written.
+    info, secret, site = product_files(tmp_path, cloud)
+    image = str(tmp_path / "stock.img")
+    with VirtualBoard(image, fresh=True, stock=True) as board:
+        code, output = run_provision([board.port], info, "--secret-file", str(secret))
+        assert code == 1 and "refused: no dynreg on the board (ImportError): install it" in output, output
+        assert "mip install ./package.json" in output and "or flash our image" in output, output
+        assert on_flash(board) == "[]"
+    for module, shown in (('__version__ = "0.0.9"\n', "dynreg 0.0.9"), ("# before __version__\n",
+                                                                         "dynreg without __version__")):
+        (tmp_path / "dynreg.py").write_text(module)
+        with VirtualBoard(image, stock=True) as board:  # a power cycle: nothing imported yet
+            mpremote(board, "fs", "cp", str(tmp_path / "dynreg.py"), ":dynreg.py")
+            code, output = run_provision([board.port], info, "--secret-file", str(secret))
+            assert code == 1, output
+            assert "refused: %s on the board, older than 0.1.0, which this provisioning needs" % shown in output, \
+                output
+            assert on_flash(board) == "['dynreg.py']"
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@
 # esp32.NVS); and provision.py's handling of the ProductSecret.
 import json
 import os
+import pty
+import re
 import stat
 import subprocess
 import sys
@@ -122,6 +124,23 @@ def test_the_pico_w_image_holds_every_frozen_module_and_is_larger_than_stock():
     ours, stock = sizes["RPI_PICO_W_DYNREG"], sizes["RPI_PICO_W"]
     assert ours["bin"] == len(image) and stock["bin"] < ours["bin"]
     assert ours["sections"][".text"] == stock["sections"][".text"]  # frozen code is data: .rodata only
+
+
+def test_the_version_is_one_in_the_source_the_manifest_package_json_and_both_builds():
+    # dynreg.__version__ on every install path: from source (mip installs lib/ as it is) and
+    # frozen, equal to manifest.py's metadata and package.json's "version".
+    with open(os.path.join(ROOT, "lib", "dynreg", "__init__.py")) as f:
+        source = re.findall(r'^__version__ = "([^"]*)"', f.read(), re.M)
+    with open(os.path.join(ROOT, "manifest.py")) as f:
+        manifest = re.findall(r'^    version="([^"]*)",', f.read(), re.M)
+    with open(os.path.join(ROOT, "package.json")) as f:
+        package = json.load(f)["version"]
+    assert source == manifest == [package] == [VERSION]
+    code = "import dynreg; print(dynreg.__file__, dynreg.__version__)"
+    for path, where in (("lib", "lib/dynreg/__init__.py"), (".frozen", "dynreg/__init__.py")):
+        proc = subprocess.run([MICROPYTHON, "-c", code], capture_output=True, text=True, timeout=30,
+                              env=dict(os.environ, MICROPYPATH=path), cwd=ROOT)
+        assert proc.stdout.split() == [where, VERSION], proc.stdout + proc.stderr
 
 
 def test_package_json_installs_what_the_manifest_freezes():
@@ -249,7 +268,8 @@ def test_secret_sources_in_order_and_masked(tmp_path, monkeypatch):
     with pytest.raises(provision.ProvisionError, match="never on the command line"):
         provision.read_secret(args, {})
     mask = provision.Masker(["from-file-0123456", None, ""])
-    row = {"port": "p", "chip": "-", "device": "d", "result": "failed: bad from-file-0123456", "sha256": "-", "seconds": 0.1}
+    row = {"port": "p", "chip": "-", "device": "d", "dynreg": "-", "result": "failed: bad from-file-0123456",
+           "credential": "-", "sha256": "-", "seconds": 0.1}
     assert "from-file" not in provision.table([row], mask) and "****" in provision.table([row], mask)
 
 
@@ -284,8 +304,10 @@ def test_provision_writes_a_tencent_sdk_format_info_in_its_own_keys(tmp_path, mo
 
 
 # -- provision.py refuses a bad batch before any board is touched ---------------------------------
-# A stand-in mpremote logs every run and answers as a board would; FAKE_MODE makes the board
-# hold a credential ("credential") or hang in a step ("hang-probe", "hang-copy").
+# A stand-in mpremote logs every run and answers as a board with dynreg VERSION would, its
+# DeviceName taken from its port's name; FAKE_MODE makes the board hold a credential that has
+# logged in ("credential") or hang in a step ("hang-probe", "hang-copy"); FAKE_PLATFORM is its
+# sys.platform.
 
 SECRET = "Bench2Secret-0123456789"
 FAKE_MPREMOTE = """#!%(python)s
@@ -298,7 +320,9 @@ if mode == ("hang-copy" if copying else "hang-probe"):
     time.sleep(60)
 if copying:
     sys.exit("mpremote: the stand-in copies nothing")
-print("PROVISION " + json.dumps({"platform": "fake", "credential": mode == "credential"}))
+print("PROVISION " + json.dumps({"platform": os.environ.get("FAKE_PLATFORM", "fake"), "credential": mode == "credential",
+                                 "logged_in": True, "lacks": [], "name": "dev-" + sys.argv[2].rsplit("/", 1)[-1], "chip": "-",
+                                 "dynreg": %(version)r}))
 """
 
 
@@ -306,7 +330,7 @@ print("PROVISION " + json.dumps({"platform": "fake", "credential": mode == "cred
 def bench(tmp_path, monkeypatch):
     # (argv for provision.main with a good info, the mpremote log); the secret in the environment.
     fake = tmp_path / "mpremote"
-    fake.write_text(FAKE_MPREMOTE % {"python": sys.executable})
+    fake.write_text(FAKE_MPREMOTE % {"python": sys.executable, "version": VERSION})
     fake.chmod(0o755)
     log = tmp_path / "mpremote.log"
     monkeypatch.setenv("FAKE_LOG", str(log))
@@ -372,6 +396,116 @@ def test_a_board_holding_a_credential_is_skipped_not_failed(bench, monkeypatch):
     assert len(rows) == 2 and all("skipped (holds a credential)" in row for row in rows), text
     assert "0 of 2 board(s) provisioned, 2 skipped (holds a credential), 0 failed" in text
     assert len(boards_touched(log)) == 2  # the probe only: nothing copied
+
+
+def test_provision_refuses_a_batch_naming_a_file_it_cannot_find_before_any_board(bench, tmp_path):
+    # Every file the info names goes to the board: one that is not there refuses the batch, one
+    # line naming the field and the path. (A certificate-auth template carrying a device cert.)
+    argv, log = bench
+    write_info(tmp_path, auth="cert", mqtt_url="mqtts://localhost:8883", mqtt_ca="broker.der",
+               credential={"cert_file": "certs/dev_cert.crt", "key_file": "dev_private.key"})
+    (tmp_path / "dev_private.key").write_text("key")
+    status, text = run_provision(argv + ["--ports", "/dev/a,/dev/b", "--site", str(tmp_path / "no-site.json")])
+    assert status == 2 and boards_touched(log) == [], text
+    problems = [line for line in text.splitlines() if line.startswith("provision: problem:")]
+    assert problems == [
+        "provision: problem: the CA file %s (field mqtt_ca) does not exist: give the path of the cloud's root "
+        "certificate (DER or PEM)" % (tmp_path / "broker.der"),
+        "provision: problem: the file %s (field credential.cert_file) does not exist: put it beside the info, or "
+        "empty the field" % (tmp_path / "certs" / "dev_cert.crt"),
+        "provision: problem: the site file %s (--site) does not exist: give the path of site.json"
+        % (tmp_path / "no-site.json")], text
+    assert "no board was touched" in text
+
+
+def test_every_file_the_info_names_goes_beside_it_under_its_own_name(tmp_path, monkeypatch):
+    # The CA given with --ca, the broker's CA and a device certificate and key from a folder:
+    # each copied, and the info sent to the board names them as they lie on its flash.
+    (tmp_path / "certs").mkdir()
+    for name in ("certs/dev_cert.crt", "certs/dev_private.key", "broker.der", "emulator.der"):
+        (tmp_path / name).write_text(name)
+    write_info(tmp_path, auth="cert", mqtt_ca="broker.der",
+               credential={"cert_file": "certs/dev_cert.crt", "key_file": "certs/dev_private.key"})
+    monkeypatch.setenv(provision.SECRET_ENV, SECRET)
+    args = provision.parse_args(["--ports", "x", "--info", str(tmp_path / "info.json"),
+                                 "--ca", str(tmp_path / "emulator.der")])
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    files, _, _ = provision.build_payload(args, str(scratch))
+    assert [(os.path.relpath(local, str(tmp_path)), name) for local, name in files] == [
+        ("emulator.der", "ca.der"), ("broker.der", "broker.der"), ("certs/dev_cert.crt", "dev_cert.crt"),
+        ("certs/dev_private.key", "dev_private.key"), ("scratch/device_info.json", "device_info.json")]
+    sent = json.loads((scratch / "device_info.json").read_text())
+    assert (sent["ca"], sent["mqtt_ca"], sent["credential"]) == (
+        "ca.der", "broker.der", {"cert_file": "dev_cert.crt", "key_file": "dev_private.key"})
+
+
+def test_a_pico_w_or_esp32_without_a_site_file_refuses_the_batch_before_any_write(bench, tmp_path, monkeypatch):
+    argv, log = bench
+    monkeypatch.setenv("FAKE_PLATFORM", "rp2")
+    status, text = run_provision(argv + ["--ports", "/dev/a,/dev/b"])
+    assert status == 2, text
+    assert "provision: problem: no site.json: a Pico W (rp2) board brings its WiFi up from it and stops at boot " \
+           "without one (KeyError: wifi_ssid)" in text and "(rp2: /dev/a, /dev/b)" in text, text
+    assert "the boards were read, nothing was written" in text
+    assert not any("fs" in json.loads(line) for line in boards_touched(log))  # read only: no copy
+    site = tmp_path / "site.json"
+    site.write_text(json.dumps({"wifi_password": "s1te-wifi-passw0rd"}))  # and no wifi_ssid
+    monkeypatch.setenv("FAKE_PLATFORM", "esp32")
+    status, text = run_provision(argv + ["--ports", "/dev/a", "--site", str(site)])
+    assert status == 2 and "site.json: no wifi_ssid: an ESP32 board stops at boot without it" in text, text
+    assert "(esp32: /dev/a)" in text and not any("fs" in json.loads(line) for line in boards_touched(log))
+    assert "s1te-wifi-passw0rd" not in text
+    site.write_text('{"wifi_ssid": "line-3", "wifi_password": "s1te-wifi-passw0rd", "boot_attempts": 0}')
+    log.unlink()
+    status, text = run_provision(argv + ["--ports", "/dev/a", "--site", str(site)])  # wrong for any board
+    assert status == 2 and boards_touched(log) == [] and "no board was touched" in text, text
+    assert "provision: problem: %s: boot_attempts" % site in text and "s1te-wifi-passw0rd" not in text, text
+
+
+def run_on_a_terminal(argv, answer):
+    # provision.py with its stdin on a pseudo-terminal, as a person at the line runs it.
+    main_end, tty_end = pty.openpty()
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "provision.py")] + argv, stdin=tty_end,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    os.close(tty_end)
+    os.write(main_end, answer.encode() + b"\n")
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(main_end)
+    return proc.returncode, out
+
+
+@pytest.mark.parametrize("answer", ["n", "y"])
+def test_force_asks_on_a_terminal_before_it_wipes_a_credential(bench, monkeypatch, answer):
+    argv, log = bench
+    monkeypatch.setenv("FAKE_MODE", "credential")
+    status, text = run_on_a_terminal(argv + ["--ports", "/dev/a", "--force"], answer)
+    assert SECRET not in text
+    assert "[/dev/a] holds a credential for dev-a, logged in: wiped, that device can never register again until " \
+           "it is reset in the cloud's console" in text and "wipe 1 credential(s)? [y/N]" in text, text
+    copied = [json.loads(line) for line in boards_touched(log) if "fs" in json.loads(line)]
+    if answer == "n":
+        assert status == 2 and "no credential was wiped, nothing was written" in text and copied == [], text
+    else:  # confirmed: the copy runs (the stand-in then fails it, so nothing is reported wiped)
+        assert status == 1 and len(copied) == 1 and "credential(s) wiped" not in text, text
+
+
+def test_force_on_azure_says_dps_provisions_the_board_again(bench, tmp_path, monkeypatch):
+    # DPS provisions a registration id again at any time: wiping costs no reset there.
+    argv, log = bench
+    write_info(tmp_path, cloud="azure", product_id=None, id_scope="0ne00000A0A", register_url=None,
+               plain_http=None, mqtt_url=None, credential={})
+    key = "QXp1cmVHcm91cEtleTAxMjM0NTY3ODlhYmNkZWY="  # base64 of 30 bytes
+    monkeypatch.setenv(provision.SECRET_ENV, key)
+    monkeypatch.setenv("FAKE_MODE", "credential")
+    lines = []
+    status = provision.main(argv + ["--ports", "/dev/a", "--force"], out=lines.append)
+    text = "\n".join(lines)
+    assert status == 2 and key not in text, text
+    assert "[/dev/a] holds a credential for dev-a, wiped, the board provisions again at its next boot (DPS allows " \
+           "it)" in text and "reset in the cloud's console" not in text, text
 
 
 @pytest.mark.parametrize("mode, step", [("hang-probe", "check the board"),

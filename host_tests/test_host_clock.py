@@ -34,9 +34,10 @@ def cloud(tmp_path_factory):
 
 class NtpServer:
     # An SNTP server on loopback (RFC 4330, server mode): each query answered with now(), or,
-    # with answer=False, read and never answered. The queries are kept.
-    def __init__(self, now=time.time, answer=True):
-        self.now, self.answer, self.queries = now, answer, []
+    # with answer=False, read and never answered. The queries are kept. on_answer() runs before
+    # each answer goes out.
+    def __init__(self, now=time.time, answer=True, on_answer=None):
+        self.now, self.answer, self.queries, self.on_answer = now, answer, [], on_answer
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.1)
@@ -54,6 +55,8 @@ class NtpServer:
             self.queries.append(query)
             if not self.answer or len(query) < 48:
                 continue
+            if self.on_answer:
+                self.on_answer()
             t = self.now() + NTP_FROM_1900
             reply = bytearray(48)
             reply[0] = 0x24  # leap 0, version 4, mode 4: a server's answer
@@ -85,18 +88,36 @@ def boot(folder, cloud, name, clock_offset=0, **site):
     # clock_offset seconds: (exit status, console).
     folder.mkdir()
     write_info(folder, cloud, PRODUCT, device_name=name, mqtt_url="mqtts://localhost:%d" % cloud.mqtts_port)
+    proc = start(folder, clock_offset, **site)
+    proc.wait(WAIT)
+    return proc.returncode, console_of(folder)
+
+
+def start(folder, clock_offset=0, **site):
+    # firmware/main.py in `folder` (its info there), started: its console goes to console.txt.
     (folder / "site.json").write_text(json.dumps(dict({"boot_attempts": 1, "sessions": 1}, **site)))
-    (folder / "clock_offset").write_text(str(int(clock_offset)))
+    set_clock(folder, clock_offset)
     env = dict(os.environ, DYNREG_CLOCK_OFFSET_FILE=str(folder / "clock_offset"),
                MICROPYPATH=runtime.micropypath("host_tests/device/clock_offset", "firmware"))
-    proc = subprocess.run([MICROPYTHON, os.path.join(APP, "main.py")], cwd=str(folder), env=env,
-                          capture_output=True, text=True, timeout=WAIT)
-    console = proc.stdout + proc.stderr
+    with open(folder / "console.txt", "w") as console:
+        return subprocess.Popen([MICROPYTHON, os.path.join(APP, "main.py")], cwd=str(folder), env=env,
+                                stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def set_clock(folder, offset):
+    # The device's wall clock, `offset` seconds from the host's: atomically, it reads the file at
+    # every time() call.
+    (folder / "clock_offset.tmp").write_text(str(int(offset)))
+    os.replace(folder / "clock_offset.tmp", folder / "clock_offset")
+
+
+def console_of(folder):
+    console = (folder / "console.txt").read_text(errors="replace")
     transcript = os.environ.get("DYNREG_TRANSCRIPT")
     if transcript:  # for the secrets scan of `make test`
         with open(transcript, "a") as f:
             f.write(console)
-    return proc.returncode, console
+    return console
 
 
 def contacted(cloud, name):
@@ -131,6 +152,33 @@ print("one", " ".join(board.ntp_servers({"ntp_servers": "ntp.example.org"}, "ali
         "site ntp.example.org 10.0.0.1",
         "one ntp.example.org",
     ]
+
+
+def test_no_socket_left_for_sntp_is_a_server_that_failed(tmp_path):
+    # lwIP raises ENOMEM from socket() when its sockets are all taken: one server failed, named
+    # with the errno, not an OSError out of sync_clock (which the online part calls too). The
+    # host's clock is right: the board carries on.
+    code = """
+import socket, sys
+class NoSockets:
+    AF_INET, SOCK_DGRAM = socket.AF_INET, socket.SOCK_DGRAM
+    getaddrinfo = socket.getaddrinfo
+    def socket(self, *args):
+        raise OSError(12)
+sys.modules["socket"] = NoSockets()
+import board
+board.sync_clock({"ntp_servers": ["127.0.0.1:123"]}, print, "tencent")
+print("synced")
+"""
+    proc = subprocess.run([MICROPYTHON, "-c", code], cwd=str(tmp_path), capture_output=True, text=True, timeout=WAIT,
+                          env=dict(os.environ, MICROPYPATH=runtime.micropypath("firmware")))
+    transcript = os.environ.get("DYNREG_TRANSCRIPT")
+    if transcript:  # for the secrets scan and the errors doc's check of `make test`
+        with open(transcript, "a") as f:
+            f.write(proc.stdout + proc.stderr)
+    assert proc.stdout.splitlines() == ["clock: 127.0.0.1:123: no socket (errno 12)",
+                                        "clock: no NTP server answered; the clock kept its time, past the firmware's "
+                                        "build date", "synced"], proc.stdout + proc.stderr
 
 
 def test_no_server_answering_before_the_build_date_is_a_clock_error_naming_each(cloud, tmp_path):
@@ -186,3 +234,45 @@ def test_no_server_answering_with_a_clock_past_the_build_date_carries_on(cloud, 
     assert "clock: no NTP server answered; the clock kept its time, past the firmware's build date" in console
     assert "published status on %s/clock-kept/data" % PRODUCT in console, console
     assert "ClockError" not in console, console
+
+
+def test_a_registered_board_whose_clock_is_not_set_syncs_it_again_until_it_can_log_in(cloud, tmp_path):
+    # A site-wide power cut: the WiFi is back before the uplink, so no NTP server answers, and
+    # the board (no battery-backed RTC) reads 2021. It holds its credential: nothing to
+    # register, but every login signs with the clock (Tencent's expiry). The failed login is
+    # retried like a lost connection, each attempt after a new clock sync; once the server
+    # answers (and the clock is set: what machine.RTC does on a board, done here by the test,
+    # as the unix port keeps the host's clock), the board logs in with the credential it has.
+    folder = tmp_path / "board"
+    status, console = boot(folder, cloud, "clock-lost")  # first boot, clock right: registers
+    assert status == 0 and "published status on %s/clock-lost/data" % PRODUCT in console, console
+    with NtpServer(answer=False, on_answer=lambda: set_clock(folder, 0)) as ntp:
+        board = start(folder, calendar.timegm((2021, 6, 1, 0, 0, 0)) - time.time(), ntp_servers=[ntp.address],
+                      reconnect_min_ms=100, reconnect_max_ms=400)
+        try:
+            deadline = time.monotonic() + WAIT
+            while len(ntp.queries) < 3:  # the boot's sync, then two after failed logins
+                assert board.poll() is None and time.monotonic() < deadline, console_of(folder)
+                time.sleep(0.05)
+            ntp.answer = True
+            board.wait(WAIT)
+        finally:
+            if board.poll() is None:
+                board.kill()
+                board.wait()
+        queries = len(ntp.queries)
+    console = console_of(folder)
+    assert board.returncode == 0 and "Traceback" not in console and "stopped" not in console, console
+    assert "clock: clock not set and before the firmware's build date; no NTP server answered: %s: no answer " \
+           "(timed out) (the credential is stored: synced again before the login)" % ntp.address in console, console
+    # The first login fails on the clock (nothing signed, nothing sent); each attempt after it
+    # syncs first, and fails there while the server is silent.
+    assert console.count("dynreg: connect failed (clock not set: sync it by SNTP first)") == 1, console
+    silent = console.count("clock: %s: no answer (timed out)" % ntp.address)
+    resynced = console.count("dynreg: connect failed (clock not set and before the firmware's build date; no NTP "
+                             "server answered: %s: no answer (timed out))" % ntp.address)
+    assert resynced == silent - 1 >= 2 and queries == silent + 1, (queries, console)
+    assert "clock: %s answered" % ntp.address in console, console
+    assert "published status on %s/clock-lost/data" % PRODUCT in console, console
+    assert [e["result"] for e in contacted(cloud, "clock-lost") if e.get("api") == "mqtt-connect"] == ["ok", "ok"]
+    assert [r["result"] for r in registrations(cloud, "clock-lost")] == ["ok"], console

@@ -15,6 +15,7 @@ OFF_PK = "a1DisabledX"  # dynamic registration off
 GW_PK = "a1GatewayPk"
 SUB_PK = "a1SubDevice"
 FAST = {"attempts": 3, "backoff_ms": 50, "timeout_ms": 3000}
+SIXTY = 60  # sub-devices of one gateway: their subdevices.json is over 8 KiB
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +31,12 @@ def cloud(tmp_path_factory, umqtt):
                      "active-01", "badsign-1", "badsign-m", "relogin1", "wrongsecret", "keptsecret", "plainmqtt",
                      "off-0001"]:
             cloud.add_device(OFF_PK if name == "off-0001" else PK, name)
-        for name in ["gateway-01", "gateway-02"]:
+        for name in ["gateway-01", "gateway-02", "gateway-03", "gateway-04", "gateway-05"]:
             cloud.add_device(GW_PK, name)
-        for name in ["sensor-0001", "sensor-0002", "sensor-0003"]:
+        for name in ["sensor-0001", "sensor-0002", "sensor-0003", "sensor-0004", "sensor-0005", "sensor-0006"]:
             cloud.add_device(SUB_PK, name)
+        for n in range(SIXTY):
+            cloud.add_device(SUB_PK, "line3-bay-sensor-%04d" % n)
         yield cloud
 
 
@@ -242,11 +245,95 @@ def test_gateway_registers_two_subdevices_persists_secrets_and_adds_topology(clo
     assert len(_log(cloud, "aliyun-topo-add", "gateway-01")) == 1
 
 
-def test_gateway_subdevice_errors_are_reported_and_nothing_is_stored(cloud, tmp_path):
+def test_gateway_subdevice_refusals_are_each_ones_own(cloud, tmp_path):
+    # The cloud answers a request with one code: a sub-device it does not know (6100) and the
+    # gateway itself (6402) are refused, each on its own, and hold back no other.
     info = _device(tmp_path, cloud, "gateway-02", product=GW_PK)
     result = run_device(info, ensure={}, connect={},
-                        subdevices=[[SUB_PK, "sensor-0003"], [SUB_PK, "sensor-9999"]])
-    assert result["ok"] and result["registered"] == [], result
-    assert result["errors"] == {"%s/sensor-0003" % SUB_PK: 6100, "%s/sensor-9999" % SUB_PK: 6100}
+                        subdevices=[[SUB_PK, "sensor-0003"], [SUB_PK, "sensor-9999"], [GW_PK, "gateway-02"]])
+    assert result["ok"] and result["registered"] == ["%s/sensor-0003" % SUB_PK], result
+    assert result["errors"] == {"%s/sensor-9999" % SUB_PK: 6100, "%s/gateway-02" % GW_PK: 6402}, result
+    stored = read_json(os.path.join(os.path.dirname(info), "subdevices.json"))["devices"]
+    assert sorted(stored) == ["%s/sensor-0003" % SUB_PK] and stored["%s/sensor-0003" % SUB_PK]["topo"] is True
+    assert cloud.device(GW_PK, "gateway-02")["sub_devices"] == ["%s/sensor-0003" % SUB_PK]
+    assert [e["result"] for e in _log(cloud, "aliyun-sub-register", "gateway-02")] == ["6100", "ok", "6100", "6402"]
+
+
+def test_a_sub_device_refused_at_topo_add_is_its_own_error_not_the_gateways(cloud, tmp_path):
+    # Two sub-devices got their secrets but not their topology (the topo.add reply never came),
+    # then the operator deleted one in the console: its topo.add is refused (6100) at every
+    # connect, as an error of its own, and the other and a new one are added all the same.
+    info = _device(tmp_path, cloud, "gateway-03", product=GW_PK)
+    a, b, c = [SUB_PK, "sensor-0004"], [SUB_PK, "sensor-0005"], [SUB_PK, "sensor-0006"]
+    assert run_device(info, ensure={}, connect={}, subdevices=[a, b])["errors"] == {}
+    path = os.path.join(os.path.dirname(info), "subdevices.json")
+    doc = read_json(path)
+    for entry in doc["devices"].values():
+        entry["topo"] = False
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    with cloud.store.transaction() as state:  # deleted in the console
+        del state["products"][SUB_PK]["devices"]["sensor-0005"]
+    for _ in range(2):  # the next boot meets the same refusal, and no more
+        result = run_device(info, ensure={}, connect={}, subdevices=[a, b, c])
+        assert result["ok"], result
+        assert result["registered"] == ["%s/sensor-0004" % SUB_PK, "%s/sensor-0006" % SUB_PK], result
+        assert result["errors"] == {"%s/sensor-0005" % SUB_PK: 6100}, result
+    stored = read_json(path)["devices"]
+    assert [stored["%s/%s" % tuple(key)]["topo"] for key in (a, b, c)] == [True, False, True]
+    assert cloud.device(SUB_PK, "sensor-0006")["gateway"] == "%s/gateway-03" % GW_PK
+    assert [e["result"] for e in _log(cloud, "aliyun-sub-register", "gateway-03")] == ["ok", "ok"]  # a, b; c
+    assert [(e["result"], e["sub_devices"]) for e in _log(cloud, "aliyun-topo-add", "gateway-03")] == [
+        ("ok", "%s/sensor-0004,%s/sensor-0005" % (SUB_PK, SUB_PK)),
+        ("6100", "%s/sensor-0004,%s/sensor-0005,%s/sensor-0006" % (SUB_PK, SUB_PK, SUB_PK)),
+        ("ok", "%s/sensor-0004" % SUB_PK), ("6100", "%s/sensor-0005" % SUB_PK), ("ok", "%s/sensor-0006" % SUB_PK),
+        ("6100", "%s/sensor-0005" % SUB_PK)]
+
+
+def test_a_gateway_with_sixty_sub_devices_registers_them_in_batches_and_reads_them_back(cloud, tmp_path):
+    # Sixty realistic entries make a subdevices.json over 8 KiB; each request carries
+    # gateway.BATCH sub-devices at most (their secrets on flash before the next), and the
+    # second boot reads the file back and asks nothing.
+    from dynreg import gateway
+
+    info = _device(tmp_path, cloud, "gateway-04", product=GW_PK)
+    subs = [[SUB_PK, "line3-bay-sensor-%04d" % n] for n in range(SIXTY)]
+    result = run_device(info, ensure={}, connect={}, subdevices=subs)
+    assert result["ok"] and result["errors"] == {} and len(result["registered"]) == SIXTY, result
+    path = os.path.join(os.path.dirname(info), "subdevices.json")
+    assert os.path.getsize(path) > 8192
+    stored = read_json(path)["devices"]
+    for pk, dn in subs:
+        assert stored["%s/%s" % (pk, dn)]["device_secret"] == cloud.device(pk, dn)["device_secret"]
+    assert len(cloud.device(GW_PK, "gateway-04")["sub_devices"]) == SIXTY
+    for api in ("aliyun-sub-register", "aliyun-topo-add"):
+        sizes = [len(e["sub_devices"].split(",")) for e in _log(cloud, api, "gateway-04")]
+        assert sizes == [gateway.BATCH] * (SIXTY // gateway.BATCH), (api, sizes)
+    again = run_device(info, ensure={}, connect={}, subdevices=subs)
+    assert again["ok"] and again["errors"] == {} and len(again["registered"]) == SIXTY, again
+    assert len(_log(cloud, "aliyun-sub-register", "gateway-04")) == SIXTY // gateway.BATCH  # nothing more asked
+
+
+def test_more_sub_devices_than_a_gateway_holds_are_refused_before_any_request(cloud, tmp_path):
+    from dynreg import gateway
+
+    info = _device(tmp_path, cloud, "gateway-05", product=GW_PK)
+    subs = [[SUB_PK, "node-%04d" % n] for n in range(gateway.MAX_SUBDEVICES + 1)]
+    result = run_device(info, ensure={}, connect={}, subdevices=subs)
+    assert result["error"] == "ConfigError", result
+    assert result["message"] == "%d sub-devices: a gateway holds at most %d" % (len(subs), gateway.MAX_SUBDEVICES)
+    assert _log(cloud, "aliyun-sub-register", "gateway-05") == []
     assert not os.path.exists(os.path.join(os.path.dirname(info), "subdevices.json"))
-    assert _log(cloud, "aliyun-topo-add", "gateway-02") == []
+
+
+def test_a_batchs_sub_register_reply_fits_the_packet_limit():
+    # The reply as the cloud documents it (PROTOCOLS.md 3.3), each field as long as Alibaba's
+    # rules let it be (ProductKey and DeviceName 32 characters) and the secret and iotId twice
+    # their usual 32 and 26, with the PUBLISH's topic: within dynreg's 8 KiB default.
+    from dynreg import gateway
+
+    entry = {"iotId": "i" * 52, "productKey": "p" * 32, "deviceName": "d" * 32, "deviceSecret": "s" * 64}
+    reply = json.dumps({"id": "4294967295", "code": 200, "data": [entry] * gateway.BATCH, "message": "success",
+                        "method": "thing.sub.register", "version": "1.0"})
+    topic = "/sys/%s/%s/thing/sub/register_reply" % ("p" * 32, "d" * 32)
+    assert 2 + len(topic) + len(reply) <= 8192 // 2, len(reply)

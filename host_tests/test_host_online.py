@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ import runtime
 from cloud_emulator import registry
 from cloud_emulator.testing import running_emulator
 from e2e import MICROPYTHON, ROOT, SECRET, read_json, registrations, write_aliyun_info, write_info
+from hostile import ScriptedBroker, publish, publish_qos1
 from raw_mqtt import RawMqtt
 
 TENCENT = "ONLINETC01"
@@ -46,7 +48,7 @@ def cloud(tmp_path_factory, umqtt):
 class Device:
     # firmware/main.py running in its own folder (device_info.json, site.json), its console in
     # console.txt, its wall clock moved by writing clock_offset (host_tests/device/clock_offset).
-    def __init__(self, folder, cloud, kind, name, **site):
+    def __init__(self, folder, cloud, kind, name, product=None, **site):
         self.folder, self.cloud, self.kind, self.name = folder, cloud, kind, name
         folder.mkdir()
         if kind == "tencent":
@@ -55,10 +57,10 @@ class Device:
                                    mqtt_url="mqtts://localhost:%d" % cloud.mqtts_port)
             self.topic = "%s/%s/data" % (TENCENT, name)
         else:
-            self.product = ALIYUN
-            cloud.add_device(ALIYUN, name)
-            self.info = write_aliyun_info(folder, cloud, ALIYUN, name, api="https")
-            self.topic = "/%s/%s/user/update" % (ALIYUN, name)
+            self.product = product or ALIYUN
+            cloud.add_device(self.product, name)
+            self.info = write_aliyun_info(folder, cloud, self.product, name, api="https")
+            self.topic = "/%s/%s/user/update" % (self.product, name)
         (folder / "site.json").write_text(json.dumps(dict(FAST, **site)))
         self.clock_file = folder / "clock_offset"
         self.set_clock_offset(0)
@@ -319,6 +321,38 @@ def test_emulator_clock_offset_and_drop_from_the_command_line(tmp_path):
         assert cloud.drop_connection(TENCENT, "cli-01")["result"] == "not-connected"
 
 
+def test_the_site_files_max_packet_reaches_the_connection(cloud, tmp_path):
+    # site.json's max_packet is dynreg.online's: set below a CONNACK's 2 bytes, no connect holds.
+    with Device(tmp_path / "dev", cloud, "tencent", "max-packet-01", max_packet=1, online_ms=1500) as device:
+        assert device.finish() == 0, device.console()
+        console = device.console()
+    assert "dynreg: connect failed (MQTT packet of 2 bytes over the limit of 1)" in console, console
+    assert "leaving after 0 sessions" in console, console
+
+
+def test_a_gateway_stays_online_when_the_cloud_refuses_one_of_its_sub_devices(cloud, tmp_path):
+    # The board application with site.json's sub-devices, one of them not in the cloud (6100):
+    # that one is reported on its own at every connect, the other registered once, and the
+    # gateway stays online (before: RejectedError out of stay_online, "stopped", every boot).
+    gateway, sub = "a1OnlineGw1", "a1OnlineSub"
+    cloud.add_product(gateway, SECRET, cloud="aliyun", gateway=True)
+    cloud.add_product(sub, SECRET, cloud="aliyun", subdevice=True)
+    cloud.add_device(sub, "sensor-01")
+    subdevices = [[sub, "sensor-01"], [sub, "sensor-99"]]
+    with Device(tmp_path / "dev", cloud, "aliyun", "gw-online-01", product=gateway, subdevices=subdevices,
+                sessions=2) as device:
+        device.wait("the first session's sub-devices", lambda: "sensor-99: refused" in device.console())
+        assert cloud.drop_connection(gateway, "gw-online-01")["connections"] == 1
+        assert device.finish() == 0, device.console()
+        console = device.console()
+    assert "stopped" not in console and "leaving after 2 sessions" in console, console
+    assert console.count("sub-device %s/sensor-99: refused by the cloud (6100 device not found)" % sub) == 2, console
+    assert console.count("sub-device %s/sensor-01: secret on flash, in the gateway's topology" % sub) == 2, console
+    assert cloud.device(sub, "sensor-01")["gateway"] == "%s/gw-online-01" % gateway
+    registered = [e for e in cloud.log() if e.get("api") == "aliyun-sub-register" and e.get("result") == "ok"]
+    assert [e["sub_devices"] for e in registered] == ["%s/sensor-01" % sub], registered  # once
+
+
 # -- 6. a board whose info is missing, cut short or names its device by the chip ------------------
 
 def _boot_board(folder):
@@ -359,3 +393,88 @@ def test_a_device_named_by_its_chip_registers_under_that_name(cloud, tmp_path):
     console = _boot_board(folder)
     assert "published status on %s/c0ffee01/data" % TENCENT in console, console
     assert [e["result"] for e in registrations(cloud, "c0ffee01")] == ["ok"]
+
+
+# -- 7. whose error is it: the connection's or the application's (dynreg.online, a scripted broker) --
+
+# The application of host_tests/device/run_device.py ("online"): it subscribes to TOPIC in its
+# on_connect and records every message; a payload of b"fail" hits a bug of its own (IndexError).
+TOPIC = "/a1ScriptPk1/scripted-01/user/get"
+QUICK = {"ping_ms": 500, "pong_ms": 3000, "timeout_ms": 3000, "reconnect_min_ms": 100, "reconnect_max_ms": 200}
+
+
+@pytest.fixture(scope="module")
+def material(tmp_path_factory):
+    from cloud_emulator.crypto import ensure_tls_material
+
+    return ensure_tls_material(tmp_path_factory.mktemp("scripted-tls"))
+
+
+def scripted_device(tmp_path, broker, qos=0, **options):
+    # An Alibaba device that holds its credential, online with the scripted broker until it
+    # leaves (online_ms or sessions) or an error ends stay_online: run_device's result.
+    folder = tmp_path / "scripted"
+    folder.mkdir()
+    doc = {"dynreg": 1, "cloud": "aliyun", "product_key": "a1ScriptPk1", "device_name": "scripted-01",
+           "api": "https", "mqtt_url": "mqtts://localhost:%d" % broker.port, "ca": str(broker.material.ca_der_path),
+           "credential": {"device_secret": "Zm9vYmFyYmF6cXV4cXV1eDAxMjM0NTY3"}}
+    (folder / "device_info.json").write_text(json.dumps(doc))
+    return e2e.run_device(str(folder / "device_info.json"), online=dict(QUICK, **options), subscribe=[TOPIC, qos],
+                          timeout=WAIT)
+
+
+@pytest.mark.parametrize("payload, error", [(b"fail", "IndexError"), (b"fail-os", "OSError")])
+def test_an_error_of_the_applications_on_message_is_its_own_not_a_network_loss(tmp_path, material, umqtt,
+                                                                              payload, error):
+    # The message that hits the application's bug would come again after every reconnect:
+    # taken for a lost connection it makes a reconnect loop that hides the bug. It ends
+    # stay_online, raised as it is, once, with the connection closed.
+    with ScriptedBroker(material, {"send": [publish(TOPIC, payload)]}) as broker:
+        result = scripted_device(tmp_path, broker, online_ms=4000)
+    assert result.get("error") == error, result
+    assert result["messages"] == [[TOPIC, len(payload)]], result
+    assert broker.connections == 1 and "reconnecting" not in result["output"], result["output"]
+    assert "dynreg: the application's on_connect or on_message raised %s" % error in result["output"], result["output"]
+
+
+@pytest.mark.parametrize("first", [{"suback": 0x80}, {"cut": True}], ids=["refused", "cut-short"])
+def test_a_suback_refused_or_cut_short_in_on_connect_is_a_network_loss(tmp_path, material, umqtt, first):
+    # umqtt raises MQTTException for a SUBACK of 0x80 and IndexError for one cut short, from
+    # the application's subscribe: errors of the connection, so stay_online reconnects.
+    with ScriptedBroker(material, first, {}) as broker:
+        result = scripted_device(tmp_path, broker, sessions=2)
+    assert result["ok"] and result["sessions"] == 2, result
+    assert broker.connections == 2, result["output"]
+    assert result["output"].count("offline after") == 1 and "raised" not in result["output"], result["output"]
+
+
+def test_a_message_over_max_packet_is_dropped_and_the_session_goes_on(tmp_path, material, umqtt):
+    # QoS 0: 9000 bytes over the default 8192 are read and discarded, one line says so, and
+    # the message after it arrives on the same connection.
+    big = publish(TOPIC, b"x" * 9000)
+    with ScriptedBroker(material, {"send": [big, publish(TOPIC, b"small")]}) as broker:
+        result = scripted_device(tmp_path, broker, online_ms=2500)
+    assert result["ok"] and result["sessions"] == 1, result
+    assert result["messages"] == [[TOPIC, 5]], result
+    assert broker.connections == 1 and "offline after" not in result["output"], result["output"]
+    assert result["output"].count("dynreg: MQTT message of %d bytes dropped (over max_packet 8192)"
+                                  % (len(big) - 3)) == 1, result["output"]
+
+
+def test_a_qos1_message_over_max_packet_is_acknowledged_so_that_it_is_not_sent_again(tmp_path, material, umqtt):
+    # Unacknowledged, a QoS 1 message comes again (Azure: until its TTL): the PUBACK of the
+    # dropped one goes out like umqtt's own for the one after it.
+    sends = [publish_qos1(TOPIC, b"x" * 9000, 0x1234), publish_qos1(TOPIC, b"small", 0x1235)]
+    with ScriptedBroker(material, {"send": sends}) as broker:
+        result = scripted_device(tmp_path, broker, qos=1, online_ms=2500)
+    assert result["ok"] and result["messages"] == [[TOPIC, 5]], result
+    assert broker.pubacks == [0x1234, 0x1235] and broker.connections == 1, (broker.pubacks, result["output"])
+
+
+def test_max_packet_is_an_online_option(tmp_path, material, umqtt):
+    # Azure sends cloud-to-device messages of up to 64 KiB: a device that wants them says so.
+    big = publish(TOPIC, b"x" * 20000)
+    with ScriptedBroker(material, {"send": [big]}) as broker:
+        result = scripted_device(tmp_path, broker, online_ms=2500, max_packet=32768)
+    assert result["ok"] and result["messages"] == [[TOPIC, 20000]], result
+    assert "dropped" not in result["output"], result["output"]

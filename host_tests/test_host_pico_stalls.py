@@ -10,7 +10,7 @@ import pytest
 
 from cloud_emulator.crypto import ensure_tls_material
 from e2e import ROOT, SECRET
-from hostile import CONNACK_OK, HostileBroker, hold, publish, read_packet
+from hostile import CONNACK_OK, HostileBroker, ScriptedBroker, hold, publish, publish_qos1, read_packet
 
 sys.path.insert(0, os.path.join(ROOT, "pico_emulator"))
 import pico  # noqa: E402
@@ -44,7 +44,7 @@ def _stall_in_publish(conn, stop):
 
 
 def _oversized(conn, stop):
-    conn.sendall(b"\x30\xff\xff\xff\x7f")
+    conn.sendall(b"\x90\xff\xff\xff\x7f")  # a SUBACK of 268 MB (a PUBLISH that long would be skipped)
     hold(conn, stop)
 
 
@@ -72,3 +72,47 @@ def test_a_stall_inside_a_packet_and_an_oversized_one_end_on_the_chip(tmp_path):
     assert results[1].startswith("RESULT ProtocolError") and "over the limit of 8192" in results[1], results
     assert stalling.connections == 1 and oversized.connections == 1
     assert SECRET not in proc.stdout
+
+
+ONLINE = """
+import ntptime
+ntptime.host = "localhost"
+ntptime.settime()
+from dynreg import online
+got = []
+def on_connect(client):
+    client.subscribe(b"%s", 1)
+def on_message(client, topic, msg):
+    got.append(len(msg))
+try:
+    n = online.stay_online("online.json", on_connect, on_message, online_ms=8000, ping_ms=2000, pong_ms=10000,
+                           timeout_ms=10000)
+    print("RESULT", n, got)
+except Exception as e:
+    print("RESULT", type(e).__name__, e)
+"""
+
+
+def test_a_message_over_max_packet_is_dropped_on_the_chip(tmp_path):
+    # A QoS 1 message of 9000 bytes, over the 8192 default: the chip reads it in pieces and
+    # drops it, acknowledges it, and takes the one after it on the same connection.
+    problem = pico.check_ready()
+    if problem:
+        pytest.fail("the emulated Pico W cannot run: " + problem)
+    (tmp_path / "tls").mkdir()
+    material = ensure_tls_material(tmp_path / "tls")
+    topic = "/%s/pico-online/user/get" % PK
+    sends = [publish_qos1(topic, b"x" * 9000, 0x1234), publish_qos1(topic, b"small", 0x1235)]
+    with ScriptedBroker(material, {"send": sends}) as broker:
+        doc = {"dynreg": 1, "cloud": "aliyun", "product_key": PK, "device_name": "pico-online", "api": "https",
+               "mqtt_url": "mqtts://localhost:%d" % broker.port, "ca": "ca.der",
+               "credential": {"device_secret": "Zm9vYmFyYmF6cXV4cXV1eDAxMjM0NTY3"}}
+        (tmp_path / "online").mkdir()
+        path = tmp_path / "online" / "device_info.json"
+        path.write_text(json.dumps(doc))
+        puts = [(pico.SOCKET_MODULE, "socket.py"), (str(material.ca_der_path), "ca.der"), (str(path), "online.json")]
+        proc = pico.run(ONLINE % topic, puts=puts, tunnel=True, timeout=600)
+    results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
+    assert results == ["RESULT 1 [5]"], proc.stdout + proc.stderr[-3000:]
+    assert proc.stdout.count("dynreg: MQTT message of 9037 bytes dropped (over max_packet 8192)") == 1, proc.stdout
+    assert broker.pubacks == [0x1234, 0x1235] and broker.connections == 1, (broker.pubacks, proc.stdout)

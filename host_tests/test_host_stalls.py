@@ -108,20 +108,46 @@ def test_a_stalled_connack_ends_by_the_connect_deadline(tmp_path, material, umqt
     assert result["error"] == "NetworkError" and "timed out" in result["message"], result
 
 
-@pytest.mark.parametrize("announced, words", [
-    (b"\xff\xff\xff\x7f", "over the limit of 8192"),  # 268 MB announced
-    (b"\x81\x40", "over the limit of 8192"),  # 8193 bytes: one past the limit
-    (b"\xff\xff\xff\xff\x01", "length over 4 bytes"),  # no valid MQTT length
+@pytest.mark.parametrize("header, words", [
+    (b"\x90\xff\xff\xff\x7f", "MQTT packet of 268435455 bytes over the limit of 8192"),  # a SUBACK of 268 MB
+    (b"\x90\x81\x40", "MQTT packet of 8193 bytes over the limit of 8192"),  # one past the limit
+    (b"\x30\xff\xff\xff\xff\x01", "length over 4 bytes"),  # no valid MQTT length
 ])
-def test_an_oversized_packet_is_refused_before_it_is_read(tmp_path, material, umqtt, announced, words):
+def test_an_oversized_packet_is_refused_before_it_is_read(tmp_path, material, umqtt, header, words):
     def oversized(conn, stop):
-        conn.sendall(b"\x30" + announced)
+        conn.sendall(header)
         hold(conn, stop)
 
     with HostileBroker(_after_connack(oversized), material) as broker:
         info = _mqtt_device(tmp_path, material, broker.port)
         result = run_device(info, ensure=dict(FAST), timeout=60)
     assert result["error"] == "ProtocolError" and words in result["message"], result
+
+
+def test_an_oversized_publish_is_dropped_a_piece_at_a_time_and_the_result_after_it_taken(tmp_path, material, umqtt):
+    # A PUBLISH over max_packet is not a ProtocolError (MQTT lets a client skip it): it is read
+    # and discarded, never held whole, and the registration result after it is taken.
+    def oversized_then_result(conn, stop):
+        conn.sendall(publish("/ext/register", b"x" * 9000) + _result_publish())
+        hold(conn, stop)
+
+    with HostileBroker(_after_connack(oversized_then_result), material) as broker:
+        info = _mqtt_device(tmp_path, material, broker.port)
+        result = run_device(info, ensure=dict(FAST), timeout=60)
+    assert result["ok"] and result["credential"] == ["device_secret"], result
+
+
+def test_an_oversized_publish_that_never_comes_ends_by_the_deadline(tmp_path, material, umqtt):
+    # 268 MB announced, not one byte of it sent: the device neither allocates it nor waits for
+    # it past the attempt's deadline.
+    def announced(conn, stop):
+        conn.sendall(b"\x30\xff\xff\xff\x7f")
+        hold(conn, stop)
+
+    with HostileBroker(_after_connack(announced), material) as broker:
+        info = _mqtt_device(tmp_path, material, broker.port)
+        result = run_device(info, ensure=dict(FAST), timeout=60)
+    assert result["error"] == "NetworkError" and "timed out" in result["message"], result
 
 
 def test_a_packet_at_the_limit_is_taken(tmp_path, material, umqtt):

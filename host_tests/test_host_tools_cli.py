@@ -1,6 +1,7 @@
 # python -m dynreg_tools: one command for the line, every verb with --help; `status` and
 # `erase` against a virtual board (the unix port on a pseudo-terminal, driven by the real
 # mpremote, as tools/provision.py drives boards).
+import csv
 import json
 import os
 import subprocess
@@ -86,6 +87,73 @@ def test_status_and_erase_of_a_board(tmp_path):
         code, text = tools("erase", "--yes", "--force", *base)
         assert code == 0 and "erased device_info.json" in text, text
         assert "not provisioned" in tools("status", *base)[1]
+
+
+def _provision(board, tmp_path, *extra):
+    # The batch's template: no secret in it (a file beside it), no credential.
+    template = tmp_path / "product_info.json"
+    template.write_text(json.dumps(dict(_info(""), device_name=None, device_name_from="unique_id",
+                                        product_secret=None)))
+    secret = tmp_path / "secret.txt"
+    secret.write_text(SECRET + "\n")
+    return tools("provision", "--ports", board.port, "--resume", "--info", str(template), "--secret-file",
+                 str(secret), *extra)
+
+
+def _stored(board):
+    out = subprocess.run([MPREMOTE, "connect", board.port, "resume", "fs", "cat", ":device_info.json"],
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    return json.loads(out)
+
+
+def test_a_board_holding_a_credential_without_its_broker_ca_is_broken_not_skipped(tmp_path):
+    # Its info names mqtt_ca, which is not on its flash: it registered and cannot log in.
+    # provision and status both say so and exit 1; once the file is there, it is fine.
+    with VirtualBoard(str(tmp_path / "board.img"), fresh=True) as board:
+        _put(board, tmp_path, dict(_info(PSK), mqtt_ca="mqtt_ca.der"))
+        code, text = tools("status", "--resume", board.port)
+        assert code == 1, text
+        assert "holds a credential but cannot log in: mqtt_ca.der missing; copy each file its info names " \
+               "(mpremote connect %s fs cp FILE :NAME)" % board.port in text, text
+        code, text = _provision(board, tmp_path)
+        assert code == 1 and "[%s] skipped" % board.port not in text, text
+        assert "[%s] broken: holds a credential but cannot log in: mqtt_ca.der missing" % board.port in text, text
+        assert "0 of 1 board(s) provisioned, 0 skipped (holds a credential), 1 failed" in text, text
+        assert _stored(board)["credential"] == {"psk": PSK}  # left as it was
+
+        (tmp_path / "mqtt_ca.der").write_bytes(b"0")
+        subprocess.run([MPREMOTE, "connect", board.port, "resume", "fs", "cp", str(tmp_path / "mqtt_ca.der"),
+                        ":mqtt_ca.der"], check=True, capture_output=True, timeout=60)
+        code, text = tools("status", "--resume", board.port)
+        assert code == 0 and "holds a credential, not yet logged in" in text and "mqtt_ca.der" in text, text
+        code, text = _provision(board, tmp_path)
+        assert code == 0 and "skipped (holds a credential)" in text, text
+        _put(board, tmp_path, dict(_info(PSK), mqtt_ca="mqtt_ca.der", product_secret=None, logged_in=True))
+        code, text = tools("status", "--resume", board.port)
+        assert code == 0 and "holds a credential, logged in: it connects, never registers again" in text, text
+
+
+def test_force_wipes_a_credential_only_once_confirmed_and_the_report_says_so(tmp_path):
+    with VirtualBoard(str(tmp_path / "board.img"), fresh=True) as board:
+        _put(board, tmp_path, dict(_info(PSK), product_secret=None, logged_in=True))
+        code, text = _provision(board, tmp_path, "--force")  # no terminal here: nothing can confirm
+        assert code == 2, text
+        assert "holds a credential for line-07, logged in: wiped, that device can never register again until " \
+               "it is reset in the cloud's console" in text, text
+        assert "no terminal can confirm it: add --force-wipe-credential" in text, text
+        assert _stored(board)["credential"] == {"psk": PSK}
+
+        report = tmp_path / "batch.csv"
+        code, text = _provision(board, tmp_path, "--force", "--force-wipe-credential", "--report", str(report))
+        assert code == 0, text
+        assert "1 credential(s) wiped (%s): a device the cloud has seen log in registers again only after a reset" \
+               % board.port in text, text
+        stored = _stored(board)
+        assert stored["credential"] == {"psk": ""} and stored["product_secret"] == SECRET
+        with open(report) as f:
+            rows = list(csv.DictReader(f))
+        assert [(r["port"], r["result"], r["credential"]) for r in rows] == [
+            (board.port, "provisioned", "wiped (had logged in)")], rows
 
 
 @pytest.mark.parametrize("typed", [["--secret", SECRET], ["--secret=" + SECRET], [SECRET],

@@ -1,9 +1,10 @@
 # dynreg.net's port-independent parts (runs on CPython and MicroPython): TCP_NODELAY by the
 # port's own constants, errno words by the errno module's names, and PEM bundles.
+import errno
 import sys
 
 from support import exact
-from dynreg import ProtocolError, codec, net
+from dynreg import NetworkError, ProtocolError, codec, net
 
 
 class _Recorder:
@@ -54,6 +55,46 @@ def test_errno_words_follow_the_ports_errno_module():
             del sys.modules["errno"]
         else:
             sys.modules["errno"] = real
+
+
+class _NoSockets:
+    # A port's socket module whose stack has no connection left: lwIP's socket() raises
+    # ENOMEM once its TCP control blocks are all taken; at="settimeout", the socket is made
+    # and the first call on it fails. Resolving works. The sockets made are kept.
+    SOCK_STREAM = 1
+
+    def __init__(self, at):
+        self.at = at
+        self.made = []
+
+    def getaddrinfo(self, host, port, family=0, kind=0):
+        return [(2, 1, 6, "", ("127.0.0.1", port))]
+
+    def socket(self, family, kind, proto):
+        if self.at == "socket":
+            raise OSError(errno.ENOMEM)
+        self.made.append(self)
+        return self
+
+    def settimeout(self, seconds):
+        raise OSError(errno.ENOMEM)
+
+    def close(self):
+        self.made.remove(self)
+
+
+def test_no_socket_left_is_a_network_error():
+    # socket() or its first call failing (lwIP out of connections) is a NetworkError that the
+    # retry policies take like any failed connect, and a socket made is closed again.
+    real = net.socket
+    try:
+        for at in ("socket", "settimeout"):
+            net.socket = _NoSockets(at)
+            e = exact(NetworkError, net.connect, "broker.example", 8883, net.deadline_in(1000))
+            assert str(e) == "cannot connect to broker.example:8883 (out of memory)", e
+            assert net.socket.made == []
+    finally:
+        net.socket = real
 
 
 _BODY_A = b"MIIBszCCAVmgAwIBAgIU"  # base64 of 15 bytes

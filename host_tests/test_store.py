@@ -221,6 +221,23 @@ def test_gateway_subdevices_file_missing_or_only_a_torn_tmp_is_empty():
     exact(ConfigError, gateway.load, path)
 
 
+def test_gateway_subdevices_file_holds_as_many_as_a_gateway_may_have():
+    # As many sub-devices as gateway.MAX_SUBDEVICES, with ProductKey and DeviceName as long as
+    # Alibaba allows (32 characters each), a 32-character secret and a 26-character iotId as
+    # the cloud issues them: written as register_subdevices writes it, read back whole.
+    folder = scratch_dir()
+    path = folder + "/" + gateway.SUBDEVICES_FILE
+    devices = {}
+    for n in range(gateway.MAX_SUBDEVICES):
+        name = "k" * 28 + "%04d" % n
+        devices["a1" + "P" * 30 + "/" + name] = {"device_secret": "s" * 28 + "%04d" % n, "iot_id": "i" * 26,
+                                                  "topo": False}
+    gateway._save(path, devices)
+    assert len(read(path)) > 2 * 8192
+    loaded = gateway.load(path)
+    assert len(loaded) == gateway.MAX_SUBDEVICES and loaded == devices
+
+
 def test_empty_certificate_file_needs_registration():
     folder, path = _info(_own(auth="cert", credential={"cert_file": "c.crt", "key_file": "k.key"}))
     write(folder + "/c.crt", PEM_CERT)

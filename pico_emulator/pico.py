@@ -74,8 +74,8 @@ class PicoBoard(VirtualBoard):
     end, for mpremote. The flash is kept in `flash` (loaded at start when it exists, saved at
     stop), so a board can be stopped and booted again, as a power cycle does."""
 
-    def __init__(self, flash, tunnel=True, unique_id=None, env=None, ready_timeout=60.0):
-        super().__init__(flash, env=env, ready_timeout=ready_timeout)
+    def __init__(self, flash, tunnel=True, unique_id=None, env=None, ready_timeout=60.0, echo=None):
+        super().__init__(flash, env=env, ready_timeout=ready_timeout, echo=echo)
         self.flash = flash
         self.tunnel = tunnel
         self.unique_id = unique_id
@@ -118,11 +118,14 @@ class PicoBoard(VirtualBoard):
 
 
 def main(argv):
-    # .venv/bin/python pico_emulator/pico.py FLASH.bin: an emulated Pico W on a pty, until Ctrl-C.
+    # .venv/bin/python pico_emulator/pico.py FLASH.bin: an emulated Pico W on a pty, until Ctrl-C,
+    # its console printed as it comes. To run firmware/, its flash needs board/socket.py, the
+    # radio's stand-in, and site.json (this folder's): boards/README.md, "The emulated Pico W leg".
     if len(argv) != 1 or argv[0].startswith("-"):
         print("usage: pico.py FLASH.bin  (the flash is loaded when it exists, saved at the end)", file=sys.stderr)
         return 2
-    return serve(PicoBoard(argv[0]), "emulated Pico W on %s (flash " + argv[0] + "); Ctrl-C powers it off")
+    return serve(PicoBoard(argv[0], echo=sys.stdout),
+                 "emulated Pico W on %s (flash " + argv[0] + "); its console follows; Ctrl-C powers it off")
 
 
 if __name__ == "__main__":

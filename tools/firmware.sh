@@ -6,10 +6,12 @@
 #   RPI_PICO_W/firmware.*            the stock Pico W image of the same release, for its size
 #   RPI_PICO_W_UMQTT/firmware.*      stock plus umqtt.simple (bench/boards/), for dynreg's own size
 #   RPI_PICO_W_TENCENT/firmware.*    ours with clouds="tencent" (bench/boards/tencent_only.py), make bench only
+#   unix32-stock/micropython         the unix port built 32-bit (the boards' word size), stock frozen modules
+#   unix32-dynreg/micropython        the same with dynreg frozen (bench/boards/unix_dynreg.py); both make bench only
 #   sizes.json                       the images' sizes
 # and lays out every umqtt.simple a user can have besides the frozen one in build/umqtt/.
 #
-#   tools/firmware.sh [all|unix|picow|stock|onecloud|esp32|source]      (default: all; esp32 needs ESP-IDF)
+#   tools/firmware.sh [all|unix|picow|stock|onecloud|unix32|esp32|source]  (default: all; esp32 needs ESP-IDF)
 #
 # The MicroPython source comes from, in this order: MPY_DIR (your own v1.28.0 checkout with
 # its submodules, built in place), the firmware kit (DYNREG_KIT, by default
@@ -147,6 +149,32 @@ build_unix() {
     done_with unix "$h"
 }
 
+build_unix32() {
+    # bench/mip_ram.py's heap figures for the mip path: a 32-bit unix port has the boards'
+    # object sizes (4-byte words, 16-byte GC blocks). "stock" freezes what the standard
+    # variant freezes (mip among them) and no dynreg, so dynreg's names are not in its ROM;
+    # "dynreg" adds dynreg as the boards freeze it. No ffi: it needs a 32-bit libffi.
+    apt_packages gcc-multilib
+    build_mpy_cross
+    local name manifest h
+    for name in unix32-stock unix32-dynreg; do
+        if [ "$name" = unix32-stock ]; then
+            manifest=$SRC/ports/unix/variants/standard/manifest.py
+            h=$(inputs_hash "$SRC/py/mpconfig.h")
+        else
+            manifest=$ROOT/bench/boards/unix_dynreg.py
+            h=$(inputs_hash manifest.py lib bench/boards/unix_dynreg.py)
+        fi
+        cached "$name" "$h" && [ -x "$OUT/$name/micropython" ] && continue
+        rm -rf "$SRC/ports/unix/build-$name/frozen_mpy"  # as in build_unix
+        step "unix port v$RELEASE, 32-bit ($name)" "$name" make -C "$SRC/ports/unix" -j"$JOBS" BUILD="build-$name" \
+            MICROPY_FORCE_32BIT=1 MICROPY_PY_FFI=0 FROZEN_MANIFEST="$manifest"
+        mkdir -p "$OUT/$name"
+        put "$SRC/ports/unix/build-$name/micropython" "$OUT/$name/micropython"
+        done_with "$name" "$h"
+    done
+}
+
 build_picotool() {
     # pico-sdk 2.x writes the .uf2 with a host picotool. The kit ships its source; a clone
     # lets the SDK fetch it itself.
@@ -273,6 +301,7 @@ main() {
             build_rp2 RPI_PICO_W_TENCENT BOARD_DIR="$ROOT/boards/RPI_PICO_W_DYNREG" BUILD=build-RPI_PICO_W_TENCENT \
                 FROZEN_MANIFEST="$ROOT/bench/boards/tencent_only.py"
             write_sizes ;;
+        unix32) build_unix32 ;;  # bench/mip_ram.py
         esp32) build_esp32 ;;
         all)
             build_unix; umqtt_variants
@@ -280,7 +309,7 @@ main() {
             build_rp2 RPI_PICO_W BOARD=RPI_PICO_W
             build_rp2 RPI_PICO_W_UMQTT BOARD_DIR="$ROOT/bench/boards/RPI_PICO_W_UMQTT"
             write_sizes ;;
-        *) die "unknown target $what (all, unix, picow, stock, onecloud, esp32, source)" ;;
+        *) die "unknown target $what (all, unix, picow, stock, onecloud, unix32, esp32, source)" ;;
     esac
 }
 

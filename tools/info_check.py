@@ -2,6 +2,7 @@
 """Check a device info file and its CA certificate offline, before any board is touched.
 
     .venv/bin/python tools/info_check.py product_info.json [--ca ca.der] [--secret-file FILE]
+    .venv/bin/python tools/info_check.py [product_info.json] --site site.json --board rp2|esp32|unix
 
 Lists every problem, one line each with its fix, and exits 1; or prints "ok: ..." and a
 one-line summary (cloud, product, device naming) and exits 0. Both formats the library
@@ -11,6 +12,7 @@ clouds' (PROTOCOLS.md): where a cloud is stricter than the library, the cloud's 
 checked. No value of any field is ever printed: an identity in the wrong field may be a
 secret. The ProductSecret is the info's, or --secret-file's, or $DYNREG_PRODUCT_SECRET's,
 as tools/provision.py takes it. tools/provision.py runs the same checks (problems()).
+--site checks a site.json too (tools/site_check.py; docs/SITE.md), for the board --board names.
 """
 import argparse
 import json
@@ -20,6 +22,7 @@ import sys
 from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # dynreg_tools
+import site_check  # noqa: E402  (beside this file)
 
 MAX_INFO = 8192  # bytes: lib/dynreg/store.py MAX_INFO; the library refuses a larger info or CA
 SECRET_ENV = "DYNREG_PRODUCT_SECRET"
@@ -310,6 +313,29 @@ def ca_problems(view, info_path, ca_path):
     return found
 
 
+def credential_files(view):
+    # (field, name) of each certificate or key file the info names: Tencent certificate auth's,
+    # set in a template that carries a device certificate.
+    outer, inner = ("cert_deviceinfo", ("devCertFile", "devPrivateKeyFile")) if view.sdk else \
+        ("credential", ("cert_file", "key_file"))
+    return [("%s.%s" % (outer, name), view.doc[outer][name]) for name in inner if is_value(view.doc.get(outer), name)]
+
+
+def named_files(view, info_path, ca_path=None):
+    """[(field, path on this computer)] of every file the info names, which go to the board
+    beside it: the CA (--ca's, else the info's), the broker's CA, certificate and key files."""
+    found = [(field, ca_file(view, info_path, ca_path, field)) for field in ("ca", "mqtt_ca")]
+    for field, name in credential_files(view):
+        found.append((field, name if os.path.isabs(name) else os.path.join(os.path.dirname(info_path), name)))
+    return [(field, path) for field, path in found if path]
+
+
+def credential_file_problems(view, info_path):
+    return ["the file %s (field %s) does not exist: put it beside the info, or empty the field" % (path, field)
+            for field, path in named_files(view, info_path) if field not in ("ca", "mqtt_ca")
+            and not os.path.isfile(path)]
+
+
 def certificate_problems(path, given_by):
     what = "the CA file %s (%s)" % (path, given_by)
     if not os.path.isfile(path):
@@ -368,7 +394,8 @@ def problems(info_path, ca_path=None, product_secret=None):
         return found
     secret = view.secret if product_secret is None else product_secret
     return (product_problems(view) + secret_problems(view, secret) + device_name_problems(view)
-            + option_problems(view) + endpoint_problems(view) + ca_problems(view, info_path, ca_path))
+            + option_problems(view) + endpoint_problems(view) + ca_problems(view, info_path, ca_path)
+            + credential_file_problems(view, info_path))
 
 
 def notes(info_path):
@@ -497,30 +524,44 @@ def given_secret(secret_file):
 
 def parse_args(argv):
     parser = OptionNamesOnlyParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument("info", help="the info file (dynreg's format or the Tencent C SDK's)")
+    parser.add_argument("info", nargs="?", help="the info file (dynreg's format or the Tencent C SDK's)")
     parser.add_argument("--ca", help="the CA certificate to check instead of the info's 'ca' (DER or PEM)")
     parser.add_argument("--secret-file", help="file holding the ProductSecret, when the info has none")
-    return parser.parse_args(argv)
+    parser.add_argument("--site", help="a site.json to check (WiFi, NTP, online options: docs/SITE.md)")
+    parser.add_argument("--board", choices=site_check.BOARDS,
+                        help="the board the site is for: rp2 and esp32 need WiFi settings (without --site: "
+                             "says so when the board needs a site file)")
+    args = parser.parse_args(argv)
+    if not args.info and not args.site:
+        parser.error("give an info file, --site FILE, or both")
+    return args
 
 
 def main(argv=None, out=print):
     args = parse_args(argv)
-    try:
-        secret = given_secret(args.secret_file)
-    except OSError:
-        out("problem: cannot read the secret file %s: give the file holding the ProductSecret" % args.secret_file)
-        return 1
-    found = problems(args.info, args.ca, secret)
-    for note in notes(args.info):
-        out("note: " + note)
-    if not found:
-        for warning in warnings(args.info, args.ca):
-            out("warning: " + warning)
-    for problem in found:
+    found = []
+    if args.info:
+        try:
+            secret = given_secret(args.secret_file)
+        except OSError:
+            out("problem: cannot read the secret file %s: give the file holding the ProductSecret" % args.secret_file)
+            return 1
+        found = problems(args.info, args.ca, secret)
+        for note in notes(args.info):
+            out("note: " + note)
+        if not found:
+            for warning in warnings(args.info, args.ca):
+                out("warning: " + warning)
+    site_found = site_check.site_problems(args.site, args.board) if args.site or args.board else []
+    for problem in found + site_found:
         out("problem: " + problem)
-    if found:
+    if found or site_found:
         return 1
-    out("ok: " + summary(args.info, args.ca))
+    if args.info:
+        out("ok: " + summary(args.info, args.ca))
+    if args.site:
+        out("ok: %s: every setting known and in range%s" % (args.site, " for a%s board" % site_check.TITLES[args.board]
+                                                             if args.board else " (no --board: WiFi not required)"))
     return 0
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole suite on three runtimes: CPython (pytest), the MicroPython v1.28.0 unix port with
 # dynreg frozen, and the Pico W image on an emulated RP2040 (tools/firmware.sh builds both);
-# ends with each runtime's count, one total line and the firmware sizes.
+# then the demo, the secrets scan and docs/ERRORS.md against what the devices printed
+# (tools/check_errors_doc.py); ends with each runtime's count, one total line and the firmware sizes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MICROPYTHON=build/firmware/unix/micropython
@@ -29,6 +30,16 @@ tail -n 1 build/demo.out
 .venv/bin/python tools/scan_secrets.py --roots build/pytest-tmp build/demo \
     --outputs build/pytest.out build/mp.out build/pico.out build/demo.out build/device-output.log
 scan_rc=$?
+# After every device has run: each message docs/ERRORS.md quotes must be in what they printed
+# (a subset of the tests, "$@", cannot show that).
+if [ $# -eq 0 ]; then
+    echo "== docs/ERRORS.md: every quoted message printed by a device under test =="
+    .venv/bin/python tools/check_errors_doc.py build/device-output.log
+    doc_rc=$?
+else
+    echo "== docs/ERRORS.md check skipped: pytest ran a subset ($*) =="
+    doc_rc=0
+fi
 
 count() { grep -oE "[0-9]+ $2" "$1" | tail -n 1 | grep -oE '^[0-9]+' || echo 0; }
 cp_pass=$(count build/pytest.out passed); cp_fail=$(( $(count build/pytest.out failed) + $(count build/pytest.out error) ))
@@ -38,6 +49,7 @@ pico_pass=$(count build/pico.out passed); pico_fail=$(count build/pico.out faile
 [ "$mp_rc" = 0 ] || [ "$mp_fail" != 0 ] || mp_fail=1
 [ "$pico_rc" = 0 ] || [ "$pico_fail" != 0 ] || pico_fail=1
 [ "$demo_rc" = 0 ] && [ "$scan_rc" = 0 ] || cp_fail=$((cp_fail + 1))  # counted with the host side
+[ "$doc_rc" = 0 ] || cp_fail=$((cp_fail + 1))
 echo
 .venv/bin/python - <<'PY'
 import json
@@ -52,4 +64,5 @@ echo "CPython:                 $cp_pass passed, $cp_fail failed"
 echo "MicroPython v1.28.0 unix: $mp_pass passed, $mp_fail failed"
 echo "Pico W image (emulated): $pico_pass passed, $pico_fail failed"
 echo "total: $((cp_pass + mp_pass + pico_pass)) passed, $((cp_fail + mp_fail + pico_fail)) failed"
-[ "$cpython_rc" = 0 ] && [ "$mp_rc" = 0 ] && [ "$pico_rc" = 0 ] && [ "$demo_rc" = 0 ] && [ "$scan_rc" = 0 ]
+[ "$cpython_rc" = 0 ] && [ "$mp_rc" = 0 ] && [ "$pico_rc" = 0 ] && [ "$demo_rc" = 0 ] && [ "$scan_rc" = 0 ] \
+    && [ "$doc_rc" = 0 ]

@@ -1,12 +1,14 @@
 # The unix port as a board that a host reaches over a serial line (see serial_board.py):
 # mounts the littlefs2 image at /flash, makes it the working folder and gives sys.path a
 # board's shape, then, with --boot, runs boot.py and main.py from the image as a board does
-# at power-on. Run with `micropython -i` so that the port's own REPL follows, with the raw
-# REPL and raw-paste mode that mpremote speaks:
+# at power-on (--raw: boot.py only, as after a soft reset in the raw REPL). Run with
+# `micropython -i` so that the port's own REPL follows, with the raw REPL and raw-paste mode
+# that mpremote speaks:
 #   MICROPYPATH=.frozen build/firmware/unix/micropython -i boards/unix/repl.py IMAGE [--format] [--boot] [--stock]
 # dynreg and umqtt.simple are frozen into the unix build as on a board; --stock hides the
 # frozen modules, as on stock firmware where mip installs both. A soft reset ends the unix
-# process, so mpremote must `resume` instead of resetting.
+# process: serial_board.py run by hand starts it again (--raw after a reset in the raw REPL),
+# as a board restarts; the tests' virtual boards end there, so their mpremote uses `resume`.
 import os
 import sys
 
@@ -49,11 +51,24 @@ def run_file(name):
         sys.print_exception(e)
 
 
+def halt(status):
+    # Ends the process: under -i the port starts its REPL after this script whatever it raised,
+    # and a REPL outside /flash would let a tool write into the host's working folder.
+    import ffi
+
+    ffi.open("libc.so.6").func("v", "_exit", "i")(status)
+
+
 def main(argv):
-    mount(argv[0], "--format" in argv)
+    try:
+        mount(argv[0], "--format" in argv)
+    except OSError as e:  # no such file, or no littlefs2 on it: no board to start
+        print("virtual board: cannot mount %s (OSError %s): give an image made with --format" % (argv[0], e.args[0]))
+        halt(1)
     board_path("--stock" in argv)
-    if "--boot" in argv:
+    if "--boot" in argv or "--raw" in argv:
         run_file("boot.py")
+    if "--boot" in argv:
         run_file("main.py")
 
 

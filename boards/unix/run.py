@@ -35,6 +35,10 @@ def main(argv):
         args = args[:i] + args[i + 3:]
     if "--no-main" in args:
         return 0
+    # MICROPYPATH's folders are relative to where the command ran (firmware/): keep them
+    # found once the working folder is the flash.
+    here = os.getcwd()
+    sys.path[:] = [p if p in ("", ".frozen") or p.startswith("/") else here + "/" + p for p in sys.path]
     os.chdir("/flash")
     import main as app
 

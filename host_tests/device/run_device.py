@@ -7,7 +7,12 @@
 #    "elapsed": bool (adds "elapsed_ms": the device's own time for ensure/connect/publish),
 #    "modules": bool (adds "modules": the dynreg modules loaded by the end),
 #    "squeeze_after_answer": bytes (once the cloud's answer is in, ballast leaves only this much
-#    heap free, so the flow runs out of memory between the answer and the flash or later)}
+#    heap free, so the flow runs out of memory between the answer and the flash or later),
+#    "online": {options} (instead of connect: dynreg.online.stay_online with them; on_connect
+#    subscribes to "subscribe": [topic, qos] when given, on_message records each message as
+#    [topic, bytes] in "messages" and, for a payload b"fail" or b"fail-os", has a bug of its
+#    own: an IndexError, or an OSError from a file that is not there; "sessions" is what
+#    stay_online returned, and an exception it let through is the result's "error")}
 # and reads the last line: RESULT {"ok": .., "error": .., "code": .., "credential": [field names]}
 import json
 import sys
@@ -47,6 +52,30 @@ def squeeze(free_bytes):
     http.post = post
 
 
+def run_online(info, spec):
+    from dynreg import online
+
+    messages = []
+
+    def on_connect(client):
+        if spec.get("subscribe"):
+            client.subscribe(spec["subscribe"][0].encode(), spec["subscribe"][1])
+
+    def on_message(client, topic, msg):
+        messages.append([topic.decode(), len(msg)])
+        if msg == b"fail":
+            return [][0]
+        if msg == b"fail-os":
+            open("no-such-folder/file")
+
+    try:
+        return {"sessions": online.stay_online(info, on_connect, on_message, **spec["online"]), "messages": messages}
+    except dynreg.Error:
+        raise
+    except Exception as e:
+        return {"ok": False, "error": type(e).__name__, "message": str(e), "messages": messages}
+
+
 def main(spec):
     if spec.get("preload"):
         # Import the whole flow first, so a constrained heap runs out in the flow, not on import.
@@ -64,6 +93,8 @@ def main(spec):
     try:
         info = dynreg.ensure(spec["info"], **spec.get("ensure", {}))
         result["credential"] = sorted(info.credential)
+        if spec.get("online") is not None:
+            result.update(run_online(info, spec))
         if spec.get("connect") is not None:
             client = dynreg.connect(info, **spec["connect"])
             if spec.get("publish"):

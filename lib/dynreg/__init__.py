@@ -3,6 +3,8 @@
 # the registration flow only when called, and what the modules of the flow share (a call's
 # options checked against the caller's DEFAULTS, the console line, the CA).
 
+__version__ = "0.1.0"  # manifest.py's metadata and package.json's "version" say the same
+
 
 class Error(Exception):
     pass

@@ -3,16 +3,20 @@
 # Sub-devices that already hold a secret are never registered again (every call issues a
 # new secret, so a lost one would lock the sub-device out).
 import json
-from dynreg import ConfigError, aliyun, clock, codec, mqtt, store
+from micropython import const
+from dynreg import ConfigError, RejectedError, aliyun, clock, codec, mqtt, store
 
 SUBDEVICES_FILE = "subdevices.json"
+MAX_SUBDEVICES = const(100)  # per gateway (subdevices.json): more is refused before any request
+BATCH = const(10)  # sub-devices per request: a sub/register reply stays near 2 KB, far below max_packet
+_MAX_FILE = const(24576)  # bytes: MAX_SUBDEVICES entries with the longest names, and room to spare
 
 
 def load(path):
     # {"pk/dn": {"device_secret": .., "iot_id": .., "topo": bool}}; missing file -> {} (also
     # when only a torn .tmp of the first save is there: read_json never uses it)
     try:
-        devices = store.read_json(path).get("devices")
+        devices = store.read_json(path, _MAX_FILE).get("devices")
     except ConfigError:
         if store.exists(path):
             raise
@@ -38,31 +42,57 @@ def _request(client, topic, reply_topic, payload, timeout_ms):
 
 def register_subdevices(client, gateway_info, subdevices, path=None, timeout_ms=10000, method="hmacsha256"):
     # subdevices: [(product_key, device_name), ...]. Returns (registered, errors):
-    # registered: [(pk, dn)] holding a secret now, errors: {(pk, dn): (code, message)}.
+    # registered: [(pk, dn)] holding a secret now, errors: {(pk, dn): (code, message)}, the
+    # cloud's refusals, each sub-device's own. Requests of BATCH sub-devices at most, each
+    # one's secrets on flash before the next.
     path = path or gateway_info.file(SUBDEVICES_FILE)
     devices = load(path)
     wanted = [(pk, dn) for pk, dn in subdevices]
     new = [key for key in wanted if _key(*key) not in devices]
-    errors = {}
-    if new:
+    if len(devices) + len(new) > MAX_SUBDEVICES:
+        raise ConfigError("%d sub-devices: a gateway holds at most %d" % (len(devices) + len(new), MAX_SUBDEVICES))
+    gateway = gateway_info.product, gateway_info.device_name
+
+    def register(batch):
         message_id = codec.random_int()
-        topic, reply_topic, payload = aliyun.sub_register_message(gateway_info.product, gateway_info.device_name,
-                                                                  new, message_id)
-        reply = _request(client, topic, reply_topic, payload, timeout_ms)
-        secrets, errors = aliyun.parse_sub_register_reply(reply, message_id, new)
+        topic, reply_topic, payload = aliyun.sub_register_message(*gateway, batch, message_id)
+        secrets, refused = aliyun.parse_sub_register_reply(_request(client, topic, reply_topic, payload, timeout_ms),
+                                                           message_id, batch)
         for (pk, dn), secret in secrets.items():
             devices[_key(pk, dn)] = {"device_secret": secret["deviceSecret"], "iot_id": secret["iotId"], "topo": False}
         if secrets:
             _save(path, devices)  # before topo.add or anything else uses them
-    pending = [key for key in wanted if key not in errors and not devices[_key(*key)].get("topo")]
-    if pending:
+        return refused
+
+    def add(batch):
         message_id = codec.random_int()
         topic, reply_topic, payload = aliyun.topo_add_message(
-            gateway_info.product, gateway_info.device_name,
-            [(pk, dn, devices[_key(pk, dn)]["device_secret"]) for pk, dn in pending],
+            *gateway, [(pk, dn, devices[_key(pk, dn)]["device_secret"]) for pk, dn in batch],
             clock.unix_time() * 1000, message_id, method)
-        aliyun.parse_topo_add_reply(_request(client, topic, reply_topic, payload, timeout_ms), message_id)
-        for key in pending:
+        try:
+            aliyun.parse_topo_add_reply(_request(client, topic, reply_topic, payload, timeout_ms), message_id)
+        except RejectedError as e:
+            return dict((key, (e.code, e.message)) for key in batch)
+        for key in batch:
             devices[_key(*key)]["topo"] = True
         _save(path, devices)
+        return {}
+
+    errors = {}
+    _batches(new, register, errors)
+    _batches([key for key in wanted if key not in errors and not devices[_key(*key)].get("topo")], add, errors)
     return [key for key in wanted if key not in errors], errors
+
+
+def _batches(keys, send, errors):
+    # send(batch) -> its refusals. Alibaba answers a request with one code: the sub-devices of
+    # a refused batch are asked again one by one, so that one's refusal holds back no other.
+    for i in range(0, len(keys), BATCH):
+        batch = keys[i:i + BATCH]
+        refused = send(batch)
+        if len(batch) > 1:
+            again, refused = refused, {}
+            for key in batch:
+                if key in again:
+                    refused.update(send([key]))
+        errors.update(refused)

@@ -25,17 +25,21 @@ class _Link:
     # by a deadline: an operation's (the CONNECT to its CONNACK, wait_for, a gateway request),
     # else timeout_ms for each write and for the rest of a packet once its first byte is in,
     # and for a packet's first byte in a blocking read 1.5 keepalive intervals (a broker that
-    # heard no ping by then has hung up). Each incoming packet's announced length is checked
-    # against max_packet before umqtt allocates it.
-    def __init__(self, ctx, deadline, timeout_ms, keepalive, max_packet):
+    # heard no ping by then has hung up). Each incoming packet's length is read ahead of umqtt
+    # and checked against max_packet before umqtt allocates it: a PUBLISH over it is read,
+    # discarded and logged here, umqtt never sees it (a QoS 1 one acknowledged, or the broker
+    # sends it again: Azure until its TTL); any other packet over it is a ProtocolError.
+    # `lost`: the connection failed under a read or a write (an error, its end, a packet cut short).
+    def __init__(self, ctx, deadline, timeout_ms, keepalive, max_packet, log):
         self.ctx = ctx
         self.until = deadline
         self.timeout_ms = timeout_ms
         self.idle_ms = keepalive * 1500 if keepalive else None
         self.max_packet = max_packet
+        self.log = log
         self.left = 0  # bytes of the current packet's body not read yet
-        self.header = 0  # 0: at a packet's start; 1: its type read; 2..: reading its length
-        self.length = 0
+        self.ahead = b""  # its length bytes, read ahead of umqtt
+        self.lost = False
 
     def wrap_socket(self, sock, server_hostname=None):
         net.nodelay(sock)  # umqtt writes CONNECT in small pieces: no Nagle wait between them
@@ -54,41 +58,83 @@ class _Link:
         self.stream.wait = flag
 
     def read(self, n):
-        self._bound(self.idle_ms if self.header == 0 and not self.left else self.timeout_ms)
-        data = self.io.read(n)
-        if data:
-            self._frame(data)
+        if n and not (self.ahead or self.left):
+            first = self._start()
+            return first + self.read(n - 1) if first else first  # None: nothing yet; b"": closed
+        data = self.ahead[:n]
+        self.ahead = self.ahead[n:]
+        n -= len(data)
+        if n:
+            if n > self.left:
+                raise ProtocolError("malformed MQTT packet")
+            self._bound(self.timeout_ms)
+            body = self._in(n)
+            self.left -= len(body or b"")
+            data = data + body if data else body
         return data
 
-    def _frame(self, data):
-        i, n = 0, len(data)
-        while i < n:
-            if self.left:
-                k = min(self.left, n - i)
-                self.left -= k
-                i += k
-                continue
-            byte = data[i]
-            i += 1
-            if self.header == 0:
-                self.header, self.length = 1, 0
-                continue
-            self.length |= (byte & 0x7F) << (7 * (self.header - 1))
-            if byte & 0x80:
-                self.header += 1
-                if self.header > 4:
+    def _start(self):
+        # A packet's first byte, its length read ahead.
+        wait = self.stream.wait
+        while True:
+            self.stream.wait = wait
+            self._bound(self.idle_ms)
+            first = self._in(1)
+            if not first:
+                return first
+            self.stream.wait = True  # the rest follows at once (umqtt blocks for it too)
+            self._bound(self.timeout_ms)
+            ahead = b""
+            length = 0
+            while not ahead or ahead[-1] > 0x7F:
+                if len(ahead) == 4:
                     raise ProtocolError("MQTT length over 4 bytes")
-                continue
-            if self.length > self.max_packet:
-                raise ProtocolError("MQTT packet of %d bytes over the limit of %d" % (self.length, self.max_packet))
-            self.header, self.left = 0, self.length
+                byte = self._in(1, True)
+                length |= (byte[0] & 0x7F) << (7 * len(ahead))
+                ahead += byte
+            if length <= self.max_packet:
+                self.ahead, self.left = ahead, length
+                return first
+            if first[0] >> 4 != 3:
+                raise ProtocolError("MQTT packet of %d bytes over the limit of %d" % (length, self.max_packet))
+            # A PUBLISH: read and dropped. QoS 1 acknowledged, or the broker sends it again.
+            skip = length
+            if first[0] & 6:
+                topic = self._in(2, True)
+                topic = topic[0] << 8 | topic[1]
+                self._skip(topic)
+                packet_id = self._in(2, True)
+                skip -= topic + 4
+            self._skip(skip)
+            if first[0] & 6 == 2:
+                self.write(b"\x40\x02" + packet_id)
+            if self.log:
+                self.log("dynreg: MQTT message of %d bytes dropped (over max_packet %d)" % (length, self.max_packet))
+
+    def _skip(self, n):
+        while n > 0:
+            n -= len(self._in(min(n, 512), True))
+
+    def _in(self, n, exact=False):
+        try:
+            data = self.io.read(n)
+        except OSError:
+            self.lost = True
+            raise
+        if data is not None and len(data) < n:
+            self.lost = True
+            if exact:
+                raise OSError(-1)  # as umqtt reports the end of the stream
+        return data
 
     def write(self, buf, n=None):
         self._bound(self.timeout_ms)
         view = memoryview(buf)[:len(buf) if n is None else n]
-        if self.tls:
-            return self.tls.write(view)
-        return self.stream.send_all(view)
+        try:
+            return self.tls.write(view) if self.tls else self.stream.send_all(view)
+        except OSError:
+            self.lost = True
+            raise
 
     def close(self):
         if self.tls:
@@ -100,12 +146,12 @@ class _Link:
 
 
 def open_client(client_id, host, port, user, password, ctx, keepalive=60, timeout_ms=10000, callback=None,
-                max_packet=MAX_PACKET):
+                max_packet=MAX_PACKET, log=None):
     # A connected umqtt.simple client. Needs umqtt.simple 1.5 or later (an `ssl` object and
     # `connect(timeout=)`): v1.28.0 freezes 1.7.0, mip installs 1.8.0.
     from umqtt.simple import MQTTClient
 
-    link = _Link(ctx, net.deadline_in(timeout_ms), timeout_ms, keepalive, max_packet)
+    link = _Link(ctx, net.deadline_in(timeout_ms), timeout_ms, keepalive, max_packet, log)
     c = MQTTClient(client_id, host, port, user, password, keepalive, ssl=link)
     if callback:
         c.set_callback(callback)
@@ -144,6 +190,11 @@ def connect_client(c, timeout_ms):
         raise NetworkError("MQTT broker sent no CONNACK")
     if isinstance(c.sock, _Link):
         c.sock.until = None
+
+
+def lost(c):
+    # Whether the connection failed under a read or a write of c's (see _Link).
+    return getattr(c.sock, "lost", False)
 
 
 def set_deadline(c, deadline):
@@ -240,7 +291,7 @@ def connect(info, cloud, **given):
         ctx = net.tls_context(load_ca(info, opts["ca"], "mqtt_ca") or cloud.roots(info, port), cert, key)
     say(opts, "connecting to %s:%d as %s (%s)" % (host, port, client_id, "TLS" if use_tls else "plain TCP"))
     c = open_client(client_id, host, port, user, password, ctx, opts["keepalive"], opts["timeout_ms"],
-                    max_packet=opts["max_packet"])
+                    max_packet=opts["max_packet"], log=opts["log"])
     say(opts, "MQTT connected")
     spend_product_secret(info, opts)
     return c

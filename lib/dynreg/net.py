@@ -16,7 +16,8 @@ _CLOSE = const(4)  # MP_STREAM_CLOSE
 # By the errno module's names: the numbers differ between ports (ESP32's newlib is not Linux).
 _ERRNO_WORDS = (("EAGAIN", "timed out"), ("ETIMEDOUT", "timed out"), ("ECONNABORTED", "connection aborted"),
                 ("ECONNRESET", "connection reset"), ("ECONNREFUSED", "connection refused"),
-                ("EHOSTUNREACH", "no route to host"), ("ENOTCONN", "not connected"))
+                ("EHOSTUNREACH", "no route to host"), ("ENOTCONN", "not connected"),
+                ("ENOMEM", "out of memory"))
 
 
 def reason(e):
@@ -166,12 +167,14 @@ def connect(host, port, deadline):
     remaining = left(deadline)
     if remaining <= 0:
         raise NetworkError("cannot connect to %s:%d (DNS timed out)" % (host, port))
-    sock = socket.socket(family, kind, proto)
-    sock.settimeout(remaining / 1000)
-    try:
+    sock = None
+    try:  # socket() too: lwIP raises ENOMEM when its connections are all taken
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(remaining / 1000)
         sock.connect(addr)
     except OSError as e:
-        sock.close()
+        if sock:
+            sock.close()
         raise NetworkError("cannot connect to %s:%d (%s)" % (host, port, reason(e)))
     nodelay(sock)
     return Bounded(sock, deadline)

@@ -3,8 +3,11 @@
 # jittered exponential backoff, each with a fresh login (a Tencent login expires 24 h after it
 # was made). It never registers: dynreg.ensure ran once, at boot. A refused login
 # (RejectedError, CONNACK 4 or 5) ends it at once: retrying would not change the cloud's mind.
+# A clock not set (ClockError) is a failure like a lost connection: sync_clock runs before the
+# next attempt. Only the connection's errors are losses: one of the application's own, raised
+# by its on_connect or on_message while the connection was fine, ends stay_online as it is.
 from micropython import const
-from dynreg import NetworkError, ProtocolError, TLSError, clock, codec, connect, mqtt
+from dynreg import ClockError, Error, NetworkError, ProtocolError, TLSError, clock, codec, connect, mqtt
 from dynreg import options, say
 
 DEFAULTS = {
@@ -17,6 +20,8 @@ DEFAULTS = {
     "reconnect_max_ms": 60000,  # ... up to this
     "online_ms": 0,  # leave after this long in all (tests, demos); 0: never
     "sessions": 0,  # leave once this session's on_connect has run (tests, demos); 0: never
+    "max_packet": mqtt.MAX_PACKET,  # bytes: an incoming PUBLISH over it is dropped (logged), not taken in
+    "sync_clock": None,  # called before the attempt that follows a ClockError (firmware: board.sync_clock)
     "ca": None,  # for dynreg.connect: the info's by default
     "mqtt_url": None,
     "log": print,
@@ -29,10 +34,13 @@ def stay_online(info, on_connect, on_message=None, **given):
     # clean each time). on_message(client, topic, msg) gets every incoming PUBLISH. Returns the
     # number of sessions when online_ms or sessions says to leave; forever otherwise.
     opts = options(given, DEFAULTS)
-    connect_opts = dict((name, opts[name]) for name in ("ca", "mqtt_url", "keepalive", "timeout_ms", "log"))
+    connect_opts = dict((name, opts[name]) for name in ("ca", "mqtt_url", "keepalive", "timeout_ms", "max_packet",
+                                                         "log"))
     ping_ms = opts["ping_ms"] or opts["keepalive"] * 500
     start = clock.ticks_ms()
     sessions = failures = 0  # failures: in a row since the last session that held, the backoff's exponent
+    resync = False  # the last attempt met a ClockError: sync the clock before the next
+    app = []  # the exception the application's on_message raised
     while True:
         if sessions or failures:
             wait = backoff_ms(opts, failures)
@@ -42,31 +50,49 @@ def stay_online(info, on_connect, on_message=None, **given):
             say(opts, "reconnecting in %d ms" % wait)
             clock.sleep_ms(wait)
         try:
+            if resync and opts["sync_clock"]:
+                opts["sync_clock"]()
             # dynreg.connect: a new login each time (new connid, new expiry), and for Azure one
             # more provisioning when the hub lost the device.
             client = connect(info, **connect_opts)
         except TLSError:
             raise  # a certificate the CA does not vouch for stays so: never retried
-        except (NetworkError, ProtocolError) as e:
+        except (NetworkError, ProtocolError, ClockError) as e:
             failures += 1
+            resync = isinstance(e, ClockError)
             say(opts, "connect failed (%s)" % e)
             continue
         sessions += 1
         up = clock.ticks_ms()
-        # Always a callback: umqtt calls it for any PUBLISH, wanted or not.
-        client.set_callback(lambda topic, msg: on_message and on_message(client, topic, msg))
+
+        def deliver(topic, msg):  # always a callback: umqtt calls it for any PUBLISH, wanted or not
+            if on_message:
+                try:
+                    on_message(client, topic, msg)
+                except Exception as e:
+                    if not _loss(client, e):
+                        app.append(e)
+                    raise
+
+        client.set_callback(deliver)
         try:
             on_connect(client)
             if sessions != opts["sessions"]:
                 _session(client, opts, ping_ms, start)
-        except (NetworkError, ProtocolError, OSError) as e:
+        except Exception as e:
             mqtt.close(client)
+            if app or not _loss(client, e):
+                e = app[0] if app else e
+                say(opts, "the application's on_connect or on_message raised %s: %s" % (type(e).__name__, e))
+                raise e
             lasted = clock.ticks_diff(clock.ticks_ms(), up)
             failures = 0 if lasted >= (ping_ms or _IDLE_MS) else failures + 1  # one that held resets it
-            say(opts, "offline after %d ms: %s" % (lasted, _why(e)))
+            resync = isinstance(e, ClockError)
+            say(opts, "offline after %d ms: %s" % (lasted, _why(e) if isinstance(e, Error) else
+                                                   "%s: %s" % (type(e).__name__, e)))  # umqtt's own
             continue
         except BaseException:
-            mqtt.close(client)  # an error of the application's, or Ctrl-C: no socket left behind
+            mqtt.close(client)  # Ctrl-C: no socket left behind
             raise
         try:
             client.disconnect()
@@ -120,6 +146,14 @@ def _left(opts, start):
     if not opts["online_ms"]:
         return None
     return opts["online_ms"] - clock.ticks_diff(clock.ticks_ms(), start)
+
+
+def _loss(client, e):
+    # The connection's errors: dynreg's, umqtt's MQTTException (a SUBACK of 0x80), and any
+    # while the connection failed under a read or write (umqtt's IndexError for a cut packet).
+    from umqtt.simple import MQTTException
+
+    return isinstance(e, (NetworkError, ProtocolError, ClockError, MQTTException)) or mqtt.lost(client)
 
 
 def _why(e):

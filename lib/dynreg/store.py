@@ -278,17 +278,17 @@ def _text(doc, name, allowed=None, default=None):
     return value
 
 
-def read_json(path):
-    # A JSON object from flash: ConfigError when missing, too large, not JSON or not an
+def read_json(path, limit=MAX_INFO):
+    # A JSON object from flash: ConfigError when missing, over `limit` bytes, not JSON or not an
     # object. When <path> is missing or unusable (a cut while write_atomic rewrote it) and
     # <path>.tmp passes the same checks, the .tmp is the newest complete version: it is used
     # and put in place. A torn .tmp is never used: the error is <path>'s own.
     try:
-        return _json_object(path, read_file(path, MAX_INFO))
+        return _json_object(path, read_file(path, limit))
     except ConfigError as e:
         error = e
     try:
-        data = read_file(path + ".tmp", MAX_INFO)
+        data = read_file(path + ".tmp", limit)
         doc = _json_object(path, data)
     except ConfigError:
         if not exists(path) and not exists(path + ".tmp"):
