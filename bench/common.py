@@ -1,6 +1,7 @@
 # Shared helpers of the benchmark suite (host side, CPython): paths, devices on the MicroPython
 # v1.28.0 unix port with dynreg and umqtt.simple frozen (as on a board), device-info files,
 # the emulator, statistics.
+import contextlib
 import json
 import os
 import subprocess
@@ -128,6 +129,18 @@ def aliyun_info(folder, cloud, product, device, api="https"):
 
 
 # -- statistics ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def three_clouds(state, tencent, aliyun, azure_group, azure_scope):
+    """A running emulator with one product of each cloud, registrations unlimited: the RAM
+    benches' devices register against it as often as their probes need."""
+    with running_emulator(state) as cloud:
+        cloud.add_product(tencent, SECRET, auth="key", dynreg=True, mode="autocreate", limit=100000)
+        cloud.add_product(aliyun, SECRET, cloud="aliyun", limit=100000)
+        cloud.add_product(azure_group, AZURE_KEY, cloud="azure", id_scope=azure_scope, hub="bench.azure-devices.net",
+                          assign_seconds=0)
+        yield cloud
 
 
 def median(values):

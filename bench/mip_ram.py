@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 
-from common import (AZURE_KEY, BUILD, ROOT, SECRET, aliyun_info, azure_info, mpy_cross, running_emulator, say,
+from common import (BUILD, ROOT, aliyun_info, azure_info, mpy_cross, say, three_clouds,
                     tencent_info)
 from ram import smallest_heap
 
@@ -156,11 +156,7 @@ def run():
         results["budgets"]["pico_w"] = pico
     state = os.path.join(HERE, "cloud")
     counter = [0]
-    with running_emulator(state) as cloud:
-        cloud.add_product(TENCENT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=100000)
-        cloud.add_product(ALIYUN, SECRET, cloud="aliyun", limit=100000)
-        cloud.add_product(AZURE_GROUP, AZURE_KEY, cloud="azure", id_scope=AZURE_SCOPE, hub="bench.azure-devices.net",
-                          assign_seconds=0)
+    with three_clouds(state, TENCENT, ALIYUN, AZURE_GROUP, AZURE_SCOPE) as cloud:
 
         def fresh(kind):
             counter[0] += 1

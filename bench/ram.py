@@ -7,8 +7,8 @@ import os
 import shutil
 import subprocess
 
-from common import (AZURE_KEY, BUILD, MICROPYTHON, SECRET, aliyun_info, azure_info, device_env, run_device,
-                    running_emulator, say, tencent_info)
+from common import (BUILD, MICROPYTHON, aliyun_info, azure_info, device_env, run_device,
+                    say, tencent_info, three_clouds)
 
 LOW, HIGH = 4 * 1024, 256 * 1024
 STEP = 256  # resolution of the search, bytes
@@ -107,11 +107,7 @@ def run():
     state = os.path.join(BUILD, "ram-cloud")
     shutil.rmtree(state, ignore_errors=True)
     counter = [0]
-    with running_emulator(state) as cloud:
-        cloud.add_product(TENCENT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=100000)
-        cloud.add_product(ALIYUN, SECRET, cloud="aliyun", limit=100000)
-        cloud.add_product(AZURE_GROUP, AZURE_KEY, cloud="azure", id_scope=AZURE_SCOPE, hub="bench.azure-devices.net",
-                          assign_seconds=0)
+    with three_clouds(state, TENCENT, ALIYUN, AZURE_GROUP, AZURE_SCOPE) as cloud:
 
         def folder(kind):
             counter[0] += 1

@@ -1,11 +1,15 @@
 # Helpers for the end-to-end tests: a device (run_device.py) on the MicroPython v1.28.0 unix
 # port with dynreg and umqtt.simple frozen, against the local cloud emulator, with its info in a
-# plain folder or a littlefs2 image.
+# plain folder or a littlefs2 image; the test servers around it (SNTP) and a CA no server uses.
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
@@ -98,6 +102,81 @@ def run_device(info, ensure=None, connect=None, publish=None, timeout=60, heap=N
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+NTP_FROM_1900 = 2208988800  # 1970-01-01 in NTP seconds
+
+
+class NtpServer:
+    # An SNTP server on loopback (RFC 4330, server mode): each query answered with now(), or,
+    # with answer=False, read and never answered, or, with nonsense=True, answered with a
+    # client's packet (mode 3: not a server's answer). The queries are kept. on_answer() runs
+    # before each answer goes out.
+    def __init__(self, now=time.time, answer=True, on_answer=None, nonsense=False):
+        self.now, self.answer, self.queries, self.on_answer = now, answer, [], on_answer
+        self.nonsense = nonsense
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stopped.is_set():
+            try:
+                query, peer = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            self.queries.append(query)
+            if not self.answer or len(query) < 48:
+                continue
+            if self.on_answer:
+                self.on_answer()
+            if self.nonsense:
+                self.sock.sendto(bytes([0x1B]) + bytes(47), peer)
+                continue
+            t = self.now() + NTP_FROM_1900
+            reply = bytearray(48)
+            reply[0] = 0x24  # leap 0, version 4, mode 4: a server's answer
+            reply[1] = 1  # stratum 1
+            for at in (16, 32, 40):  # reference, receive and transmit times
+                struct.pack_into("!II", reply, at, int(t) & 0xFFFFFFFF, int(t % 1 * 2 ** 32))
+            reply[24:32] = query[40:48]  # originate: the query's transmit time
+            self.sock.sendto(bytes(reply), peer)
+
+    def close(self):
+        self.stopped.set()
+        self.thread.join()
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def other_ca(path):
+    # A self-signed CA certificate (DER, written to `path`) that vouches for no server here:
+    # the CA a device must refuse. Returns the path as a string.
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the server's root")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    return str(path)
 
 
 def replace_credential(info, field, value):

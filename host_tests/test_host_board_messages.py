@@ -18,14 +18,10 @@ import threading
 import time
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 import runtime
 from cloud_emulator.testing import running_emulator
-from e2e import MICROPYTHON, ROOT, SECRET, registrations, write_info
+from e2e import MICROPYTHON, ROOT, SECRET, NtpServer, other_ca, registrations, write_info
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import check_errors_doc  # noqa: E402
@@ -152,38 +148,13 @@ class NotFound(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class NtpNonsense:
-    # Answers every SNTP query with a client's packet (mode 3): not a server's answer.
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self):
-        while not self.stopped.is_set():
-            try:
-                query, peer = self.sock.recvfrom(512)
-            except socket.timeout:
-                continue
-            self.sock.sendto(bytes([0x1B]) + bytes(47), peer)
-
-    def close(self):
-        self.stopped.set()
-        self.thread.join()
-        self.sock.close()
-
-
 def test_a_404_is_a_protocol_error_retried_and_ntp_servers_that_fail(tmp_path):
     # A register_url that is no registration API answers 404 with a page: a ProtocolError
     # naming the status, retried by the boot's backoff. Before it, the clock: one server the
     # port refuses to send to (a broadcast address), one that answers nonsense.
     server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    ntp = NtpNonsense()
+    ntp = NtpServer(nonsense=True)
     try:
         folder = device(tmp_path, "notfound")
         (folder / "device_info.json").write_text(json.dumps(
@@ -218,19 +189,6 @@ def test_a_flash_that_cannot_be_written(tmp_path, cloud):
 
 
 # -- stopped: a broker whose certificate the board cannot verify ---------------------------
-
-def other_ca(path):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the broker's root")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
-    return str(path)
-
 
 def test_a_broker_certificate_that_fails_after_registering_stops_the_board(tmp_path, cloud):
     folder = device(tmp_path, "broker")

@@ -7,21 +7,17 @@
 import calendar
 import json
 import os
-import socket
-import struct
 import subprocess
-import threading
 import time
 
 import pytest
 
 import runtime
 from cloud_emulator.testing import running_emulator
-from e2e import MICROPYTHON, ROOT, SECRET, registrations, write_info
+from e2e import MICROPYTHON, ROOT, SECRET, NtpServer, registrations, write_info
 
 APP = os.path.join(ROOT, "firmware")
 PRODUCT = "CLOCKTC001"
-NTP_FROM_1900 = 2208988800  # 1970-01-01 in NTP seconds
 WAIT = 60  # seconds: the bound of every run, far above what any needs
 
 
@@ -30,49 +26,6 @@ def cloud(tmp_path_factory):
     with running_emulator(tmp_path_factory.mktemp("cloud")) as cloud:
         cloud.add_product(PRODUCT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=100)
         yield cloud
-
-
-class NtpServer:
-    # An SNTP server on loopback (RFC 4330, server mode): each query answered with now(), or,
-    # with answer=False, read and never answered. The queries are kept. on_answer() runs before
-    # each answer goes out.
-    def __init__(self, now=time.time, answer=True, on_answer=None):
-        self.now, self.answer, self.queries, self.on_answer = now, answer, [], on_answer
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self):
-        while not self.stopped.is_set():
-            try:
-                query, peer = self.sock.recvfrom(512)
-            except socket.timeout:
-                continue
-            self.queries.append(query)
-            if not self.answer or len(query) < 48:
-                continue
-            if self.on_answer:
-                self.on_answer()
-            t = self.now() + NTP_FROM_1900
-            reply = bytearray(48)
-            reply[0] = 0x24  # leap 0, version 4, mode 4: a server's answer
-            reply[1] = 1  # stratum 1
-            for at in (16, 32, 40):  # reference, receive and transmit times
-                struct.pack_into("!II", reply, at, int(t) & 0xFFFFFFFF, int(t % 1 * 2 ** 32))
-            reply[24:32] = query[40:48]  # originate: the query's transmit time
-            self.sock.sendto(bytes(reply), peer)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stopped.set()
-        self.thread.join()
-        self.sock.close()
 
 
 def build_day():

@@ -2,18 +2,16 @@
 # dynreg.ensure / dynreg.connect against the local cloud emulator, which the tests start
 # themselves (real HTTPS with a test CA, a real amqtt broker). Outcomes are checked on the
 # device's info file and on the emulator's request log.
-import datetime
 import json
 import os
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from cloud_emulator.testing import running_emulator
-from e2e import SECRET, write_info, run_device, read_json, registrations, replace_credential
+from e2e import SECRET, other_ca, write_info, run_device, read_json, registrations, replace_credential
 
 KEY_PRODUCT = "KEYAUTO001"
 CERT_PRODUCT = "CERTAUTO01"
@@ -276,21 +274,8 @@ def test_connection_closed_without_answer_is_network_error(cloud, tmp_path):
     _failed(info, "NetworkError")
 
 
-def _other_ca(path):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "some other CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
-    return str(path)
-
-
 def test_wrong_ca_is_refused_without_retry(cloud, tmp_path):
-    info = _device(tmp_path, cloud, "wrongca", ca=_other_ca(tmp_path / "other-ca.der"))
+    info = _device(tmp_path, cloud, "wrongca", ca=other_ca(tmp_path / "other-ca.der"))
     result = _failed(info, "TLSError")
     assert "not correctly signed" in result["message"]
     assert "retrying" not in result["output"]
