@@ -85,7 +85,8 @@ def cloud(tmp_path_factory):
     with running_emulator(tmp_path_factory.mktemp("cloud")) as cloud:
         cloud.add_product(TENCENT, SECRET, auth="key", dynreg=True, mode="autocreate")
         cloud.add_product(ALIYUN, SECRET, cloud="aliyun")
-        for name in ("https-a", "https-b", "mqtt-a", "mqtt-b"):
+        for name in ("https-a", "https-b", "mqtt-a", "mqtt-b", "aliyun-https-first", "aliyun-https-second",
+                     "aliyun-mqtt-first", "aliyun-mqtt-second"):
             cloud.add_device(ALIYUN, name)
         yield cloud
 
@@ -222,3 +223,29 @@ def test_a_throttled_alibaba_device_registers_on_a_later_attempt(cloud, tmp_path
     assert all(r["ok"] for r in results), results
     attempts = [e["result"] for e in registrations(cloud, "%s-b" % api)]
     assert attempts[-1] == "ok" and set(attempts[:-1]) == {"429" if api == "https" else "throttled"}, attempts
+
+
+@pytest.mark.parametrize("shape", ["tencent", "aliyun-https", "aliyun-mqtt"])
+def test_throttling_spends_no_attempt_on_the_device(cloud, tmp_path, shape):
+    # One registration in 6 s, each cloud's own answer (no Retry-After), and a second device
+    # allowed a single failed attempt: it is refused again and again, and registers once the
+    # bucket has a token, every refusal waited out by its own growing backoff.
+    product = TENCENT if shape == "tencent" else ALIYUN
+    cloud.throttle(product, 1 / 6)
+    try:
+        results = []
+        for name in ("%s-first" % shape, "%s-second" % shape):
+            (tmp_path / name).mkdir()
+            if shape == "tencent":
+                info = write_info(tmp_path / name, cloud, TENCENT, device_name=name)
+            else:
+                info = write_aliyun_info(tmp_path / name, cloud, ALIYUN, name, api=shape.split("-")[1])
+            results.append(run_device(info, ensure={"attempts": 1, "backoff_ms": 400, "timeout_ms": 5000}))
+    finally:
+        cloud.throttle(product, None)
+    assert all(r["ok"] for r in results), results
+    attempts = [e["result"] for e in registrations(cloud, "%s-second" % shape)]
+    assert attempts[-1] == "ok" and len(attempts) >= 3, attempts
+    assert set(attempts[:-1]) == {{"tencent": "RequestLimitExceeded", "aliyun-https": "429"}.get(shape, "throttled")}
+    waits = retry_waits(results[1]["output"])
+    assert len(waits) == len(attempts) - 1 and waits[-1] >= waits[0], waits

@@ -80,8 +80,9 @@ def test_gives_up_after_the_last_attempt():
 def test_retry_after_is_honoured():
     attempts = Attempts(_server_error(429, retry_after=5), _server_error(503, retry_after=0))
     assert _run(attempts, backoff_ms=100, max_backoff_ms=16000) == "credential"
-    # The second base is 200 ms: a Retry-After of 0 leaves the jittered wait of 100 to 200 ms.
-    assert attempts.waits[0] == 5000 and 100 <= attempts.waits[1] <= 200, attempts.waits
+    # The 429 was throttling: it neither spent an attempt nor doubled the base, so the 503's own
+    # wait is the first one, 50 to 100 ms, which a Retry-After of 0 leaves as it is.
+    assert attempts.waits[0] == 5000 and 50 <= attempts.waits[1] <= 100, attempts.waits
 
 
 def test_a_retry_after_beyond_the_longest_own_wait_is_honoured_within_the_total():
@@ -119,6 +120,45 @@ def test_4xx_goes_on_to_the_cloud_answer():
         http.check_status(status, None)  # no NetworkError: the body says what went wrong
     assert _server_error(429).retry_after_ms is None
     assert _server_error(503, 7).retry_after_ms == 7000
+    assert _server_error(429).throttled and not _server_error(503).throttled
+
+
+def test_throttling_spends_no_attempt():
+    # attempts=1: one network error or 5xx would end it, yet nine refusals of a throttling cloud
+    # are waited out. Each wait is between half the first wait and the larger of the first wait
+    # and a third of the time spent so far (each attempt takes 3 s here): the waits grow with it.
+    attempts = Attempts(*[_server_error(429) for _ in range(9)], spend_ms=3000)
+    assert _run(attempts, attempts=1, backoff_ms=1000, max_backoff_ms=60000) == "credential"
+    assert attempts.calls == 10 and len(attempts.waits) == 9
+    spent = 0
+    for wait in attempts.waits:
+        spent += 3000
+        top = max(1000, spent // 3)
+        assert top // 2 <= wait <= top, attempts.waits
+        spent += wait
+    assert attempts.waits[-1] >= 5000, attempts.waits  # 30 s and more spent: a third of it, halved at least
+
+
+def test_a_throttled_wait_is_capped():
+    attempts = Attempts(*[_server_error(429) for _ in range(3)], spend_ms=100000)
+    assert _run(attempts, attempts=1, max_backoff_ms=20000, total_ms=10 ** 6) == "credential"
+    assert all(10000 <= wait <= 20000 for wait in attempts.waits), attempts.waits
+
+
+def test_a_cloud_that_throttles_for_ever_is_left_at_total_ms():
+    # Instant answers, 20 s in all: throttled waits of 500 ms to a third of the time spent, until
+    # the next would end past the total. A wait is a third of the time spent at most, so the
+    # tries end past 15 s (15 + 5 = 20), never before.
+    attempts = Attempts(*[_server_error(429) for _ in range(1000)])
+    e = exact(dynreg.NetworkError, _run, attempts, attempts=1, total_ms=20000)
+    assert attempts.calls > 4 and 15000 < attempts.now_ms <= 20000, (attempts.calls, attempts.now_ms)
+    assert ("after %d attempts" % attempts.calls) in str(e) and "429" in str(e), str(e)
+
+
+def test_a_5xx_among_throttling_spends_an_attempt():
+    attempts = Attempts(_server_error(429), _server_error(503), _server_error(429), _server_error(500))
+    e = exact(dynreg.NetworkError, _run, attempts, attempts=2, backoff_ms=10)
+    assert attempts.calls == 4 and "after 4 attempts" in str(e) and "500" in str(e), str(e)
 
 
 def test_unknown_option_is_config_error():

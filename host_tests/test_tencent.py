@@ -143,6 +143,24 @@ def test_a_busy_or_failing_cloud_is_a_network_error_naming_its_code():
         e = exact(NetworkError, tencent.parse_response, _v2_error(code), secret)
         assert not isinstance(e, TLSError) and code in str(e) and secret not in str(e), (code, str(e))
         assert e.retry_after_ms is None
+        # Only the rate limit is throttling, which spends no attempt; a failure inside counts.
+        assert e.throttled == code.startswith("RequestLimitExceeded"), code
+
+
+def test_a_refusal_says_whether_the_console_can_turn_it():
+    # Waiting, with the console fixed, turns these: dynamic registration off, a DeviceName not
+    # pre-created, the auto-create quota, an unknown code. These stay whatever happens: a wrong
+    # ProductSecret, a device activated before, a ProductId that does not exist.
+    secret = "hzvf5LF9S0isvBhDSauWMaIk"
+    for code, fixable in (("UnauthorizedOperation.DynamicRegisterDisabled", True),
+                          ("ResourceNotFound.DeviceNotExist", True), ("LimitExceeded.DeviceExceedLimit", True),
+                          ("NoSuchCode.Yet", True), ("AuthFailure.SignatureFailure", False),
+                          ("FailedOperation.DeviceAlreadyActivated", False),
+                          ("ResourceNotFound.ProductNotExist", False)):
+        e = exact(RejectedError, tencent.parse_response, _v2_error(code), secret)
+        assert e.fixed_in_console is fixable, code
+    e = exact(RejectedError, tencent.parse_response, b'{"code":1010,"message":"Check signature failed"}', secret)
+    assert e.fixed_in_console is False
 
 
 def test_other_cloud_codes_are_final_rejections_unknown_ones_too():

@@ -21,12 +21,16 @@ class ProtocolError(Error):
 class RejectedError(Error):
     # .code and .message as the cloud sent them; with `kind` ("tencent", "aliyun", "azure", "mqtt") the
     # text adds what a known code means (dynreg.hints, imported only on a refusal).
+    # .fixed_in_console: whether the operator can turn this refusal in the cloud's console (a board
+    # retries it slowly), or no wait will (a wrong secret, a device activated before: it stops).
+    fixed_in_console = True
+
     def __init__(self, code, message, kind=None):
         text = "cloud rejected the request: %s %s" % (code, message)
         if kind:
-            from dynreg.hints import hint
+            from dynreg.hints import explain
 
-            found = hint(kind, code, message)
+            found, self.fixed_in_console = explain(kind, code, message)
             if found:
                 text += " (" + found + ")"
         super().__init__(text)
@@ -36,11 +40,14 @@ class RejectedError(Error):
 
 class NetworkError(Error):
     retry_after_ms = None  # set when the cloud said how long to wait (a 429's or 5xx's Retry-After)
+    throttled = False  # the cloud is over its rate limit: waiting is the cure, no attempt is spent
 
 
-def busy(text, retry_after):
-    # The NetworkError of a cloud that answered 429 or 5xx, with its retry-after in seconds or None.
+def busy(text, retry_after, throttled=False):
+    # The NetworkError of a cloud that answered 429 or 5xx (or its own code for them), with its
+    # retry-after in seconds or None.
     e = NetworkError(text)
+    e.throttled = throttled
     if retry_after is not None:
         e.retry_after_ms = retry_after * 1000
     return e

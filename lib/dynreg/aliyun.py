@@ -96,7 +96,7 @@ def parse_register_response(body):
     code = codec.field(doc, "code", int)
     if code in (429, 500, 503):
         # Throttled, or failing inside (Alibaba's codes for devices): retried like a 5xx.
-        raise busy("server answered code %d" % code, None)
+        raise busy("server answered code %d" % code, None, code == 429)
     _cloud_error(doc)
     data = doc.get("data")
     if not isinstance(data, dict):

@@ -170,7 +170,7 @@ def register(info, ca, timeout_ms):
             status, retry_after, body = mqtt.request(c, topic.encode(), payload, _answer(rid),
                                                      max(1, net.left(deadline)), subscribe)
             if status == 429 or status >= 500:
-                raise busy("DPS answered %d" % status, retry_after)
+                raise busy("DPS answered %d" % status, retry_after, status == 429)
             state, value = parse_answer(status, body)
             if state == "assigned":
                 value["device_key"] = key

@@ -5,11 +5,11 @@ from dynreg import ConfigError, NetworkError, RejectedError, TLSError, store, cl
 from dynreg import load_ca, options, say
 
 DEFAULTS = {
-    "attempts": 4,  # registration requests at most, on network errors and 5xx only
+    "attempts": 4,  # failed requests at most, on network errors and 5xx; a throttled one is not counted
     "backoff_ms": 1000,  # first wait; doubles each attempt, with jitter
-    "max_backoff_ms": 16000,  # the longest own wait; a cloud's Retry-After may be longer
-    # All attempts and waits together. Five minutes: a line of 1000 boards powered on at once
-    # against a cloud that registers 5 a second is told to wait up to 200 s (bench/README.md).
+    "max_backoff_ms": 60000,  # the longest own wait; a cloud's Retry-After may be longer
+    # All attempts and waits together: the only bound on a cloud that throttles. Five minutes: a
+    # line of 1000 boards powered on at once against a cloud that registers 5 a second takes 200 s.
     "total_ms": 300000,
     "timeout_ms": 10000,  # one attempt: connect, TLS handshake and the whole answer together
     "ca": None,  # CA certificate(s): bytes or a file name; default: the info's "ca"
@@ -71,34 +71,51 @@ def register(info, opts):
 
 
 def with_retries(opts, attempt_once):
-    # attempt_once(attempt, timeout_ms): network errors, 5xx and 429 (raised as NetworkError)
-    # are retried with exponential backoff and jitter, within `attempts` and `total_ms`; a TLS
-    # refusal, a cloud rejection or a bad answer ends at once. A Retry-After the cloud sent is
-    # waited instead when it is longer, however long, as long as it fits in total_ms: a cloud
-    # that spreads a fleet's retries knows better than each device. Each attempt gets
-    # timeout_ms, or what is left of total_ms when that is less.
-    attempts = opts["attempts"]
+    # attempt_once(attempt, timeout_ms): network errors, 5xx and the clouds' busy codes (raised as
+    # NetworkError) are retried, within `attempts` failures and `total_ms`; a TLS refusal, a cloud
+    # rejection or a bad answer ends at once. A throttled answer spends no attempt: only total_ms
+    # bounds the time given to a cloud that throttles. A Retry-After the cloud sent is waited
+    # instead when it is longer, however long, as long as it fits in total_ms: a cloud that
+    # spreads a fleet's retries knows better than each device. Each attempt gets timeout_ms, or
+    # what is left of total_ms when that is less.
     delay = opts["backoff_ms"]
+    failed = 0
     start = clock.ticks_ms()
-    for attempt in range(1, attempts + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         budget = max(1, min(opts["timeout_ms"], opts["total_ms"] - clock.ticks_diff(clock.ticks_ms(), start)))
         try:
             return attempt_once(attempt, budget)
         except TLSError:
             raise
         except NetworkError as e:
-            wait = delay // 2 + codec.random_int(16) % (delay // 2 + 1)
-            asked = e.retry_after_ms
-            if asked is not None:
-                wait = max(wait, asked)
             spent = clock.ticks_diff(clock.ticks_ms(), start)
-            if attempt == attempts or spent + wait > opts["total_ms"]:
+            if e.throttled:
+                wait = throttled_wait_ms(spent, opts)
+            else:
+                failed += 1
+                wait = delay // 2 + codec.random_int(16) % (delay // 2 + 1)
+                delay = min(delay * 2, opts["max_backoff_ms"])
+            if e.retry_after_ms is not None:
+                wait = max(wait, e.retry_after_ms)
+            if failed == opts["attempts"] or spent + wait > opts["total_ms"]:
                 raise NetworkError("registration failed after %d attempt%s in %d ms: %s"
                                    % (attempt, "s" if attempt > 1 else "", spent, e))
             say(opts, "attempt %d failed (%s); retrying in %d ms" % (attempt, e, wait))
             clock.sleep_ms(wait)
-            delay = min(delay * 2, opts["max_backoff_ms"])
 
+
+def throttled_wait_ms(spent_ms, opts):
+    # A cloud over its rate limit says only "not now". The time this device has been kept waiting
+    # is what it learns: the queue ahead of it drains at the cloud's rate, so it is long when the
+    # wait so far was. The next try comes after a random point in the upper half of a third of
+    # the time spent (at least backoff_ms, at most max_backoff_ms): a device let in late
+    # overshoots by a third of its wait at most, and a fleet's tries thin out as it waits. The
+    # jitter, and the devices' different start times, spread the fleet. Measured against the
+    # classic capped exponential backoffs in bench/line.py (bench/README.md, "The line").
+    top = min(opts["max_backoff_ms"], max(opts["backoff_ms"], spent_ms // 3))
+    return top - codec.random_int(24) % (top // 2 + 1)
 
 
 def connect(info, **given):

@@ -1,10 +1,25 @@
 # What a refusal means on a production line, added to RejectedError's text (docs/ERRORS.md
-# has the whole guide). Imported only when a cloud or broker says no. Plain comparisons
-# rather than tables: the strings stay in flash, the import builds no dicts.
+# has the whole guide), and whether waiting can change it. Imported only when a cloud or broker
+# says no. Plain comparisons rather than tables: the strings stay in flash, the import builds no
+# dicts.
 
 _SECRET = "wrong ProductSecret"
 _ACTIVATED = "registered before: reset it in the console"
 _PRECREATE = "pre-create: create this DeviceName in the console"
+
+
+_FINAL = (_SECRET, _ACTIVATED, "no such ProductId in this region", "no such ProductKey in this region or instance",
+          "DeviceName breaks the naming rule", "no such ID scope or enrollment group",
+          "client id refused (Alibaba: keepalive outside 30-1200 s)")
+
+
+def explain(kind, code, message=None):
+    # -> (hint or None, fixed_in_console): the second is False for a refusal that no change in
+    # the console and no wait can turn (a wrong secret, a device activated before, a bad info);
+    # True for the others, an unknown code included (dynamic registration off, a DeviceName not
+    # pre-created, a quota, a disabled device): the board asks again now and then.
+    found = hint(kind, code, message)
+    return found, found not in _FINAL
 
 
 def hint(kind, code, message=None):

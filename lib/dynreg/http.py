@@ -14,7 +14,7 @@ def check_status(status, retry_after):
     # 5xx and 429 are the server's trouble: a NetworkError, retried (after Retry-After when
     # given). Any other status goes on to the cloud's answer, which says what went wrong.
     if status >= 500 or status == 429:
-        raise busy("server answered HTTP %d" % status, retry_after)
+        raise busy("server answered HTTP %d" % status, retry_after, status == 429)
 
 
 def parsed(status, parse, *args):

@@ -1,12 +1,12 @@
 # MQTT connection with the stored credential, on umqtt.simple. A refused CONNECT is a
 # RejectedError with the CONNACK code, never a retry loop.
 from micropython import const
-from dynreg import ConfigError, NetworkError, ProtocolError, RejectedError, clock, codec, net
+from dynreg import ConfigError, NetworkError, ProtocolError, RejectedError, busy, clock, codec, net
 from dynreg import load_ca, options, say
 
 MAX_PACKET = const(8192)  # bytes: a larger incoming MQTT packet is refused before it is read
 DEFAULTS = {"ca": None, "mqtt_url": None, "keepalive": 60, "timeout_ms": 10000, "max_packet": MAX_PACKET,
-            "log": print}
+            "log": print, "tls_cache": None}
 
 
 def endpoint(info, broker, url=None):
@@ -176,11 +176,11 @@ def connect_client(c, timeout_ms):
     except MQTTException as e:
         close(c)
         code = e.args[0] if e.args else None
-        if code == 3:  # "server unavailable" (MQTT 3.1.1 3.2.2.3): the broker's trouble, retried like a 5xx
-            raise NetworkError("MQTT broker unavailable (CONNACK 3)")
+        if code == 3:  # "server unavailable" (MQTT 3.1.1 3.2.2.3): Alibaba's throttling of MQTT registration
+            raise busy("MQTT broker unavailable (CONNACK 3)", None, True)
         raise RejectedError(code, "MQTT CONNECT refused (CONNACK %s)" % code, "mqtt")
-    except (NetworkError, ProtocolError):  # from net: the TLS handshake, refused or timed out
-        close(c)
+    except (NetworkError, ProtocolError, MemoryError):  # from net: the TLS handshake, refused or timed out;
+        close(c)  # or no memory for it (stay_online retries that): no socket left open either way
         raise
     except OSError as e:
         close(c)
@@ -288,13 +288,26 @@ def connect(info, cloud, **given):
         if info.auth == "cert":
             cert = info.read_credential_file("cert_file")
             key = info.read_credential_file("key_file")
-        ctx = net.tls_context(load_ca(info, opts["ca"], "mqtt_ca") or cloud.roots(info, port), cert, key)
+        ctx = _tls_context(info, cloud, port, cert, key, opts)
     say(opts, "connecting to %s:%d as %s (%s)" % (host, port, client_id, "TLS" if use_tls else "plain TCP"))
     c = open_client(client_id, host, port, user, password, ctx, opts["keepalive"], opts["timeout_ms"],
                     max_packet=opts["max_packet"], log=opts["log"])
     say(opts, "MQTT connected")
     spend_product_secret(info, opts)
     return c
+
+
+def _tls_context(info, cloud, port, cert, key, opts):
+    # The broker's TLS context. A `tls_cache` dict (stay_online's) keeps it from one connect to
+    # the next: the CA is parsed once, not at every reconnect, where a board's heap is at its
+    # most fragmented. A new client certificate (registered again) makes a new one.
+    cache = opts["tls_cache"]
+    if cache and cache["cert"] == cert:
+        return cache["ctx"]
+    ctx = net.tls_context(load_ca(info, opts["ca"], "mqtt_ca") or cloud.roots(info, port), cert, key)
+    if cache is not None:
+        cache["ctx"], cache["cert"] = ctx, cert
+    return ctx
 
 
 def spend_product_secret(info, opts):

@@ -132,7 +132,7 @@ def parse_response(body, product_secret):
             code, message = str(error.get("Code")), str(error.get("Message"))
             for name in _TRANSIENT:
                 if (code + ".").startswith(name) if name[-1] == "." else code == name:
-                    raise busy("server answered " + code, None)
+                    raise busy("server answered " + code, None, name == "RequestLimitExceeded.")
             raise RejectedError(code, message, "tencent")
         payload, length = codec.field(response, "Payload", str), _length(response, "Len")
     elif "code" in doc:
