@@ -205,6 +205,49 @@ class RunningEmulator:
         return ssl.create_default_context(cafile=self.ca_pem_path)
 
 
+# The registration requests' `api` in the emulator's log, one per cloud's way to register.
+REGISTRATION_APIS = ("tencent-v2", "tencent-legacy", "aliyun-https-register", "aliyun-mqtt-register",
+                     "aliyun-mqtt-regnwl", "azure-dps-register")
+
+
+def registrations(log: RunningEmulator | list[dict[str, Any]], device_name: str | None = None) -> list[dict[str, Any]]:
+    """The registration requests on the emulator's log (a running emulator, or records already
+    read), of one device or all."""
+    records = log.log() if hasattr(log, "log") else log
+    return [e for e in records if e.get("api") in REGISTRATION_APIS
+            and (device_name is None or e.get("device") == device_name)]
+
+
+def device_info(emulator: RunningEmulator, cloud: str, product: str, secret: str, device_name: str,
+                **fields: Any) -> dict[str, Any]:
+    """A fresh device's info in dynreg's format (docs: "Device info"), pointed at the running
+    emulator and trusting its CA: Tencent (`product` its ProductId, over HTTPS, logging in on
+    plain MQTT), Alibaba (ProductKey, registration over HTTPS, MQTTS) or Azure (`product` the
+    enrollment group's ID scope, `secret` its group key; DPS and hub on MQTTS). `fields` add to
+    it or replace what it says."""
+    host = "localhost"  # the name in the emulator's server certificates
+    mqtts = "mqtts://%s:%d" % (host, emulator.mqtts_port)
+    doc: dict[str, Any] = {"dynreg": 1, "cloud": cloud, "device_name": device_name, "ca": emulator.ca_der_path}
+    if cloud == "tencent":
+        doc.update(product_id=product, product_secret=secret, register_url="https://%s:%d" % (host, emulator.https_port),
+                   mqtt_url="mqtt://%s:%d" % (host, emulator.mqtt_port), credential={"psk": ""})
+    elif cloud == "aliyun":
+        doc.update(product_key=product, product_secret=secret, api="https",
+                   register_url="https://%s:%d" % (host, emulator.https_port), mqtt_url=mqtts, credential={})
+    elif cloud == "azure":
+        doc.update(id_scope=product, group_key=secret, register_url=mqtts, mqtt_url=mqtts, credential={})
+    else:
+        raise ValueError("cloud must be tencent, aliyun or azure")
+    doc.update(fields)
+    return doc
+
+
+def write_device_info(path: str | os.PathLike[str], doc: dict[str, Any]) -> str:
+    """Writes an info (device_info) as JSON; returns the path as a string."""
+    Path(path).write_text(json.dumps(doc), encoding="utf-8")
+    return str(path)
+
+
 def _read_ready(path: Path, pid: int) -> dict[str, Any] | None:
     try:
         ready = json.loads(path.read_text(encoding="utf-8"))

@@ -10,6 +10,9 @@ for path in (os.path.join(HERE, "shims"), os.path.join(HERE, "..", "lib"), HERE)
 
 import pytest
 
+# The emulator's fixture as users load it (docs/EMULATOR.md): our tests use the same one.
+pytest_plugins = ["cloud_emulator.pytest_plugin"]
+
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import runtime  # noqa: E402
 

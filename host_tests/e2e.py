@@ -14,6 +14,7 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import runtime  # noqa: E402
+from cloud_emulator.testing import device_info, registrations, write_device_info  # noqa: E402,F401 (registrations: for the tests)
 
 MICROPYTHON = runtime.MICROPYTHON
 _STALE = runtime.check_built()
@@ -32,45 +33,26 @@ def device_env(**extra):
 
 
 def write_info(folder, cloud, product_id, device_name="dev001", secret=SECRET, scheme="https", **fields):
-    # A fresh device's info in dynreg's format, pointed at the running emulator; scheme "http"
-    # comes with the info's opt-in to plain HTTP.
-    port = cloud.https_port if scheme == "https" else cloud.http_port
-    doc = {"dynreg": 1, "cloud": "tencent", "product_id": product_id, "product_secret": secret,
-           "device_name": device_name, "register_url": "%s://localhost:%d" % (scheme, port),
-           "mqtt_url": "mqtt://localhost:%d" % cloud.mqtt_port, "ca": cloud.ca_der_path,
-           "credential": {"psk": ""}}
+    # A fresh Tencent device's info pointed at the running emulator (the emulator's own
+    # device_info, which its pytest fixture hands out too); scheme "http" comes with the info's
+    # opt-in to plain HTTP.
     if scheme == "http":
-        doc["plain_http"] = True
-    doc.update(fields)
-    path = os.path.join(str(folder), "device_info.json")
-    with open(path, "w") as f:
-        json.dump(doc, f)
-    return path
+        fields = dict({"register_url": "http://localhost:%d" % cloud.http_port, "plain_http": True}, **fields)
+    return _write(folder, device_info(cloud, "tencent", product_id, secret, device_name, **fields))
 
 
 def write_aliyun_info(folder, cloud, product_key, device_name, secret=SECRET, api="https", **fields):
-    doc = {"dynreg": 1, "cloud": "aliyun", "product_key": product_key, "product_secret": secret,
-           "device_name": device_name, "api": api, "register_url": "https://localhost:%d" % cloud.https_port,
-           "mqtt_url": "mqtts://localhost:%d" % cloud.mqtts_port, "ca": cloud.ca_der_path, "credential": {}}
-    doc.update(fields)
-    path = os.path.join(str(folder), "device_info.json")
-    with open(path, "w") as f:
-        json.dump(doc, f)
-    return path
+    return _write(folder, device_info(cloud, "aliyun", product_key, secret, device_name, api=api, **fields))
 
 
 def write_azure_info(folder, cloud, id_scope, registration_id, group_key, **fields):
     # An Azure device of a symmetric-key enrollment group: DPS and the hub on the emulator's
     # MQTTS listener.
-    url = "mqtts://localhost:%d" % cloud.mqtts_port
-    doc = {"dynreg": 1, "cloud": "azure", "id_scope": id_scope, "group_key": group_key,
-           "device_name": registration_id, "register_url": url, "mqtt_url": url, "ca": cloud.ca_der_path,
-           "credential": {}}
-    doc.update(fields)
-    path = os.path.join(str(folder), "device_info.json")
-    with open(path, "w") as f:
-        json.dump(doc, f)
-    return path
+    return _write(folder, device_info(cloud, "azure", id_scope, group_key, registration_id, **fields))
+
+
+def _write(folder, doc):
+    return write_device_info(os.path.join(str(folder), "device_info.json"), doc)
 
 
 def run_device(info, ensure=None, connect=None, publish=None, timeout=60, heap=None, **spec):
@@ -186,18 +168,6 @@ def replace_credential(info, field, value):
     with open(info, "w") as f:
         json.dump(doc, f)
     return open(info).read()
-
-
-REGISTRATION_APIS = ("tencent-v2", "tencent-legacy", "aliyun-https-register", "aliyun-mqtt-register",
-                     "aliyun-mqtt-regnwl", "azure-dps-register")
-
-
-def registrations(log, device_name=None):
-    # The registration requests on the emulator's log (a running emulator, or records already
-    # read), of one device or all.
-    records = log.log() if hasattr(log, "log") else log
-    return [e for e in records if e.get("api") in REGISTRATION_APIS
-            and (device_name is None or e.get("device") == device_name)]
 
 
 def retry_waits(output):
