@@ -4,7 +4,7 @@ MICROPYTHON := build/firmware/unix/micropython
 MPY_CROSS := build/firmware/mpy-cross
 LIB_SOURCES := $(shell find lib -name '*.py')
 
-.PHONY: all setup firmware firmware-unix test demo cloud bench mpy mip-index clean help
+.PHONY: all setup firmware firmware-unix test check demo cloud bench mpy mip-index clean help
 
 ## all: the default: same as test
 all: test
@@ -26,6 +26,12 @@ firmware-unix: setup
 ## test: the whole test suite (tools/run_tests.sh)
 test: firmware mpy
 	@tools/run_tests.sh
+
+# While changing code: the tests not marked long (pytest -m "not long") and the unix port's
+# suite; no emulated chip, no demo. A few minutes on 2 cores; `make test` is what CI runs.
+## check: the quick tier: CPython tests not marked long, and the unix port's suite
+check: firmware-unix mpy
+	@tools/run_tests.sh --quick
 
 # Devices register against the local cloud emulator on the frozen unix build, then boot again.
 ## demo: devices register against the local cloud emulator, then boot again

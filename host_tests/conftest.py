@@ -28,6 +28,22 @@ def umqtt(request):
     e2e.UMQTT = runtime.FROZEN_UMQTT
 
 
+# The quick tier (make check, pytest -m "not long") leaves out these modules, minutes in all:
+# the emulated chip, boards that stay online, stalls and waits, whole lines of boards.
+LONG = ("test_host_pico", "test_host_by_hand", "test_host_online", "test_host_board_life", "test_host_stalls",
+        "test_host_faults", "test_host_throttle", "test_host_emulator_cli", "test_host_bench")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "long: left out of the quick tier (make check)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.startswith(LONG):
+            item.add_marker(pytest.mark.long)
+
+
 # test_host_*.py are CPython-only (oracles, hypothesis, the emulator); test_mp_*.py need the
 # MicroPython unix port (littlefs through vfs); every other test_*.py runs on both.
 collect_ignore_glob = ["test_mp_*.py"]

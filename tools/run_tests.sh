@@ -3,9 +3,17 @@
 # dynreg frozen, and the Pico W image on an emulated RP2040 (tools/firmware.sh builds both);
 # then the demo, the secrets scan and docs/ERRORS.md against what the devices printed
 # (tools/check_errors_doc.py); ends with each runtime's count, one total line and the firmware sizes.
+# `--quick` (make check): the tests not marked `long` on CPython and the unix port's suite; no
+# emulated chip, no demo, no ERRORS.md check (the long tests print what it quotes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MICROPYTHON=build/firmware/unix/micropython
+quick=0
+if [ "${1:-}" = "--quick" ]; then
+    quick=1
+    shift
+    set -- -m "not long" "$@"
+fi
 mkdir -p build
 rm -f build/device-output.log
 export DYNREG_TRANSCRIPT=$PWD/build/device-output.log
@@ -19,6 +27,17 @@ echo "== $mp_version, unix port built from source, dynreg frozen =="
 # fragmented by the thousands of cuts before them, cannot always place.
 $MICROPYTHON -X heapsize=8M host_tests/mp_runner.py 2>&1 | tee build/mp.out
 mp_rc=${PIPESTATUS[0]}
+if [ $quick = 1 ]; then
+    .venv/bin/python tools/scan_secrets.py --roots build/pytest-tmp --outputs build/pytest.out build/mp.out \
+        build/device-output.log
+    scan_rc=$?
+    count() { grep -oE "[0-9]+ $2" "$1" | tail -n 1 | grep -oE '^[0-9]+' || echo 0; }
+    echo "quick tier (make check) took $((SECONDS - t0)) s; the whole suite: make test"
+    echo "CPython (not long):      $(count build/pytest.out passed) passed, $(count build/pytest.out failed) failed"
+    echo "MicroPython v1.28.0 unix: $(count build/mp.out passed) passed, $(count build/mp.out failed) failed"
+    [ "$cpython_rc" = 0 ] && [ "$mp_rc" = 0 ] && [ "$scan_rc" = 0 ]
+    exit
+fi
 echo "== the Pico W image (RPI_PICO_W_DYNREG) on an emulated RP2040, dynreg frozen, store on its flash =="
 .venv/bin/python pico_emulator/device_suite.py 2>&1 | tee build/pico.out
 pico_rc=${PIPESTATUS[0]}
