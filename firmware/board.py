@@ -1,5 +1,6 @@
-# The board specifics the application needs, kept thin: site settings, the safe-boot escape,
-# the product identity from ESP32 NVS, network up, clock set, a DeviceName from the chip.
+# The board specifics the application needs, kept thin: site settings, the safe-boot escape
+# and the crash count that leads to it, the product identity from ESP32 NVS, network up, clock
+# set, a DeviceName from the chip.
 # ESP32 and Pico W use their radio and SNTP; the unix port (the virtual board in tests and
 # `make demo`) is already online with a set clock. See boards/README.md.
 import json
@@ -22,7 +23,8 @@ NTP_SERVERS = {"tencent": ("ntp.tencent.com", "ntp.aliyun.com", "cn.pool.ntp.org
                "aliyun": ("ntp.aliyun.com", "ntp.tencent.com", "cn.pool.ntp.org", "pool.ntp.org")}
 NTP_ELSEWHERE = ("pool.ntp.org", "time.cloudflare.com")
 NTP_TIMEOUT_S = 2  # per server
-SAFE_BOOT_FLAG = "safe_boot"  # in the flash root: /safe_boot on the boards
+SAFE_BOOT_FLAG = "safe_boot"  # in the flash root: /safe_boot on the boards; its text, if any, says why
+CRASHES = "crashes"  # in the flash root: the crashes in a row so far, each soon after its boot (main.py)
 # Held low at boot: ESP32 devkits' BOOT button (GPIO0); Pico W: its BOOTSEL button.
 # site.json "safe_boot_pin" overrides: a GPIO number, "bootsel", or null for none.
 SAFE_BOOT_PIN = "bootsel" if sys.platform == "rp2" else (0 if sys.platform == "esp32" else None)
@@ -61,9 +63,11 @@ def _safe_boot_reason(pin):
 
     try:
         os.stat(SAFE_BOOT_FLAG)
-        return "flag file %s" % SAFE_BOOT_FLAG
     except OSError:
         pass
+    else:
+        why = _read(SAFE_BOOT_FLAG)
+        return "flag file %s%s" % (SAFE_BOOT_FLAG, ": " + why if why else "")
     if UNIX or pin is None:
         return ""
     if pin == "bootsel":
@@ -73,6 +77,44 @@ def _safe_boot_reason(pin):
     from machine import Pin
 
     return "GPIO%d held low" % pin if Pin(pin, Pin.IN, Pin.PULL_UP).value() == 0 else ""
+
+
+def count_crash():
+    # One more crash in a row: their number, kept on flash across the reset.
+    from dynreg import store
+
+    try:
+        count = int(_read(CRASHES) or 0) + 1
+    except ValueError:  # not a number: written by hand
+        count = 1
+    store.write_atomic(CRASHES, str(count).encode())  # a cut mid-write leaves the old count
+    return count
+
+
+def clear_crashes():
+    import os
+
+    try:
+        os.remove(CRASHES)
+    except OSError:  # none counted
+        pass
+
+
+def set_safe_boot(why):
+    # The next boot is a safe boot, saying why, until a person deletes the flag; the count
+    # starts again from there.
+    from dynreg import store
+
+    store.write_atomic(SAFE_BOOT_FLAG, why.encode())
+    clear_crashes()
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read(120).strip()
+    except OSError:
+        return ""
 
 
 def info_from_nvs(info_path, log):
@@ -146,6 +188,7 @@ def network_up(site, log):
         log("network: no radio, sockets over the UART0 tunnel (emulated board)")
         return
     import network
+    import watchdog
 
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
@@ -155,6 +198,7 @@ def network_up(site, log):
             wlan.connect(site["wifi_ssid"], site["wifi_password"])
             deadline = time.ticks_add(time.ticks_ms(), site.get("wifi_timeout_ms", 15000))
             while not wlan.isconnected() and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+                watchdog.feed()  # wifi_timeout_ms may outlast it
                 time.sleep_ms(200)
         if wlan.isconnected():
             log("wifi: up, %s" % wlan.ifconfig()[0])

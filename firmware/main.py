@@ -1,12 +1,19 @@
 # The board application: network, clock, register once (dynreg.ensure), then stay online
 # (dynreg.online): a status message after every (re)connect, keepalive pings, reconnects with
 # backoff and a fresh login, never a second registration. Site settings (WiFi, topic, the
-# online options) come from site.json beside the info. Skipped on a safe boot (see boot.py).
+# online options, the retries) come from site.json beside the info (docs/SITE.md). Skipped on a
+# safe boot (see boot.py).
+# It outlasts what passes: a failure that waiting can cure is retried for ever, with a capped,
+# jittered backoff; a refusal the console can fix is asked again slowly; only what no wait
+# changes stops it (docs/ERRORS.md). An exception it did not expect resets the board, counted on
+# flash: repeated crashes soon after boot make the next boot a safe boot. A watchdog resets a
+# board that hangs (watchdog.py).
 import json
 import time
 
 import board
 import dynreg
+import watchdog
 
 INFO = "device_info.json"
 # Formatted with (product, device name); site "status_topic" overrides. Azure's device id is its
@@ -15,15 +22,41 @@ STATUS_TOPICS = {"tencent": "%s/%s/data", "aliyun": "/%s/%s/user/update", "azure
 # site.json may set these online options (dynreg.online.DEFAULTS), under the same names.
 ONLINE_SETTINGS = ("keepalive", "ping_ms", "pong_ms", "timeout_ms", "reconnect_min_ms", "reconnect_max_ms",
                    "online_ms", "sessions", "max_packet")
+CRASHES_TO_SAFE_BOOT = 3  # in a row, each within crash_window_ms of its boot
+_FEED_EVERY_MS = 10000  # main's own waits (up to refused_retry_ms) feed the watchdog this often
+_booted = time.ticks_ms()
+_crash_window_ms = 300000  # site.json's, set by main()
+_steady = False  # this boot has lasted crash_window_ms: earlier crashes no longer count
 
 
 def log(text):
+    alive()  # every wait of the boot and of dynreg is logged before it starts
     print(text)
 
 
+def alive():
+    # From every loop and before every wait: feeds the watchdog, and once this boot has lasted
+    # crash_window_ms, clears the crash count.
+    global _steady
+    watchdog.feed()
+    if not _steady and time.ticks_diff(time.ticks_ms(), _booted) >= _crash_window_ms:
+        _steady = True
+        board.clear_crashes()
+
+
+def pause(ms):
+    end = time.ticks_add(time.ticks_ms(), ms)
+    while True:
+        alive()
+        left = time.ticks_diff(end, time.ticks_ms())
+        if left <= 0:
+            return
+        time.sleep_ms(min(left, _FEED_EVERY_MS))
+
+
 def boot(site):
-    # Network, clock and the credential: registers only if none is stored. Retried as a whole
-    # (boot_attempts); the online part below never comes back here.
+    # Network, clock and the credential: registers only if none is stored. Retried as a whole by
+    # run(); the online part comes back there only for what stay_online does not retry itself.
     from dynreg import store
 
     board.info_from_nvs(INFO, log)
@@ -40,7 +73,7 @@ def boot(site):
         # The credential is there: only the login needs the clock, and the online part syncs
         # it again before each attempt that fails for want of it.
         log("clock: %s (the credential is stored: synced again before the login)" % e)
-    info = dynreg.ensure(info, name_from_chip=board.device_name)
+    info = dynreg.ensure(info, name_from_chip=board.device_name, log=log)
     board.forget_nvs_secret(info, log)
     return info
 
@@ -64,7 +97,7 @@ def stay_online(site, info):
     # A ClockError at a login (no NTP server answered at boot, a clock that lost its time) is
     # retried like a lost connection, the clock synced again before each new attempt.
     online.stay_online(info, on_connect, on_message, sync_clock=lambda: board.sync_clock(site, log, info.cloud),
-                       **settings)
+                       log=log, feed=alive, **settings)
 
 
 def register_subdevices(client, info, subdevices):
@@ -79,48 +112,103 @@ def register_subdevices(client, info, subdevices):
 
 
 def main():
+    global _crash_window_ms
     reason = board.safe_boot()
     if reason:
         log("safe boot (%s): the application does not start" % reason)
         return 0
     site = board.load_site()
-    delay_ms = site.get("retry_ms", 5000)
-    attempts = site.get("boot_attempts", 3)
-    info = None
-    for attempt in range(1, attempts + 1):
+    _crash_window_ms = site.get("crash_window_ms", 300000)
+    # Longer than any wait between two feeds with the default settings: dynreg.ensure waits a
+    # cloud's Retry-After within its total_ms of 300 s (docs/SITE.md has the reckoning).
+    watchdog.arm(site.get("watchdog_ms", 360000))
+    try:
+        code = run(site)
+    except Exception as e:
+        crashed(e)
+    except BaseException:  # Ctrl-C: a person at the console, whose REPL it is now
+        watchdog.disarm()
+        raise
+    watchdog.disarm()  # stopped, or told to leave (online_ms, sessions): the REPL waits for a person
+    return code
+
+
+def run(site):
+    # The boot, then online; every failure that can pass starts the boot again after a wait.
+    # Returns when told to leave, or stopped by what no wait changes. boot_attempts: 0, for
+    # ever; a number, a bench board that gives up after so many failures in a row.
+    attempts = site.get("boot_attempts", 0)
+    failed = 0
+    while True:
+        online = False
         try:
             info = boot(site)
-            break
-        except dynreg.RejectedError as e:
-            log("stopped: %s" % e)  # the cloud said no: retrying would not change its mind
-            return 2
+            failed = 0
+            online = True
+            stay_online(site, info)  # network losses are its own business: it reconnects
+            return 0
         except dynreg.ConfigError as e:
             log("stopped: bad configuration: %s (fix the info, then provision again: tools/provision.py)" % e)
             return 2
+        except dynreg.RejectedError as e:
+            if not e.fixed_in_console:
+                log("stopped: %s" % e)  # a wrong secret, a device activated before: no wait changes it
+                return 2
+            error, fix, last = e, "once fixed in the console, the board carries on by itself", "stopped: %s" % e
+        except dynreg.TLSError as e:
+            # A certificate the CA does not vouch for: a network that intercepts TLS passes, a
+            # wrong CA or endpoint does not. Asked again as slowly as a refusal: no request was sent.
+            error, fix, last = e, "a network that intercepts TLS, or a wrong CA or endpoint", None
+            if online:
+                last = "stopped: TLSError: %s" % e
         except (dynreg.Error, OSError) as e:
-            # Transient, retried with a backoff: the network, a busy cloud, the flash, and the
-            # clock (ClockError: no NTP server answered and the clock is before the build date).
-            if attempt == attempts:
-                log("boot attempt %d of %d failed: %s: %s" % (attempt, attempts, type(e).__name__, e))
-                break
-            log("boot attempt %d of %d failed: %s: %s; retrying in %d ms"
-                % (attempt, attempts, type(e).__name__, e, delay_ms))
-            time.sleep_ms(delay_ms)
-            delay_ms *= 2
-    if info is None:
-        return 1
+            # Transient: the network, DNS, a TLS handshake that timed out, a busy cloud, the
+            # flash, and the clock (ClockError: no NTP server answered, the clock before the
+            # build date).
+            error, fix, last = e, None, None
+        failed += 1
+        counted = "%d of %d" % (failed, attempts) if attempts else str(failed)
+        what = "boot attempt %s failed: %s: %s" % (counted, type(error).__name__, error)
+        if failed == attempts:
+            log(last or what)
+            return 2 if last else 1
+        if fix:
+            wait = retry_wait(0, site.get("refused_retry_ms", 3600000))
+            log("%s; asking again in %d ms (%s)" % (what, wait, fix))
+        else:
+            low = site.get("retry_min_ms", 5000) if "retry_min_ms" in site else site.get("retry_ms", 5000)
+            wait = retry_wait(failed - 1, low, site.get("retry_max_ms", 300000))
+            log("%s; retrying in %d ms" % (what, wait))
+        pause(wait)
+
+
+def retry_wait(failures, low, high=None):
+    # low doubled per failure up to high, a random point in its upper half: dynreg.online's
+    # reconnect backoff, so that a fleet that failed together does not come back together.
+    from dynreg import online
+
+    return online.backoff_ms({"reconnect_min_ms": low, "reconnect_max_ms": low if high is None else high}, failures)
+
+
+def crashed(e):
+    # An exception the application did not expect: reported, counted on flash, and the board
+    # resets rather than sit at the REPL. The third crash in a row, each within crash_window_ms
+    # of its boot, makes the next boot a safe boot.
+    import sys
+
     try:
-        stay_online(site, info)  # network losses are its own business: it reconnects
-        return 0
-    except dynreg.RejectedError as e:
-        log("stopped: %s" % e)  # a refused login: reported once, never retried
-        return 2
-    except dynreg.ConfigError as e:
-        log("stopped: bad configuration: %s (fix the info, then provision again: tools/provision.py)" % e)
-        return 2
-    except dynreg.Error as e:
-        log("stopped: %s: %s" % (type(e).__name__, e))  # a TLSError: the CA or the endpoint is wrong
-        return 1
+        log("crashed: %s: %s" % (type(e).__name__, e))
+        sys.print_exception(e)
+        count = board.count_crash()
+        if count >= CRASHES_TO_SAFE_BOOT:
+            board.set_safe_boot("%d crashes, each within %d ms of its boot" % (count, _crash_window_ms))
+            log("crashed %d times in a row, each within %d ms of its boot: the next boot is a safe boot (delete %s "
+                "to start the application again)" % (count, _crash_window_ms, board.SAFE_BOOT_FLAG))
+        else:
+            log("resetting: crash %d in a row (a safe boot after %d, each within %d ms of its boot)"
+                % (count, CRASHES_TO_SAFE_BOOT, _crash_window_ms))
+    finally:
+        watchdog.reset()
 
 
 if __name__ == "__main__":

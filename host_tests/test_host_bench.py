@@ -115,7 +115,7 @@ def test_provisioned_board_registers_once_and_keeps_its_credential(cloud, tmp_pa
     with VirtualBoard(image, fresh=True, env={"DYNREG_UNIQUE_ID": UNIQUE_ID}) as board:
         proc, output = provision(board, cloud, info, secret, site)
         assert proc.returncode == 0, output + board.console_text()
-        assert "provisioned" in output and "ok (6 files)" in output and UNIQUE_ID in output, output
+        assert "provisioned" in output and "ok (7 files)" in output and UNIQUE_ID in output, output
         assert SECRET not in output and "w1fi-passw0rd" not in output
         tell("provisioned the virtual board %s with tools/provision.py over mpremote" % board.port, output)
         stored = json.loads(mpremote(board, "fs", "cat", ":device_info.json"))
@@ -177,10 +177,10 @@ def test_provision_many_boards_at_once_and_report_each(cloud, tmp_path):
     rows = {line.split()[0]: line.split()[1:-1] for line in output.splitlines() if line.startswith("/")}
     # port, chip id, DeviceName, dynreg, result, credential, sha256, seconds (the board's clock-free
     # time, not checked)
-    assert rows[first.port] == ["0000000a", "0000000a", "0.1.0", "provisioned", "-", "ok", "(5", "files)"], output
-    assert rows[second.port] == ["0000000b", "0000000b", "0.1.0", "provisioned", "-", "ok", "(5", "files)"], output
+    assert rows[first.port] == ["0000000a", "0000000a", "0.1.0", "provisioned", "-", "ok", "(6", "files)"], output
+    assert rows[second.port] == ["0000000b", "0000000b", "0.1.0", "provisioned", "-", "ok", "(6", "files)"], output
     assert rows[missing][3:6] == ["failed:", "failed", "to"] and rows[missing][-1] == "-", output
-    assert "[%s] copying 5 files" % first.port in output and "2 of 3 board(s) provisioned" in output
+    assert "[%s] copying 6 files" % first.port in output and "2 of 3 board(s) provisioned" in output
     assert "[####################] 3/3 boards done: 2 provisioned, 0 skipped, 1 failed" in output, output
     assert SECRET not in output
     # The batch's record: which board got which DeviceName.
@@ -227,7 +227,7 @@ def test_a_batch_of_five_with_a_broker_ca_and_a_site_file_registers_once_each_an
             assert "'broker_ca.der'" in on_flash(board) and "'site.json'" in on_flash(board), on_flash(board)
     with open(report) as f:
         rows = list(csv.DictReader(f))
-    assert [r["result"] for r in rows] == ["provisioned"] * 5 and {r["sha256"] for r in rows} == {"ok (7 files)"}
+    assert [r["result"] for r in rows] == ["provisioned"] * 5 and {r["sha256"] for r in rows} == {"ok (8 files)"}
     names = [r["device"] for r in rows]
     assert len(set(names)) == 5 and all(r["chip"] == r["device"] for r in rows), rows
     summary = [line for line in output.splitlines() if not line.startswith("[")]

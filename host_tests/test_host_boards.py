@@ -456,7 +456,7 @@ def test_a_pico_w_or_esp32_without_a_site_file_refuses_the_batch_before_any_writ
     assert status == 2 and "site.json: no wifi_ssid: an ESP32 board stops at boot without it" in text, text
     assert "(esp32: /dev/a)" in text and not any("fs" in json.loads(line) for line in boards_touched(log))
     assert "s1te-wifi-passw0rd" not in text
-    site.write_text('{"wifi_ssid": "line-3", "wifi_password": "s1te-wifi-passw0rd", "boot_attempts": 0}')
+    site.write_text('{"wifi_ssid": "line-3", "wifi_password": "s1te-wifi-passw0rd", "boot_attempts": 101}')
     log.unlink()
     status, text = run_provision(argv + ["--ports", "/dev/a", "--site", str(site)])  # wrong for any board
     assert status == 2 and boards_touched(log) == [] and "no board was touched" in text, text

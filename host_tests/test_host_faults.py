@@ -128,7 +128,9 @@ def test_read_timeout_is_retried_within_bounds_then_network_error(cloud, tmp_pat
 def test_trickled_answer_is_cut_off_and_retried(cloud, tmp_path):
     # A valid answer, one byte every 50 ms: every read succeeds, the whole answer would take
     # ~15 s; the device gives up on each attempt and retries, then fails with a NetworkError.
-    info = _tencent(tmp_path, cloud, "trickle")
+    # Plain HTTP: a TLS handshake of a loaded machine could spend an attempt's 600 ms before the
+    # request, which would then never meet the trickle.
+    info = _tencent(tmp_path, cloud, "trickle", scheme="http")
     cloud.fault("trickle", count=2, interval=0.05)
     mark = len(cloud.log())
     ensure = {"attempts": 2, "backoff_ms": 50, "timeout_ms": 600}
@@ -273,7 +275,7 @@ def test_alibaba_failing_inside_is_retried_then_registered(cloud, tmp_path):
 
 
 def test_total_ms_bounds_all_attempts(cloud, tmp_path):
-    info = _tencent(tmp_path, cloud, "budget")
+    info = _tencent(tmp_path, cloud, "budget", scheme="http")  # plain: no handshake to spend the budget on
     cloud.fault("http_status", count=50, status=503, answer="http")
     mark = len(cloud.log())
     ensure = {"attempts": 50, "backoff_ms": 100, "max_backoff_ms": 400, "total_ms": 1500, "timeout_ms": 1000}
@@ -282,10 +284,11 @@ def test_total_ms_bounds_all_attempts(cloud, tmp_path):
     # The budget, not the attempt count, ended the tries: 50 attempts need waits of at least
     # 50 + 100 + 48 * 200 ms, far past 1500, however fast the machine. The last attempt may get
     # so little of the budget that it never reaches the cloud, so the cloud saw the attempts the
-    # device counted, or one fewer. How many fit, and each attempt's share of the budget, is
-    # checked to the millisecond on a fake clock in test_retries.py.
+    # device counted or fewer (on a loaded machine an attempt may end at its timeout before its
+    # request is out). At least two fit: the first ends at its 1000 ms. How many fit, and each
+    # attempt's share of the budget, is checked to the millisecond on a fake clock in test_retries.py.
     counted = int(result["message"].split("after ")[1].split(" attempt")[0])
-    assert 1 <= counted < 50 and counted - 1 <= tried <= counted, (tried, result["message"])
+    assert 2 <= counted < 50 and tried <= counted, (tried, result["message"])
     observed("total_ms", attempts=tried, total_ms=1500, elapsed_ms=result["elapsed_ms"])
 
 

@@ -53,7 +53,7 @@ def provision(tmp_path, cloud, doc, ca=None):
     # no CA at all (the built-in roots).
     app = tmp_path / "app"
     app.mkdir()
-    for name in ("boot.py", "main.py", "board.py"):
+    for name in ("boot.py", "main.py", "board.py", "watchdog.py"):
         shutil.copy(os.path.join(ROOT, "firmware", name), app / name)
     shutil.copy(pico.SOCKET_MODULE, app / "socket.py")  # the radio's stand-in
     info = tmp_path / "product_info.json"

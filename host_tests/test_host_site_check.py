@@ -154,7 +154,9 @@ def test_the_libraries_own_options_that_the_firmware_does_not_pass_are_unknown(t
     ("wifi_timeout_ms", 15000.0, ("wifi_timeout_ms must be a whole number",)),
     ("wifi_timeout_ms", 1 << 29, ("wifi_timeout_ms is out of range", "536870911")),
     ("wifi_attempts", 0, ("wifi_attempts is out of range", "1 to 100")),
-    ("boot_attempts", 0, ("boot_attempts is out of range",)),
+    ("boot_attempts", 101, ("boot_attempts is out of range", "0 to 100")),
+    ("refused_retry_ms", 60, ("refused_retry_ms is out of range", "milliseconds, not seconds")),
+    ("watchdog_ms", -1, ("watchdog_ms is out of range",)),
     ("boot_attempts", True, ("boot_attempts must be a whole number",)),
     ("retry_ms", -1, ("retry_ms is out of range",)),
     ("keepalive", 70000, ("keepalive is out of range", "0 to 65535", "(seconds)")),
@@ -191,6 +193,7 @@ def test_a_wrong_type_or_a_value_out_of_range(tmp_path, key, value, words):
     ("status_topic", "%s/%s/data"), ("status_topic", "devices/%.0s%s/messages/events/"),
     ("status_topic", "100%%/%s/%s"), ("ntp_servers", "10.0.0.1"), ("ntp_servers", ["localhost:1123"]),
     ("wifi_password", "ab" * 32), ("keepalive", 0), ("retry_ms", 0), ("wifi_timeout_ms", 1000),
+    ("boot_attempts", 0), ("watchdog_ms", 0), ("watchdog_ms", 300001), ("retry_min_ms", 300000),
     ("subdevices", [["a1SubPrdKey", "sensor-01"], ["a1SubPrdKey", "sensor-02"]]),
 ])
 def test_values_in_range_pass(tmp_path, key, value):
@@ -210,10 +213,17 @@ def test_safe_boot_pins_by_board(tmp_path):
 
 def test_settings_that_only_fail_together(tmp_path):
     found = site_problems(write(tmp_path, wifi(reconnect_min_ms=5000, reconnect_max_ms=1000, keepalive=30,
-                                               ping_ms=45000, retry_ms=100000, boot_attempts=20)), "rp2")
+                                               ping_ms=45000, retry_ms=100000, retry_max_ms=60000)), "rp2")
     one(found, "reconnect_min_ms is above reconnect_max_ms")
     one(found, "ping_ms is longer than keepalive")
-    one(found, "retry_ms doubles", "boot_attempts 20")
+    one(found, "retry_ms is above retry_max_ms")
+    one(site_problems(write(tmp_path, wifi(retry_ms=100, retry_min_ms=200)), "rp2"),
+        "retry_ms is the old name of retry_min_ms")
+    # The watchdog must outlast every wait between two feeds: dynreg.ensure's 300 s by default,
+    # longer when the reconnect backoff is (3600000 + 2 * 10000 ms).
+    one(site_problems(write(tmp_path, wifi(watchdog_ms=300000)), "rp2"), "watchdog_ms is not longer", "300000 ms")
+    one(site_problems(write(tmp_path, wifi(reconnect_max_ms=3600000)), "rp2"), "watchdog_ms is not longer",
+        "3620000 ms")
     assert site_problems(write(tmp_path, wifi(keepalive=30, ping_ms=30000)), "rp2") == []
 
 

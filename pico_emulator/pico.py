@@ -20,6 +20,7 @@ RUNNER = os.path.join(HERE, "run-pico.mjs")
 IMAGE = os.path.join(runtime.PICOW_DIR, "firmware.uf2")
 SOCKET_MODULE = os.path.join(HERE, "board", "socket.py")  # the radio's stand-in, for the flash root
 CUT = 4  # run-pico.mjs's exit status after a power cut
+RESET = 5  # ... after a reset (the watchdog bit, or machine.reset()): boot it again from its flash
 
 
 def node():

@@ -21,7 +21,7 @@
 //   ... --uart-echo                loop UART0 back to itself (a self-test of the UART fixes below)
 //
 // Exit status: 0 when every script ran without a traceback, 1 when one raised, 2 on bad
-// arguments, 3 on timeout, 4 on a power cut.
+// arguments, 3 on timeout, 4 on a power cut, 5 on a reset (the watchdog, machine.reset()).
 //
 // rp2040js emulates the SSI (flash controller) only as far as the boot stage2 needs, so flash
 // writes are normally lost. This runner adds a small SPI NOR flash model behind the SSI data
@@ -350,6 +350,18 @@ ssi.torn = !!args.cutTorn;
 ssi.onCut = (k) => {
   console.error(`[emu] power cut at flash operation ${k}${ssi.torn ? ' (torn)' : ''}`);
   finish(4);
+};
+
+// ---------- watchdog ----------
+// rp2040js counts the watchdog down and calls onWatchdogTrigger when it bites, or when the chip
+// forces it (machine.reset()), but resets nothing itself. Here the chip stops there, its flash
+// saved, and the runner exits 5: the host boots it again from that flash (pico.py RESET), a
+// reset as the firmware sees one (RAM gone, flash kept), though reset_cause() then says power-on.
+const watchdog = mcu.peripherals[0x40058];
+watchdog.onWatchdogTrigger = () => {
+  const why = watchdog.reason === 1 ? 'timed out' : 'forced: machine.reset()';
+  console.error(`[emu] watchdog reset (${why}) at ${(mcu.clock.nanos / 1e9).toFixed(3)} s emulated`);
+  finish(5);
 };
 
 // ---------- USB CDC + raw REPL driver ----------

@@ -5,12 +5,17 @@
 //
 // A frame is 1 byte kind, 1 byte link id (the chip picks it), 2 bytes length (big-endian) and
 // the payload. Chip to host: O open TCP ("host:port"), U open UDP ("host:port"), D data,
-// C close. Host to chip: K opened, E failed (an errno name), D data, C closed by the peer.
+// C close, W window update (2 bytes, big-endian: how many bytes the chip has read since the
+// last one). Host to chip: K opened, E failed (an errno name), D data, C closed by the peer.
+// TCP data goes to the chip within its receive window, as lwIP's on a Pico W would take it:
+// the rest waits here (and the host socket stops reading, so the sender waits too) until the
+// chip's window updates open it again.
 // UDP reaches one service, SNTP on port 123, which the relay answers from the host's clock.
 import net from 'node:net';
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '::1']);
 const MAX_PAYLOAD = 1024;
+const WINDOW = 6400; // the chip's receive window: lwIP's TCP_WND on a Pico W (board/socket.py's _WINDOW)
 const NTP_UNIX_OFFSET = 2208988800; // seconds from 1900 to 1970
 
 export class Tunnel {
@@ -49,6 +54,9 @@ export class Tunnel {
     if (kind === 'D') {
       if (link.kind === 'tcp') link.socket.write(payload);
       else this.answerNtp(id, payload);
+    } else if (kind === 'W' && link.kind === 'tcp' && payload.length === 2) {
+      link.window += payload.readUInt16BE(0);
+      this.flush(id, link);
     } else if (kind === 'C') {
       this.links.delete(id);
       if (link.kind === 'tcp') link.socket.destroy();
@@ -69,10 +77,14 @@ export class Tunnel {
     }
     const socket = net.connect({ host: '127.0.0.1', port });
     socket.setNoDelay(true);
-    const link = { kind, socket, open: false };
+    const link = { kind, socket, open: false, window: WINDOW, pending: [], closing: false };
     this.links.set(id, link);
     socket.on('connect', () => { link.open = true; this.send('K', id); });
-    socket.on('data', (data) => this.links.get(id) === link && this.send('D', id, data));
+    socket.on('data', (data) => {
+      if (this.links.get(id) !== link) return;
+      link.pending.push(data);
+      this.flush(id, link);
+    });
     socket.on('error', (e) => {
       if (!link.open && this.links.get(id) === link) {
         this.links.delete(id);
@@ -81,10 +93,29 @@ export class Tunnel {
     });
     socket.on('close', () => {
       if (link.open && this.links.get(id) === link) {
-        this.links.delete(id);
-        this.send('C', id);
+        link.closing = true; // the peer's close reaches the chip after the data before it
+        this.flush(id, link);
       }
     });
+  }
+
+  flush(id, link) {
+    // What the chip's window takes; the host socket reads on only once nothing waits here.
+    while (link.window > 0 && link.pending.length) {
+      const head = link.pending[0], n = Math.min(head.length, link.window);
+      this.send('D', id, head.subarray(0, n));
+      link.window -= n;
+      if (n === head.length) link.pending.shift();
+      else link.pending[0] = head.subarray(n);
+    }
+    if (link.pending.length) {
+      link.socket.pause();
+    } else if (link.closing) {
+      this.links.delete(id);
+      this.send('C', id);
+    } else {
+      link.socket.resume();
+    }
   }
 
   answerNtp(id, query) {

@@ -43,8 +43,13 @@ SETTINGS = {
     "ntp_servers": {"kind": "ntp_servers"},
     "safe_boot_pin": {"kind": "pin"},
     # firmware/main.py
-    "boot_attempts": {"kind": "int", "min": 1, "max": 100, "default": 3},
-    "retry_ms": _ms(0, 5000),
+    "boot_attempts": {"kind": "int", "min": 0, "max": 100, "default": 0},  # 0: for ever
+    "retry_min_ms": _ms(0, 5000),
+    "retry_ms": _ms(0, 5000),  # retry_min_ms's old name, read when retry_min_ms is not there
+    "retry_max_ms": _ms(0, 300000),
+    "refused_retry_ms": _ms(1000, 3600000),
+    "watchdog_ms": _ms(0, 360000),  # 0: off
+    "crash_window_ms": _ms(1000, 300000),
     "status_topic": {"kind": "topic"},
     "subdevices": {"kind": "subdevices"},
     # main.ONLINE_SETTINGS: dynreg.online's options under the same names (its DEFAULTS)
@@ -293,8 +298,35 @@ def combined_problems(doc):
         found.append("ping_ms is longer than keepalive (seconds): MQTT wants a packet within every keepalive "
                      "interval, and the broker drops a client silent for 1.5 of them; leave ping_ms out (half "
                      "the keepalive) or lower it")
-    retry, attempts = doc.get("retry_ms", 5000), doc.get("boot_attempts", 3)
-    if is_int(retry) and is_int(attempts) and 2 <= attempts <= 100 and retry << (attempts - 2) > MAX_TICKS_MS:
-        found.append("retry_ms doubles after each failed boot attempt: with boot_attempts %d the last wait would "
-                     "exceed %d ms; lower one of them" % (attempts, MAX_TICKS_MS))
+    if "retry_ms" in doc and "retry_min_ms" in doc:
+        found.append("retry_ms is the old name of retry_min_ms, and the board takes retry_min_ms: remove retry_ms")
+    low, high = doc.get("retry_min_ms", doc.get("retry_ms", 5000)), doc.get("retry_max_ms", 300000)
+    if is_int(low) and is_int(high) and low > high:
+        found.append("%s is above retry_max_ms: the boot's backoff starts at the first and is capped by the second; "
+                     "lower the first or raise the second" % ("retry_min_ms" if "retry_min_ms" in doc else "retry_ms"))
+    watchdog, longest = doc.get("watchdog_ms", 360000), longest_unfed_ms(doc)
+    if is_int(watchdog) and watchdog and longest and watchdog <= longest:
+        found.append("watchdog_ms is not longer than the longest wait between two feeds with these settings (%d ms, "
+                     "docs/SITE.md \"The watchdog\"): it would reset a board that is only waiting; leave it out "
+                     "(360000) or raise it above that" % longest)
     return found
+
+
+ENSURE_TOTAL_MS = 300000  # dynreg.ensure's total_ms (lib/dynreg/flow.py DEFAULTS): main.py keeps it
+
+
+def longest_unfed_ms(doc):
+    # The longest the board application goes without feeding its watchdog, with these settings
+    # (docs/SITE.md, "The watchdog"); None when a value it needs is not a number (reported apart).
+    # dynreg.ensure: a cloud's Retry-After, waited within its total_ms. stay_online: a
+    # reconnect's wait, the connect, and on_connect (the status publish; for a gateway, two
+    # requests per batch of 10 sub-devices); or a wait for messages until the next ping, or for
+    # its PINGRESP. Every other wait of the application feeds it as it goes.
+    values = [doc.get(key, default) for key, default in (("keepalive", 60), ("ping_ms", 0), ("pong_ms", 10000),
+                                                         ("timeout_ms", 10000), ("reconnect_max_ms", 60000))]
+    if not all(is_int(v) for v in values):
+        return None
+    keepalive, ping, pong, timeout, reconnect = values
+    subdevices = doc.get("subdevices")
+    batches = (len(subdevices) + 9) // 10 if isinstance(subdevices, list) else 0
+    return max(ENSURE_TOTAL_MS, reconnect + timeout * (2 + 2 * batches), ping or keepalive * 500 or 60000, pong)

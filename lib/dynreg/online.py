@@ -6,6 +6,11 @@
 # A clock not set (ClockError) is a failure like a lost connection: sync_clock runs before the
 # next attempt. Only the connection's errors are losses: one of the application's own, raised
 # by its on_connect or on_message while the connection was fine, ends stay_online as it is.
+# A MemoryError is a loss too (a reconnect is where a long-running board's heap is tightest):
+# the dead client is dropped before the next is built, and the broker's TLS context is built
+# once and kept. At the fifth of them since the last session that held, the MemoryError
+# ends stay_online: the heap is not coming back, and the board application resets the board.
+import gc
 from micropython import const
 from dynreg import ClockError, Error, NetworkError, ProtocolError, TLSError, clock, codec, connect, mqtt
 from dynreg import options, say
@@ -22,10 +27,12 @@ DEFAULTS = {
     "sessions": 0,  # leave once this session's on_connect has run (tests, demos); 0: never
     "max_packet": mqtt.MAX_PACKET,  # bytes: an incoming PUBLISH over it is dropped (logged), not taken in
     "sync_clock": None,  # called before the attempt that follows a ClockError (firmware: board.sync_clock)
+    "feed": None,  # called at every turn of its loops (firmware: its watchdog)
     "ca": None,  # for dynreg.connect: the info's by default
     "mqtt_url": None,
     "log": print,
 }
+_MEMORY_ERRORS = const(5)  # MemoryErrors since the last session that held: the last one is raised
 _IDLE_MS = const(60000)  # without pings or online_ms: how long one wait_for takes in messages
 
 
@@ -36,17 +43,23 @@ def stay_online(info, on_connect, on_message=None, **given):
     opts = options(given, DEFAULTS)
     connect_opts = dict((name, opts[name]) for name in ("ca", "mqtt_url", "keepalive", "timeout_ms", "max_packet",
                                                          "log"))
+    connect_opts["tls_cache"] = {}  # the broker's TLS context, built at the first connect and kept
     ping_ms = opts["ping_ms"] or opts["keepalive"] * 500
     start = clock.ticks_ms()
     sessions = failures = 0  # failures: in a row since the last session that held, the backoff's exponent
+    short = 0  # MemoryErrors since the last session that held
+    client = None
     resync = False  # the last attempt met a ClockError: sync the clock before the next
     app = []  # the exception the application's on_message raised
     while True:
+        if opts["feed"]:
+            opts["feed"]()
         if sessions or failures:
             wait = backoff_ms(opts, failures)
             left = _left(opts, start)
             if left is not None and left <= wait:
                 break
+            gc.collect()  # the dead client's memory, free before the next handshake asks for it
             say(opts, "reconnecting in %d ms" % wait)
             clock.sleep_ms(wait)
         try:
@@ -57,10 +70,12 @@ def stay_online(info, on_connect, on_message=None, **given):
             client = connect(info, **connect_opts)
         except TLSError:
             raise  # a certificate the CA does not vouch for stays so: never retried
-        except (NetworkError, ProtocolError, ClockError) as e:
+        except (NetworkError, ProtocolError, ClockError, MemoryError) as e:
             failures += 1
             resync = isinstance(e, ClockError)
-            say(opts, "connect failed (%s)" % e)
+            say(opts, "connect failed (%s)" % _what(e))
+            if isinstance(e, MemoryError):
+                short = _short_of_memory(opts, short + 1, e)
             continue
         sessions += 1
         up = clock.ticks_ms()
@@ -81,15 +96,20 @@ def stay_online(info, on_connect, on_message=None, **given):
                 _session(client, opts, ping_ms, start)
         except Exception as e:
             mqtt.close(client)
-            if app or not _loss(client, e):
+            lost = _loss(client, e)
+            client = None  # dropped before the next one is built
+            if app or not lost:
                 e = app[0] if app else e
                 say(opts, "the application's on_connect or on_message raised %s: %s" % (type(e).__name__, e))
                 raise e
             lasted = clock.ticks_diff(clock.ticks_ms(), up)
             failures = 0 if lasted >= (ping_ms or _IDLE_MS) else failures + 1  # one that held resets it
+            if not failures:
+                short = 0
             resync = isinstance(e, ClockError)
-            say(opts, "offline after %d ms: %s" % (lasted, _why(e) if isinstance(e, Error) else
-                                                   "%s: %s" % (type(e).__name__, e)))  # umqtt's own
+            say(opts, "offline after %d ms: %s" % (lasted, _what(e)))
+            if isinstance(e, MemoryError):
+                short = _short_of_memory(opts, short + 1, e)
             continue
         except BaseException:
             mqtt.close(client)  # Ctrl-C: no socket left behind
@@ -107,6 +127,8 @@ def _session(client, opts, ping_ms, start):
     # Takes in messages and pings until the connection is lost (raises) or online_ms is over.
     last_ping = clock.ticks_ms()  # the CONNECT started the broker's keepalive timer
     while True:
+        if opts["feed"]:
+            opts["feed"]()
         wait = ping_ms - clock.ticks_diff(clock.ticks_ms(), last_ping) if ping_ms else _IDLE_MS
         left = _left(opts, start)
         if left is not None:
@@ -150,14 +172,27 @@ def _left(opts, start):
 
 def _loss(client, e):
     # The connection's errors: dynreg's, umqtt's MQTTException (a SUBACK of 0x80), and any
-    # while the connection failed under a read or write (umqtt's IndexError for a cut packet).
+    # while the connection failed under a read or write (umqtt's IndexError for a cut packet);
+    # and a MemoryError, wherever it came from: a packet half read leaves the stream unusable.
     from umqtt.simple import MQTTException
 
-    return isinstance(e, (NetworkError, ProtocolError, ClockError, MQTTException)) or mqtt.lost(client)
+    return isinstance(e, (NetworkError, ProtocolError, ClockError, MQTTException, MemoryError)) or mqtt.lost(client)
+
+
+def _short_of_memory(opts, count, e):
+    # `count` MemoryErrors since the last session that held: at _MEMORY_ERRORS, raised.
+    if count >= _MEMORY_ERRORS:
+        say(opts, "out of memory %d times since the last session that held: giving up" % count)
+        raise e
+    return count
 
 
 def _why(e):
     return str(e) or type(e).__name__
+
+
+def _what(e):
+    return _why(e) if isinstance(e, Error) else "%s: %s" % (type(e).__name__, e)  # umqtt's own, MemoryError
 
 
 def _never():

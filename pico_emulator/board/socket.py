@@ -3,6 +3,9 @@
 # this stands in for it, and nothing else. TCP streams and SNTP queries travel as frames over
 # UART0 to the emulator's runner (pico_emulator/tunnel.mjs), which relays them to loopback.
 # mbedTLS (`tls` wraps any stream), dynreg and umqtt.simple above it run as on a board.
+# A connection holds no more unread data than lwIP's receive window on a Pico W, and the relay
+# sends no more until the board has read some (window updates, as TCP's): the stand-in's
+# buffers come out of the board's heap, where a real board's come out of lwIP's own memory.
 import errno
 import io
 import struct
@@ -22,9 +25,15 @@ _CLOSE = 4  # MP_STREAM_CLOSE
 _POLLIN = 1
 _POLLOUT = 4
 _MAX_PAYLOAD = 1024
+# TCP_WND of the Pico W's lwIP: 8 * TCP_MSS of 800 (extmod/lwip-include/lwipopts_common.h).
+_WINDOW = 6400  # tunnel.mjs holds the same number
+# lwIP's TCP_WND_UPDATE_THRESHOLD (a quarter of the window): read this much, and the window opens.
+_UPDATE = 1600
 
 _uart = None
-_rx = bytearray()
+_head = bytearray(4)  # the frame coming in: its head, then its payload
+_body = None
+_have = 0  # bytes of the head, then of the payload, in
 _links = {}
 _next_link = [0]
 
@@ -41,20 +50,25 @@ def _send(kind, link, payload=b""):
 
 
 def _pump():
-    # Whatever the relay has sent, dispatched to the sockets it belongs to.
-    global _rx
-    data = _port().read()
-    if data:
-        _rx += data
-    while len(_rx) >= 4:
-        kind, link, n = struct.unpack_from(">BBH", _rx)
-        if len(_rx) < 4 + n:
-            return
-        payload = bytes(_rx[4:4 + n])
-        _rx = _rx[4 + n:]
-        s = _links.get(link)
+    # Whatever the relay has sent, a frame at a time, each payload read straight into its own
+    # buffer (_MAX_PAYLOAD bytes at most) and handed to the socket it belongs to.
+    global _body, _have
+    uart = _port()
+    while True:
+        buf = _head if _body is None else _body
+        if _have < len(buf):
+            n = uart.readinto(memoryview(buf)[_have:])
+            if not n:
+                return
+            _have += n
+            continue
+        if _body is None:
+            _body, _have = bytearray(_head[2] << 8 | _head[3]), 0
+            continue
+        s = _links.get(_head[1])
         if s:
-            s._frame(chr(kind), payload)
+            s._frame(chr(_head[0]), _body)
+        _body, _have = None, 0
 
 
 def getaddrinfo(host, port, af=0, kind=0, proto=0, flags=0):
@@ -68,16 +82,18 @@ class socket(io.IOBase):
         self.timeout = None
         self.state = "new"  # opening, open, closed (by the peer), error, shut (by us)
         self.error = None
-        self.buf = b""
+        self.chunks = []  # the payloads in, not read yet: a window's worth at most
+        self.at = 0  # how much of the first one is read
+        self.unannounced = 0  # bytes read since the last window update
         self.link = None
 
     def _frame(self, kind, payload):
         if kind == "K":
             self.state = "open"
         elif kind == "E":
-            self.state, self.error = "error", payload.decode()
+            self.state, self.error = "error", bytes(payload).decode()
         elif kind == "D":
-            self.buf += payload
+            self.chunks.append(payload)
         elif kind == "C":
             self.state = "closed"
 
@@ -143,18 +159,32 @@ class socket(io.IOBase):
 
     def readinto(self, buf, n=None):
         n = len(buf) if n is None else min(n, len(buf))
-        if not self._wait(lambda: self.buf or self.state != "open"):
+        if not self._wait(lambda: self.chunks or self.state != "open"):
             return None  # non-blocking, nothing yet
-        k = min(n, len(self.buf))
-        buf[:k] = self.buf[:k]
-        self.buf = self.buf[k:]
+        k = 0
+        while k < n and self.chunks:
+            chunk = self.chunks[0]
+            m = min(n - k, len(chunk) - self.at)
+            buf[k:k + m] = memoryview(chunk)[self.at:self.at + m]
+            k += m
+            self.at += m
+            if self.at == len(chunk):
+                self.chunks.pop(0)
+                self.at = 0
+        self.unannounced += k
+        if self.kind == SOCK_STREAM and self.state == "open" and self.unannounced >= _UPDATE:
+            _send("W", self.link, struct.pack(">H", self.unannounced))  # the window opens again
+            self.unannounced = 0
         return k  # 0: the peer closed
 
     def read(self, n=-1):
-        if n is None or n < 0:
-            self._wait(lambda: self.state != "open")
-            data, self.buf = self.buf, b""
-            return data
+        if n is None or n < 0:  # to the end of the stream
+            data = b""
+            while True:
+                part = self.read(_MAX_PAYLOAD)
+                if not part:
+                    return data
+                data += part
         buf = bytearray(n)
         k = self.readinto(buf)
         return None if k is None else bytes(buf[:k])
@@ -178,7 +208,7 @@ class socket(io.IOBase):
         if request == _POLL:
             _pump()
             ready = _POLLOUT if self.state == "open" else 0
-            if self.buf or self.state != "open":
+            if self.chunks or self.state != "open":
                 ready |= _POLLIN
             return ready & arg
         if request == _CLOSE:
