@@ -68,10 +68,14 @@ def post(url, headers, body, ca=None, timeout_ms=10000, limit=MAX_RESPONSE):
 
 
 class _Reader:
-    # What has arrived, never more: plain TCP a receive at a time; TLS a byte at a time from
-    # mbedTLS's record buffer, since its read(n) waits for all n. The deadline is the stream's.
+    # What has arrived, never more: plain TCP a receive at a time; TLS what the current record
+    # holds (SSLSocket.recv, one mbedTLS read), or a byte at a time where the firmware's SSLSocket
+    # has no recv (its read(n) waits for all n). The deadline is the stream's.
     def __init__(self, tls_sock, stream):
-        self.recv = (lambda n: tls_sock.read(1)) if tls_sock else stream.recv
+        if tls_sock:
+            self.recv = getattr(tls_sock, "recv", None) or (lambda n: tls_sock.read(1))
+        else:
+            self.recv = stream.recv
         self.buf = b""
 
     def _fill(self):

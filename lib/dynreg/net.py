@@ -4,6 +4,7 @@
 # non-blocking under a stream (`Bounded`) that waits with select.poll for at most what is left
 # of its deadline, so mbedTLS above it, HTTP and umqtt.simple inherit the bound.
 # DNS is the one wait left to the port: getaddrinfo takes no timeout on any of them.
+import errno
 import io
 import select
 import socket
@@ -23,8 +24,6 @@ _ERRNO_WORDS = (("EAGAIN", "timed out"), ("ETIMEDOUT", "timed out"), ("ECONNABOR
 def reason(e):
     if not e.args:
         return type(e).__name__
-    import errno
-
     code = e.args[0]
     if code == -1:
         return "connection closed"  # umqtt.simple's OSError(-1): the broker ended the stream
@@ -62,8 +61,6 @@ class Bounded(io.IOBase):
     # ETIMEDOUT past it (None: no bound, which only umqtt with keepalive 0 asks for). `wait = False` makes a read with nothing there return None at once
     # (what umqtt's check_msg asks for). mbedTLS reads and writes it through readinto/write.
     def __init__(self, sock, deadline):
-        import errno
-
         self.sock = sock
         self.deadline = deadline
         self.wait = True

@@ -8,6 +8,7 @@
 # or unusable. Nothing is renamed: on FAT a rename onto a file removes it first, and a cut
 # inside FatFs's rename can leave two names on one cluster chain, which a later write then
 # frees under the other (ff.c f_rename's "critical section"). See README "Atomic saves".
+import json
 import os
 from micropython import const
 from dynreg import ConfigError, StorageError
@@ -242,8 +243,6 @@ class Info:
         return True
 
     def _write_doc(self, doc, mode="wb"):
-        import json
-
         data = json.dumps(doc).encode()
         if mode == "r+b":
             # Over the old bytes, padded with spaces, never truncated: FatFs frees a truncated
@@ -302,8 +301,6 @@ def read_json(path, limit=MAX_INFO):
 
 
 def _json_object(path, data):
-    import json
-
     try:
         doc = json.loads(data.decode())
     except (ValueError, RuntimeError):

@@ -3,6 +3,7 @@
 # registration attempt over HTTP(S) and the login with the stored credential.
 import hashlib
 from binascii import hexlify
+from os import urandom
 from micropython import const
 from dynreg import hmac, codec, clock, ConfigError, ProtocolError, RejectedError, busy
 
@@ -195,8 +196,6 @@ def broker(info):
 
 def login(info, tls):
     # (client id, username, password) for the credential the device holds.
-    from os import urandom
-
     connid = "".join(codec.ALNUM[b % 62] for b in urandom(5))
     expiry = clock.unix_time() + _LOGIN_LIFETIME
     if info.auth == "cert":
