@@ -9,7 +9,7 @@ LIB_SOURCES := $(shell find lib -name '*.py')
 ## all: the default: same as test
 all: test
 
-## setup: the venv (.venv) and tools a fresh machine needs (tools/bootstrap.sh)
+## setup: the venv (.venv, with the dynreg command installed) and tools a fresh machine needs (tools/bootstrap.sh)
 setup:
 	@tools/bootstrap.sh
 
@@ -39,10 +39,10 @@ demo: firmware-unix
 	@$(VENV)/bin/python tools/demo.py
 
 # The local cloud emulator on its default ports, state kept in build/cloud (every command's default --state).
-# Add a product: .venv/bin/python -m cloud_emulator add-product --product-id ID --generate-secret FILE ...
+# Add a product: .venv/bin/dynreg cloud add-product --product-id ID --generate-secret FILE ...
 ## cloud: the local cloud emulator on its default ports, state in build/cloud
 cloud: setup
-	@$(VENV)/bin/python -m cloud_emulator serve --state build/cloud
+	@$(VENV)/bin/dynreg cloud serve --state build/cloud
 
 # Cross-compiles lib/ for the pinned MicroPython release; fails on any file that would not
 # compile for the boards.
@@ -68,7 +68,7 @@ clean:
 help:
 	@awk '/^## [a-z0-9-]+: /{sub(/^## /, ""); i = index($$0, ": "); printf "  %-15s %s\n", substr($$0, 1, i - 1), substr($$0, i + 2)}' $(MAKEFILE_LIST)
 
-# Firmware builds, manifest checks, provisioning and the virtual bench.
+# Firmware builds, manifest checks and the virtual bench.
 include boards/boards.mk
 # `make bench`: flash, RAM, time and production-line figures, build/bench.{json,md,png}, build/bench-line.png.
 include bench/bench.mk

@@ -3,7 +3,7 @@
 # port's stock manifest; package.json installs the same files with mip. Frozen at opt=3, as
 # micropython-lib freezes mip, ntptime and webrepl: no line-number tables (2.1 KB of the Pico
 # W image), so a traceback from frozen dynreg names the function but says "line 1". For line
-# numbers, run the same modules from source on the same firmware (README "Debugging").
+# numbers, run the same modules from source on the same firmware (docs/BOARDS.md "Debugging").
 #
 # Option `clouds`: the clouds the image serves, comma-separated (default: all). A board that
 # serves one product freezes only its cloud's code and root certificates, for example

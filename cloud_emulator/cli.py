@@ -355,8 +355,8 @@ def _cmd_blackhole(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> _Parser:
-    parser = _Parser(prog="python -m cloud_emulator",
+def _parser(prog: str) -> _Parser:
+    parser = _Parser(prog=prog,
                      description="Local Tencent IoT, Alibaba Cloud IoT Platform and Azure DPS / IoT Hub emulator")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -490,8 +490,8 @@ def _parser() -> _Parser:
     return parser
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = _parser()
+def _parse(argv: list[str], prog: str) -> argparse.Namespace:
+    parser = _parser(prog)
     try:
         return parser.parse_args(argv)
     except CommandLineError as error:
@@ -501,8 +501,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         raise SystemExit(2) from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else list(argv))
+def main(argv: list[str] | None = None, prog: str = "python -m cloud_emulator") -> int:
+    args = _parse(sys.argv[1:] if argv is None else list(argv), prog)
     try:
         return args.handler(args)
     except (registry.RegistryError, FaultError, InputError) as error:

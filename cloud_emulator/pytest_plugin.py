@@ -8,8 +8,11 @@
 `dynreg_cloud` starts the emulator (a subprocess on free ports, its state in the test's
 tmp_path) with one product of Tencent, the default, and stops it after the test. Another
 cloud: `@pytest.mark.dynreg_cloud("aliyun")` or `("azure")` on the test. Loaded by the
-`pytest11` entry point of the dynreg package, or with `pytest_plugins = ["cloud_emulator.pytest_plugin"]`.
+`pytest11` entry point of the dynreg-tools package, or with `pytest_plugins = ["cloud_emulator.pytest_plugin"]`
+(the entry point has this module's name: both ways together load it once).
 """
+
+from __future__ import annotations
 
 import base64
 import os
@@ -20,7 +23,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from .testing import RunningEmulator, device_info, registrations, running_emulator, write_device_info
+try:  # the emulator's dependencies, the package's `cloud` extra
+    from .testing import RunningEmulator, device_info, registrations, running_emulator, write_device_info
+except ModuleNotFoundError as e:  # installed without them: pytest still runs; the fixture says why
+    MISSING = e.name
+else:
+    MISSING = None
 
 CLOUDS = ("tencent", "aliyun", "azure")
 # The product each cloud gets: ids in each cloud's own shape (Tencent's ProductId 10
@@ -98,6 +106,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def dynreg_cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmulatedProduct]:
+    if MISSING:
+        pytest.fail("dynreg_cloud: the emulator needs %s, which is not installed: pip install 'dynreg-tools[cloud]'"
+                    % MISSING, pytrace=False)
     marker = request.node.get_closest_marker("dynreg_cloud")
     cloud = marker.args[0] if marker and marker.args else "tencent"
     with running_emulator(tmp_path / "cloud") as emulator:

@@ -1,14 +1,9 @@
-"""`status` and `erase` for one board over mpremote: what its flash holds, never a value."""
+"""`dynreg status` and `dynreg erase` for one board over mpremote: what its flash holds, never a value."""
 
 import json
-import os
 import subprocess
-import sys
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import info_check  # noqa: E402
-import provision  # noqa: E402
+from dynreg_tools import check, provision
 
 STORE_FILES = ("device_info.json", "device_info.json.tmp", "subdevices.json", "subdevices.json.tmp")
 STEP_SECONDS = 60
@@ -81,7 +76,7 @@ def describe(found):
     library = ("dynreg %s" % (version or "without __version__") if version is not None and not version.startswith("!")
                else "no dynreg that imports: %s" % provision.INSTALL)
     if info is None:
-        return "no device_info.json: not provisioned (tools/provision.py); %s" % library, True
+        return "no device_info.json: not provisioned (dynreg provision); %s" % library, True
     if not info["readable"]:
         return "device_info.json is not valid JSON: provision the board again; %s" % library, True
     lacks = ", ".join(info["lacks"])
@@ -94,7 +89,7 @@ def describe(found):
                  "registers once more)")
     elif lacks:
         state = "no credential yet, but its info names what its flash lacks: %s; provision it again " \
-                "(tools/provision.py) before it boots" % lacks
+                "(dynreg provision) before it boots" % lacks
     else:
         state = "no credential yet: registers on its next boot"
     secret = "ProductSecret on flash" if info["product_secret"] else "ProductSecret erased"
@@ -115,8 +110,7 @@ def erase(mpremote, port, resume=False, force=False):
 
 
 def parser_for(verb):
-    parser = info_check.OptionNamesOnlyParser(prog="python -m dynreg_tools " + verb, allow_abbrev=False,
-                                              description=__doc__)
+    parser = check.OptionNamesOnlyParser(prog="dynreg " + verb, allow_abbrev=False, description=__doc__)
     parser.add_argument("port", help="the board's serial port (e.g. /dev/ttyACM0)")
     parser.add_argument("--mpremote", default=provision.default_mpremote(), help="the mpremote command")
     parser.add_argument("--resume", action="store_true", help="no soft reset first (needed by the virtual board)")

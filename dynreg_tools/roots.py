@@ -1,7 +1,8 @@
-"""python -m dynreg_tools roots [--cloud C] [--days N]: the root CA certificates the firmware
+"""dynreg roots [--cloud C] [--days N]: the root CA certificates the firmware
 trusts for each cloud and endpoint when an info names no `ca`: subject, SHA-256 fingerprint of
 the DER, expiry and days left. They are built into the library (lib/dynreg/roots_<cloud>.py,
-written by tools/gen_roots.py from shared/spec/cloud-roots/, whose README gives the evidence);
+written by tools/gen_roots.py from shared/spec/cloud-roots/, whose README gives the evidence;
+this package carries them as dynreg_tools/device_lib);
 `ca` and `mqtt_ca` in an info replace them. Exits 1 when a bundle holds no root valid for N
 more days (default 365).
 """
@@ -11,7 +12,7 @@ import os
 import runpy
 from datetime import datetime, timezone
 
-LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib", "dynreg")
+from dynreg_tools import DEVICE_LIB, der
 
 # cloud -> (title, [(constant, PEM file in shared/spec/cloud-roots)], [(bundle, constants, endpoint)])
 # The device picks a bundle in its cloud's module (`roots(info, port)`); test_host_roots.py checks
@@ -48,13 +49,13 @@ CLOUDS = {
 
 def built_in(cloud):
     """{constant: DER} of the roots built into the library for `cloud` (a module of data only)."""
-    names = runpy.run_path(os.path.join(LIB, "roots_%s.py" % cloud))
+    names = runpy.run_path(os.path.join(DEVICE_LIB, "roots_%s.py" % cloud))
     return {name: value for name, value in names.items() if name.isupper()}
 
 
 def bundles_of(view):
     """[(bundle, endpoint)] the info relies on: every TLS connection for which it names no CA.
-    `view` is tools/info_check.py's View. Mirrors each cloud module's roots(info, port)."""
+    `view` is dynreg_tools.check's View. Mirrors each cloud module's roots(info, port)."""
     doc = view.doc
     cloud = view.cloud
     own_ca = bool(doc.get("ca"))
@@ -93,16 +94,13 @@ def _port(url, default):
     return int(port) if port.isdigit() else (1883 if url.startswith("mqtt://") else default)
 
 
-def describe(der, now=None):
+def describe(data, now=None):
     """(subject, SHA-256 fingerprint as AA:BB:..., expiry datetime, days left)."""
-    from cryptography import x509
-
-    cert = x509.load_der_x509_certificate(der)
+    cert = der.certificate(data)
     now = now or datetime.now(timezone.utc)
-    expires = cert.not_valid_after_utc
-    fingerprint = hashlib.sha256(der).hexdigest().upper()
+    fingerprint = hashlib.sha256(data).hexdigest().upper()
     fingerprint = ":".join(fingerprint[i:i + 2] for i in range(0, 64, 2))
-    return cert.subject.rfc4514_string(), fingerprint, expires, (expires - now).days
+    return cert.subject, fingerprint, cert.expires, (cert.expires - now).days
 
 
 def expiring(cloud, bundle, days, now=None):
@@ -118,7 +116,7 @@ def expiring(cloud, bundle, days, now=None):
 
 
 def main(argv=None, out=print):
-    parser = argparse.ArgumentParser(prog="python -m dynreg_tools roots", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="dynreg roots", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cloud", choices=sorted(CLOUDS), help="only this cloud")
     parser.add_argument("--days", type=int, default=365, help="warn about roots expiring within this many days")
     args = parser.parse_args(argv)

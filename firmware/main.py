@@ -148,7 +148,7 @@ def run(site):
             stay_online(site, info)  # network losses are its own business: it reconnects
             return 0
         except dynreg.ConfigError as e:
-            log("stopped: bad configuration: %s (fix the info, then provision again: tools/provision.py)" % e)
+            log("stopped: bad configuration: %s (fix the info, then provision again: dynreg provision)" % e)
             return 2
         except dynreg.RejectedError as e:
             if not e.fixed_in_console:

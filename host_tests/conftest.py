@@ -10,7 +10,9 @@ for path in (os.path.join(HERE, "shims"), os.path.join(HERE, "..", "lib"), HERE)
 
 import pytest
 
-# The emulator's fixture as users load it (docs/EMULATOR.md): our tests use the same one.
+# The emulator's fixture as users load it (docs/EMULATOR.md): our tests use the same one. The
+# package's pytest11 entry point (the bootstrap installs it) has loaded it already under this
+# name, so this line loads it only where the package is not installed.
 pytest_plugins = ["cloud_emulator.pytest_plugin"]
 
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))

@@ -244,7 +244,7 @@ def test_logins_that_send_a_reusable_secret_need_tls():
 
 
 def test_a_tencent_key_login_may_use_the_plain_port():
-    # Its password is an HMAC that expires (PROTOCOLS.md 2.4): README says what it exposes.
+    # Its password is an HMAC that expires (PROTOCOLS.md 2.4): docs/CLOUDS.md "Plain transports" says what it exposes.
     info = _stored({"dynreg": 1, "cloud": "tencent", "product_id": PID, "device_name": DN,
                     "credential": {"psk": "lDZ6Uqt+I9E0wW7rvDUs7Q=="}})
     client_id, username, password = tencent.login(info, False)

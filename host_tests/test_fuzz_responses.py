@@ -121,7 +121,7 @@ def test_mutated_answers_end_in_credential_or_dynreg_error():
                 except Exception as e:
                     unexpected.append("%s #%d: %s: %s" % (shape, i, type(e).__name__, e))
     # The accepted count differs by runtime: MicroPython's json also takes documents with a
-    # missing comma or colon. Those answers still carry the right payload; see README "Limits".
+    # missing comma or colon. Those answers still carry the right payload; see docs/API.md "Limits".
     print("fuzz: %(inputs)d mutated answers, %(accepted)d accepted, %(refused)d refused as dynreg.Error" % counts)
     assert not unexpected, unexpected[:5]
     assert counts["inputs"] >= 8 * PER_SHAPE and counts["refused"] > counts["inputs"] // 2

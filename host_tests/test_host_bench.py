@@ -1,6 +1,6 @@
 # The virtual bench: the MicroPython unix port behind a pseudo-terminal is a board that the
 # real mpremote talks to (boards/unix/serial_board.py), booting from a littlefs2 image. It is
-# provisioned with tools/provision.py, boots the provisioned firmware against the local cloud
+# provisioned with `dynreg provision`, boots the provisioned firmware against the local cloud
 # emulator, and is read back and booted again over mpremote, as a bench person would do with
 # a real board. Also: mip installs package.json onto it from a local index.
 import concurrent.futures
@@ -27,9 +27,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "boards", "unix"))
 from serial_board import VirtualBoard  # noqa: E402
 
-PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 MPREMOTE = os.path.join(ROOT, ".venv", "bin", "mpremote")
-PROVISION = os.path.join(ROOT, "tools", "provision.py")
+PROVISION = [os.path.join(ROOT, ".venv", "bin", "dynreg"), "provision"]  # the line's command
 PRODUCT = "BENCH00001"
 SECRET = "b3nch-Pr0duct-S3cret-0123"
 UNIQUE_ID = "a1b2c3d4e5f6"  # the virtual board's machine.unique_id(), in hex
@@ -94,7 +93,7 @@ def product_files(folder, cloud):
 
 
 def provision(board, cloud, info, secret, site, *extra):
-    proc = subprocess.run([PYTHON, PROVISION, "--ports", board.port, "--resume", "--info", str(info),
+    proc = subprocess.run(PROVISION + ["--ports", board.port, "--resume", "--info", str(info),
                            "--secret-file", str(secret), "--ca", cloud.ca_der_path, "--site", str(site),
                            "--app", os.path.join(ROOT, "firmware")] + list(extra),
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -117,7 +116,7 @@ def test_provisioned_board_registers_once_and_keeps_its_credential(cloud, tmp_pa
         assert proc.returncode == 0, output + board.console_text()
         assert "provisioned" in output and "ok (7 files)" in output and UNIQUE_ID in output, output
         assert SECRET not in output and "w1fi-passw0rd" not in output
-        tell("provisioned the virtual board %s with tools/provision.py over mpremote" % board.port, output)
+        tell("provisioned the virtual board %s with dynreg provision over mpremote" % board.port, output)
         stored = json.loads(mpremote(board, "fs", "cat", ":device_info.json"))
         assert stored["product_secret"] == SECRET and stored["ca"] == "ca.der"
         mpremote(board, "fs", "touch", ":safe_boot")
@@ -165,7 +164,7 @@ def test_provision_many_boards_at_once_and_report_each(cloud, tmp_path):
     second = VirtualBoard(str(tmp_path / "b.img"), fresh=True, env={"DYNREG_UNIQUE_ID": "0000000b"})
     with first, second:
         report = tmp_path / "batch.json"
-        proc = subprocess.run([PYTHON, PROVISION, "--ports", ",".join((first.port, missing, second.port)),
+        proc = subprocess.run(PROVISION + ["--ports", ",".join((first.port, missing, second.port)),
                                "--resume", "--info", str(info), "--ca", cloud.ca_der_path, "--app", "firmware",
                                "--report", str(report)],
                               capture_output=True, text=True, timeout=60, cwd=ROOT,
@@ -191,7 +190,7 @@ def test_provision_many_boards_at_once_and_report_each(cloud, tmp_path):
 
 
 def run_provision(ports, info, *extra, secret=SECRET):
-    proc = subprocess.run([PYTHON, PROVISION, "--ports", ",".join(ports), "--resume", "--info", str(info)]
+    proc = subprocess.run(PROVISION + ["--ports", ",".join(ports), "--resume", "--info", str(info)]
                           + list(extra), capture_output=True, text=True, timeout=120, cwd=ROOT,
                           env=dict(os.environ, DYNREG_PRODUCT_SECRET=secret))
     output = proc.stdout + proc.stderr

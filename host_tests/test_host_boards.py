@@ -2,7 +2,7 @@
 # the v1.28.0 tree the firmware was built from, and checked in the builds themselves (the
 # frozen unix port and the Pico W image); package.json against lib/; tools/firmware.sh's
 # guard rails; ESP32 NVS identity (firmware/board.py on the unix port with a stand-in
-# esp32.NVS); and provision.py's handling of the ProductSecret.
+# esp32.NVS); and `dynreg provision`'s handling of the ProductSecret.
 import json
 import os
 import pty
@@ -13,11 +13,13 @@ import sys
 
 import pytest
 
+from dynreg_tools import provision
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-import provision  # noqa: E402
 import runtime  # noqa: E402
 
+DYNREG = os.path.join(ROOT, ".venv", "bin", "dynreg")
 MICROPYTHON = runtime.MICROPYTHON
 BOARDS = {"ESP32_DYNREG": "esp32", "RPI_PICO_W_DYNREG": "rp2"}
 VERSION = "0.1.0"  # manifest.py's metadata(version=...)
@@ -241,7 +243,7 @@ def test_empty_nvs_writes_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-# -- provision.py and the ProductSecret ---------------------------------------------------------
+# -- dynreg provision and the ProductSecret -------------------------------------------------------
 
 def test_the_secret_is_never_an_argument():
     with pytest.raises(SystemExit):
@@ -303,7 +305,7 @@ def test_provision_writes_a_tencent_sdk_format_info_in_its_own_keys(tmp_path, mo
     assert [name for _, name in files] == ["ca.der", "device_info.json"] and secrets == ["sdk-format-secret-01"]
 
 
-# -- provision.py refuses a bad batch before any board is touched ---------------------------------
+# -- dynreg provision refuses a bad batch before any board is touched -----------------------------
 # A stand-in mpremote logs every run and answers as a board with dynreg VERSION would, its
 # DeviceName taken from its port's name; FAKE_MODE makes the board hold a credential that has
 # logged in ("credential") or hang in a step ("hang-probe", "hang-copy"); FAKE_PLATFORM is its
@@ -464,9 +466,9 @@ def test_a_pico_w_or_esp32_without_a_site_file_refuses_the_batch_before_any_writ
 
 
 def run_on_a_terminal(argv, answer):
-    # provision.py with its stdin on a pseudo-terminal, as a person at the line runs it.
+    # dynreg provision with its stdin on a pseudo-terminal, as a person at the line runs it.
     main_end, tty_end = pty.openpty()
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "provision.py")] + argv, stdin=tty_end,
+    proc = subprocess.Popen([DYNREG, "provision"] + argv, stdin=tty_end,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     os.close(tty_end)
     os.write(main_end, answer.encode() + b"\n")
@@ -532,7 +534,7 @@ def test_a_board_that_hangs_is_reported_while_it_hangs(bench, monkeypatch):
 @pytest.mark.parametrize("typed", [["--secret", SECRET], ["--secret=" + SECRET], ["--timeout", SECRET],
                                    ["--ports", "x", SECRET]], ids=["option", "equals", "bad-int", "extra"])
 def test_a_mistyped_option_never_prints_its_value(typed):
-    argv = [sys.executable, os.path.join(ROOT, "tools", "provision.py"), "--ports", "x", "--info", "i.json"]
+    argv = [DYNREG, "provision", "--ports", "x", "--info", "i.json"]
     proc = subprocess.run(argv + typed, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2, proc.stderr
     assert SECRET not in proc.stdout + proc.stderr and "error: " in proc.stderr, proc.stderr

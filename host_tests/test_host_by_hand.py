@@ -25,6 +25,8 @@ import pico  # noqa: E402
 PRODUCT = "BENCH00001"  # as in boards/README.md
 SECRET = "by-hand-Pr0duct-S3cret-0123"
 WAIT = 120  # seconds: the bound of every wait, far above what any step needs
+# The docs' `dynreg ...` lines run as in a shell with the venv active (.venv/bin first on PATH).
+VENV_ON_PATH = dict(os.environ, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ.get("PATH", ""))
 
 
 def read(*parts):
@@ -141,13 +143,13 @@ def test_repl_py_header_command_gives_a_repl_on_the_image(tmp_path):
 
 
 BOARD = ".venv/bin/python boards/unix/serial_board.py build/bench.img --format"
-PROVISION = ("make provision PORTS=/dev/pts/5 INFO=product_info.json CA=build/cloud/ca.der "
-             "SECRET_FILE=build/bench-secret.txt")
+PROVISION = ("dynreg provision --ports /dev/pts/5 --info product_info.json --ca build/cloud/ca.der "
+             "--secret-file build/bench-secret.txt --app firmware")
 POWER_ON = ".venv/bin/python boards/unix/serial_board.py build/bench.img --boot"
 
 
-def test_the_virtual_bench_by_hand_with_make_provision(cloud, product):
-    # boards/README.md "By hand": a virtual board, `make provision` as for a real board (its
+def test_the_virtual_bench_by_hand_with_dynreg_provision(cloud, product):
+    # boards/README.md "By hand": a virtual board, `dynreg provision` as for a real board (its
     # mpremote soft-resets the board before each step: the virtual board starts again, as a
     # board does), then Ctrl-C and power on: the boot log on the console, registered and online.
     doc_lines(os.path.join("boards", "README.md"), BOARD, PROVISION, POWER_ON)
@@ -158,7 +160,7 @@ def test_the_virtual_bench_by_hand_with_make_provision(cloud, product):
     try:
         port = board.wait_for(r"virtual board on (/dev/pts/\d+)").group(1)
         proc = subprocess.run(filled(PROVISION, dict(product, **{"/dev/pts/5": port})), shell=True, cwd=ROOT,
-                              capture_output=True, text=True, timeout=WAIT)
+                              env=VENV_ON_PATH, capture_output=True, text=True, timeout=WAIT)
         output = proc.stdout + proc.stderr
         assert proc.returncode == 0 and "1 of 1 board(s) provisioned" in output, output + board.text
         assert "Input/output error" not in output and SECRET not in output
@@ -198,8 +200,8 @@ def test_a_virtual_board_whose_process_ends_says_so(tmp_path):
 
 PICO = ".venv/bin/python pico_emulator/pico.py build/pico.bin"
 SOCKET = ".venv/bin/mpremote connect /dev/pts/6 fs cp pico_emulator/board/socket.py :socket.py"
-PICO_PROVISION = ("make provision PORTS=/dev/pts/6 INFO=product_info.json CA=build/cloud/ca.der "
-                  "SECRET_FILE=build/bench-secret.txt SITE=pico_emulator/site.json")
+PICO_PROVISION = ("dynreg provision --ports /dev/pts/6 --info product_info.json --ca build/cloud/ca.der "
+                  "--secret-file build/bench-secret.txt --site pico_emulator/site.json --app firmware")
 
 
 def test_the_emulated_pico_w_by_hand(cloud, product):
@@ -216,8 +218,8 @@ def test_the_emulated_pico_w_by_hand(cloud, product):
         proc = subprocess.run(shlex.split(filled(SOCKET, values)), cwd=ROOT, capture_output=True, text=True,
                               timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr + board.text
-        proc = subprocess.run(filled(PICO_PROVISION, values), shell=True, cwd=ROOT, capture_output=True,
-                              text=True, timeout=900)
+        proc = subprocess.run(filled(PICO_PROVISION, values), shell=True, cwd=ROOT, env=VENV_ON_PATH,
+                              capture_output=True, text=True, timeout=900)
         output = proc.stdout + proc.stderr
         assert proc.returncode == 0 and "1 of 1 board(s) provisioned" in output, output + board.text
         assert SECRET not in output

@@ -79,7 +79,7 @@ def contacted(cloud, name):
 
 
 def test_default_ntp_servers_by_cloud(tmp_path):
-    # The spec (README "The clock"): Chinese servers first for Tencent and Alibaba, the cloud's
+    # The spec (docs/CLOUDS.md "The clock"): Chinese servers first for Tencent and Alibaba, the cloud's
     # own first of all; the pool and Cloudflare elsewhere; site.json's list replaces them. The
     # Tencent C SDK's info format, which names no cloud, is Tencent's.
     code = """

@@ -7,10 +7,9 @@ import pytest
 
 from e2e import ROOT
 
-DOCS = ["README.md", "RELIABILITY.md"] + [os.path.join(folder, name) for folder in ("docs", "boards", "bench",
-                                                                   "cloud_emulator", "pico_emulator")
-                                          for name in sorted(os.listdir(os.path.join(ROOT, folder)))
-                                          if name.endswith(".md")]
+DOCS = ["README.md"] + [os.path.join(folder, name)
+                        for folder in ("docs", "boards", "bench", "cloud_emulator", "pico_emulator")
+                        for name in sorted(os.listdir(os.path.join(ROOT, folder))) if name.endswith(".md")]
 DOCS = [doc for doc in DOCS if os.path.exists(os.path.join(ROOT, doc))]
 LINK = re.compile(r"(?<!!)\[[^\]\n]*\]\(([^)\s]+)\)")
 

@@ -28,12 +28,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.x509.oid import NameOID
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # also when run as plain `pytest` from elsewhere
-    sys.path.insert(0, str(ROOT))
+from cloud_emulator import crypto, tencent
+from cloud_emulator.testing import running_emulator
 
-from cloud_emulator import crypto, tencent  # noqa: E402
-from cloud_emulator.testing import running_emulator  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 from raw_mqtt import RawMqtt  # noqa: E402
 V2 = "/device/register"
 LEGACY = "/register/dev"

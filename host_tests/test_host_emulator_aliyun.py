@@ -23,12 +23,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from cloud_emulator import aliyun
+from cloud_emulator.testing import running_emulator
 
-from cloud_emulator import aliyun  # noqa: E402
-from cloud_emulator.testing import running_emulator  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 from raw_mqtt import RawMqtt  # noqa: E402
 
 REGISTER_PATH = "/auth/register/device"

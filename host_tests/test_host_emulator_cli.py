@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # also when run as plain `pytest` from elsewhere
-    sys.path.insert(0, str(ROOT))
+from cloud_emulator.testing import running_emulator
 
-from cloud_emulator.testing import running_emulator  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 ALPHANUMERICS = string.ascii_letters + string.digits
 TENCENT_PID = "CLITEST001"

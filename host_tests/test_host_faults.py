@@ -35,7 +35,7 @@ def no_fault_outlives_its_test(cloud):
 
 
 def observed(test, **numbers):
-    # The numbers each test saw (pytest -s prints them; RELIABILITY.md quotes them).
+    # The numbers each test saw (pytest -s prints them; docs/RELIABILITY.md quotes them).
     print("\nOBSERVED %s %s" % (test, " ".join("%s=%s" % item for item in sorted(numbers.items()))))
 
 

@@ -1,10 +1,10 @@
-# tools/info_check.py: an info file and its CA checked offline, every problem listed with its
-# fix, in both formats the library reads; no secret in any output.
+# dynreg check: an info file and its CA checked offline, every problem listed with its fix, in
+# both formats the library reads; no secret in any output.
+import base64
 import datetime
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 from cryptography import x509
@@ -12,11 +12,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import info_check  # noqa: E402
+from dynreg_tools import check as info_check
 
-PYTHON = sys.executable
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+DYNREG = os.path.join(ROOT, ".venv", "bin", "dynreg")
 SECRET = "Bench2Secret-0123456789"
 ALIYUN_SECRET = "6vEu5Qlj5S0abcd1"
 
@@ -90,8 +89,8 @@ def one(found, *words):
 
 
 def cli(*args, env=None):
-    proc = subprocess.run([PYTHON, os.path.join(ROOT, "tools", "info_check.py")] + list(args), capture_output=True,
-                          text=True, timeout=60, env=dict(os.environ, **(env or {})))
+    proc = subprocess.run([DYNREG, "check"] + list(args), capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, **(env or {})))
     assert SECRET not in proc.stdout + proc.stderr and ALIYUN_SECRET not in proc.stdout + proc.stderr
     return proc
 
@@ -351,14 +350,26 @@ def test_pem_bundles_and_der_parse(folder):
     assert check(folder, tencent(ca="ca.der")) == []
 
 
+def a_key_der():
+    return ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def as_pem_certificate(data):
+    return b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(data) + b"-----END CERTIFICATE-----\n"
+
+
 @pytest.mark.parametrize("content, words", [
     (json.dumps(tencent(product_secret="")).encode(), ("not a certificate", "JSON")),  # an info, no secret in it
     (b"\x30\x82\x01\x00 not der at all", ("not a certificate", "neither PEM nor DER")),
+    (make_ca().public_bytes(serialization.Encoding.DER)[:-1], ("not a certificate", "neither PEM nor DER")),
+    (a_key_der(), ("not a certificate", "neither PEM nor DER")),
     (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", ("not a certificate",)),
+    (as_pem_certificate(a_key_der()), ("not a certificate", "does not parse as X.509")),
     (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
      ("not a certificate", "other than CERTIFICATE")),
     (b"x" * 9000, ("more than the 8192",)),
-], ids=["json", "garbage", "bad-pem", "key", "too-large"])
+], ids=["json", "garbage", "cut-short", "key-der", "bad-pem", "key-in-pem", "key", "too-large"])
 def test_a_ca_that_is_not_a_usable_certificate_is_refused(folder, content, words):
     (folder / "bad.ca").write_bytes(content)
     one(check(folder, tencent(ca="bad.ca")), *words)

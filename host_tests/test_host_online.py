@@ -365,7 +365,8 @@ def _boot_board(folder):
 
 
 @pytest.mark.parametrize("content, expected", [
-    (None, "stopped: bad configuration: no device_info.json on this device (fix the info, then provision again"),
+    (None, "stopped: bad configuration: no device_info.json on this device (fix the info, then provision again: "
+           "dynreg provision)"),
     ('{"dynreg": 1, "cloud": "tencent", "product_id": "AB', "stopped: bad configuration: device_info.json is not "
                                                            "valid JSON (fix the info, then provision again"),
     ('{"dynreg": 1, "cloud": "tencent", "device_name": "x1", "credential": {}}',

@@ -1,5 +1,5 @@
 # The whole zero-touch flow on the Pico W image, on an emulated RP2040 (pico_emulator/), as a
-# production line would run it: tools/provision.py writes the product identity, the CA, the
+# production line would run it: `dynreg provision` writes the product identity, the CA, the
 # site settings and firmware/ onto the board through the real mpremote over its USB serial
 # port; the board then boots firmware/main.py, sets its clock by SNTP, registers (mbedTLS on
 # the chip does the TLS), stores the credential on its own littlefs flash, connects and
@@ -21,8 +21,7 @@ from e2e import ROOT, registrations
 sys.path.insert(0, os.path.join(ROOT, "pico_emulator"))
 import pico  # noqa: E402
 
-PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
-PROVISION = os.path.join(ROOT, "tools", "provision.py")
+PROVISION = [os.path.join(ROOT, ".venv", "bin", "dynreg"), "provision"]  # the line's command
 TENCENT = "PICOTC0001"
 ALIYUN = "a1PicoMqtt1"
 SECRET = "p1c0-Pr0duct-S3cret-0123"
@@ -49,7 +48,7 @@ def cloud(tmp_path_factory):
 
 
 def provision(tmp_path, cloud, doc, ca=None):
-    # A fresh board (empty flash), provisioned by tools/provision.py over mpremote; ca=False:
+    # A fresh board (empty flash), provisioned by `dynreg provision` over mpremote; ca=False:
     # no CA at all (the built-in roots).
     app = tmp_path / "app"
     app.mkdir()
@@ -63,7 +62,7 @@ def provision(tmp_path, cloud, doc, ca=None):
     flash = str(tmp_path / "flash.bin")
     with pico.PicoBoard(flash, unique_id=UNIQUE_ID) as board:
         ca_args = [] if ca is False else ["--ca", ca or cloud.ca_der_path]
-        proc = subprocess.run([PYTHON, PROVISION, "--ports", board.port, "--info", str(info)] + ca_args
+        proc = subprocess.run(PROVISION + ["--ports", board.port, "--info", str(info)] + ca_args
                               + ["--site", str(site), "--app", str(app)],
                               capture_output=True, text=True, timeout=600, cwd=ROOT)
     output = proc.stdout + proc.stderr

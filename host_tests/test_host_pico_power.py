@@ -4,7 +4,7 @@
 # for every k, the chip is stopped at the k-th one, with it not landed or torn (half landed),
 # and booted again from the flash as it was left. A save must leave the complete new
 # credential, or a cleanly unregistered board that then saves it; the erase, the credential
-# intact with the secret there ("old") or gone ("new"), and then erased. Figures: RELIABILITY.md.
+# intact with the secret there ("old") or gone ("new"), and then erased. Figures: docs/RELIABILITY.md.
 import json
 import os
 import sys

@@ -4,7 +4,7 @@
 # MicroPython v1.28.0 unix port is pointed at a local TCP listener with mqtt:// (the info's
 # mqtt_url, or dynreg.connect's option): it raises ConfigError and the listener never sees a
 # connection, let alone a byte. Tencent key auth, whose password expires, still goes out over
-# plain TCP (README: what it exposes): the listener captures its CONNECT.
+# plain TCP (docs/CLOUDS.md "Plain transports": what it exposes): the listener captures its CONNECT.
 import json
 
 import pytest

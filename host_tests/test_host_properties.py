@@ -165,7 +165,7 @@ def cloud_answers(draw, defect):
         expected = ("rejected", code, message)
     elif defect == "cloud busy":
         # PROTOCOLS.md 2.6: a throttling or failing cloud's code, retried (a NetworkError); the
-        # legacy API's numbers, whatever they say, are final (README, "Busy or final").
+        # legacy API's numbers, whatever they say, are final (docs/API.md, "Busy or final").
         message = draw(st.text(alphabet=TEXT, max_size=40))
         if api == "current":
             code = draw(st.sampled_from(["InternalError", "InternalError.DbError", "RequestLimitExceeded",
@@ -193,7 +193,7 @@ def cloud_answers(draw, defect):
     body = _serialize(draw, answer)
     if defect == "body cut short":
         body = body[:draw(st.integers(0, len(body) - 1))]
-    elif defect == "body over 8 KiB":  # README "Limits": refused before parsing
+    elif defect == "body over 8 KiB":  # docs/API.md "Limits": refused before parsing
         body += b" " * (8193 - len(body) + draw(st.integers(0, 100)))
     elif defect == "byte not UTF-8":
         at = body.index(b'"') + 1

@@ -1,7 +1,9 @@
 # The root CA certificates built into the library (lib/dynreg/roots_<cloud>.py): exactly the
 # files of shared/spec/cloud-roots/, bundled per endpoint as its README maps them, with the
 # fingerprints its README prints; the device picks the bundle the host tools say it relies on;
-# `python -m dynreg_tools roots` lists them.
+# `dynreg roots` lists them, read by the tools' own certificate reader (dynreg_tools.der).
+import datetime
+import glob
 import hashlib
 import os
 import re
@@ -12,14 +14,11 @@ import sys
 import pytest
 
 from dynreg import aliyun, azure, store, tencent
+from dynreg_tools import check, der, roots
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 SPEC = os.path.join(ROOT, "..", "shared", "spec", "cloud-roots")
-sys.path.insert(0, ROOT)
-from dynreg_tools import roots  # noqa: E402
-
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import info_check  # noqa: E402
+DYNREG = os.path.join(ROOT, ".venv", "bin", "dynreg")
 
 # The README's endpoint rows (by their first words) -> the bundle that serves them. Where two
 # rows share a bundle, it holds the roots of both.
@@ -71,7 +70,7 @@ def test_each_bundle_holds_exactly_the_roots_the_spec_maps_to_its_endpoints():
     for (cloud, bundle), digests in wanted.items():
         built = getattr(__import__("dynreg.roots_" + cloud, None, None, ["x"]), bundle)
         assert type(built) is tuple
-        assert {hashlib.sha256(der).hexdigest() for der in built} == digests, (cloud, bundle)
+        assert {hashlib.sha256(value).hexdigest() for value in built} == digests, (cloud, bundle)
         assert len(built) == len(digests)  # no root twice
 
 
@@ -88,9 +87,43 @@ def test_the_built_in_roots_have_the_fingerprints_the_spec_prints():
             assert hashlib.sha256(built[name]).hexdigest() == printed[pem], (cloud, name)
 
 
+def test_the_tools_read_subject_and_expiry_as_cryptography_does():
+    # dynreg_tools.der (what `dynreg check` and `dynreg roots` print, with the standard library
+    # alone) against cryptography's parser: every root of the spec, then a certificate whose
+    # subject needs RFC 4514's escapes, a multi-valued RDN and an attribute without a short name.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    pems = sorted(glob.glob(os.path.join(SPEC, "*.pem")))
+    assert len(pems) == 13
+    ders = []
+    for path in pems:
+        with open(path, "rb") as f:
+            ders.append(x509.load_pem_x509_certificate(f.read()).public_bytes(serialization.Encoding.DER))
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, '#a+b, "c"; <d> \\e '),
+                                                      x509.NameAttribute(NameOID.USER_ID, "line-07")]),
+                      x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.EMAIL_ADDRESS, "ops@example.com")]),
+                      x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN")])])
+    start = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    made = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(start).not_valid_after(start.replace(year=2049, month=12, day=31))
+            .sign(key, hashes.SHA256()))
+    ders.append(made.public_bytes(serialization.Encoding.DER))
+    for data in ders:
+        theirs = x509.load_der_x509_certificate(data)
+        [mine] = der.certificates(data)
+        assert (mine.der, mine.subject, mine.expires) == (data, theirs.subject.rfc4514_string(),
+                                                          theirs.not_valid_after_utc)
+    assert mine.subject.startswith("C=CN,1.2.840.113549.1.9.1=ops@example.com,")
+    assert r'\#a\+b\, \"c\"\; \<d\> \\e\ ' in mine.subject, mine.subject
+
+
 def info(doc):
     doc = dict({"dynreg": 1, "product_secret": "p" * 16, "device_name": "dev-0001", "credential": {}}, **doc)
-    return store.Info("device_info.json", doc), info_check.View(doc)
+    return store.Info("device_info.json", doc), check.View(doc)
 
 
 def bundle_name(cloud, der_tuple):
@@ -124,8 +157,7 @@ def test_the_device_and_the_host_tools_pick_the_same_bundle(doc, register, broke
 
 
 def test_roots_lists_every_endpoint_with_fingerprint_and_expiry():
-    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "python"), "-m", "dynreg_tools", "roots"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    proc = subprocess.run([DYNREG, "roots"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     text = proc.stdout
     for cloud, (_, certs, bundles) in roots.CLOUDS.items():
@@ -139,9 +171,8 @@ def test_roots_lists_every_endpoint_with_fingerprint_and_expiry():
 
 
 def test_roots_fails_when_a_bundle_would_hold_no_root_valid_long_enough():
-    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "python"), "-m", "dynreg_tools", "roots",
-                           "--cloud", "tencent", "--days", "3000"], capture_output=True, text=True, cwd=ROOT,
-                          timeout=60)
+    proc = subprocess.run([DYNREG, "roots", "--cloud", "tencent", "--days", "3000"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
     # Tencent's own root (2032-11-23) is the only root of its broker bundle: within 3000 days.
     assert proc.returncode == 1, proc.stdout
     assert "problem: no root of MQTT stays valid for 3000 more days" in proc.stdout, proc.stdout

@@ -1,4 +1,4 @@
-# The ProductSecret, once spent (README "The ProductSecret after the first login"): after the
+# The ProductSecret, once spent (docs/CLOUDS.md "The ProductSecret, once spent"): after the
 # cloud accepts the device's own first MQTT login, dynreg.connect erases the ProductSecret
 # from the info, on both clouds and in both info formats, unless the info sets
 # keep_product_secret; the same write records the login ("logged_in": true). A refused login

@@ -1,4 +1,4 @@
-# tools/site_check.py: a board's site.json checked offline (docs/SITE.md), every problem one
+# dynreg_tools.site_check: a board's site.json checked offline (docs/SITE.md), every problem one
 # line with its fix, never a value; and the settings it knows are exactly the ones firmware/
 # reads, with the defaults the firmware and docs/SITE.md give.
 import ast
@@ -6,14 +6,14 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
+from dynreg_tools import site_check
+from dynreg_tools.site_check import site_problems
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import site_check  # noqa: E402
-from site_check import site_problems  # noqa: E402
+DYNREG = os.path.join(ROOT, ".venv", "bin", "dynreg")
 
 EXAMPLE = os.path.join(ROOT, "boards", "site.example.json")
 SSID = "Zq-Lab-Net-7731"  # distinctive: no output may hold them
@@ -235,8 +235,8 @@ def test_no_value_is_printed_by_the_check_verb(tmp_path):
            "status_topic": "Qv-topic-no-format", "ntp_servers": ["Jt-ntp host"], "safe_boot_pin": "Rm-pin",
            "network": "Yz-network", "subdevices": [["Hb-prod", "Hb dev"]]}
     path = write(tmp_path, doc)
-    proc = subprocess.run([sys.executable, "-m", "dynreg_tools", "check", "--site", path, "--board", "rp2"],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run([DYNREG, "check", "--site", path, "--board", "rp2"], capture_output=True, text=True,
+                          cwd=ROOT)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1 and output.count("problem: ") >= len(doc), output
     for value in (SSID, PASSWORD[:6], "Kx81", "Qv-topic", "Jt-ntp", "Rm-pin", "Yz-network", "Hb-prod", "Hb dev"):
@@ -244,7 +244,7 @@ def test_no_value_is_printed_by_the_check_verb(tmp_path):
 
 
 def test_the_check_verb_passes_the_example_and_checks_an_info_and_a_site_together(tmp_path):
-    run = [sys.executable, "-m", "dynreg_tools", "check"]
+    run = [DYNREG, "check"]
     proc = subprocess.run(run + ["--site", EXAMPLE, "--board", "esp32"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and proc.stdout.startswith("ok: "), proc.stdout + proc.stderr
     info = write(tmp_path, {"dynreg": 1, "cloud": "tencent", "product_id": "BENCH00001",
@@ -322,8 +322,8 @@ def online_defaults():
 def test_the_checker_knows_exactly_the_settings_the_firmware_reads():
     reads = firmware_site_reads()
     assert {"wifi_ssid", "wifi_password", "boot_attempts", "retry_ms", "keepalive"} <= reads  # the grep works
-    assert reads - set(site_check.SETTINGS) == set(), "read by firmware/, unknown to tools/site_check.py"
-    assert set(site_check.SETTINGS) - reads == set(), "known to tools/site_check.py, read by no firmware/ code"
+    assert reads - set(site_check.SETTINGS) == set(), "read by firmware/, unknown to dynreg_tools/site_check.py"
+    assert set(site_check.SETTINGS) - reads == set(), "known to dynreg_tools/site_check.py, read by no firmware/ code"
 
 
 def test_the_online_settings_are_the_librarys_options():

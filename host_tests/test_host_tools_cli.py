@@ -1,6 +1,6 @@
-# python -m dynreg_tools: one command for the line, every verb with --help; `status` and
-# `erase` against a virtual board (the unix port on a pseudo-terminal, driven by the real
-# mpremote, as tools/provision.py drives boards).
+# The dynreg command (the package's console script): one command for the line, every verb with
+# --help; `status` and `erase` against a virtual board (the unix port on a pseudo-terminal,
+# driven by the real mpremote, as `dynreg provision` drives boards).
 import csv
 import json
 import os
@@ -14,16 +14,15 @@ from e2e import ROOT
 sys.path.insert(0, os.path.join(ROOT, "boards", "unix"))
 from serial_board import VirtualBoard  # noqa: E402
 
-PYTHON = sys.executable
+DYNREG = os.path.join(ROOT, ".venv", "bin", "dynreg")
 MPREMOTE = os.path.join(ROOT, ".venv", "bin", "mpremote")
 PSK = "lDZ6Uqt+I9E0wW7rvDUs7Q=="
 SECRET = "Tools2Secret-0123456789"
-VERBS = ("check", "provision", "status", "erase", "cloud")
+VERBS = ("check", "provision", "status", "erase", "roots", "cloud")
 
 
 def tools(*argv):
-    proc = subprocess.run([PYTHON, "-m", "dynreg_tools"] + list(argv), capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    proc = subprocess.run([DYNREG] + list(argv), capture_output=True, text=True, timeout=120, cwd=ROOT)
     output = proc.stdout + proc.stderr
     assert SECRET not in output and PSK not in output, output
     return proc.returncode, output
@@ -34,7 +33,13 @@ def test_every_verb_has_its_help():
     assert code == 0 and all(verb in text for verb in VERBS), text
     for verb in VERBS:
         code, text = tools(verb, "--help")
-        assert code == 0 and "usage:" in text, (verb, text)
+        assert code == 0 and text.startswith("usage: dynreg %s " % verb), (verb, text)  # one name in every usage
+
+
+def test_python_m_dynreg_tools_is_the_same_command():
+    proc = subprocess.run([sys.executable, "-m", "dynreg_tools", "--help"], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout == tools("--help")[1], proc.stdout + proc.stderr
 
 
 def test_an_unknown_verb_is_named_as_such_and_never_echoed():
@@ -160,7 +165,7 @@ def test_force_wipes_a_credential_only_once_confirmed_and_the_report_says_so(tmp
                                    ["--roots", "x", "-s", SECRET]], ids=["option", "equals", "extra", "short"])
 def test_the_secrets_scan_never_prints_a_mistyped_argument(typed):
     # Like every host tool: argparse's error names the option, not the value typed after it.
-    proc = subprocess.run([PYTHON, os.path.join(ROOT, "tools", "scan_secrets.py")] + typed, capture_output=True,
-                          text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "scan_secrets.py")] + typed,
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert SECRET not in proc.stdout + proc.stderr and "error: unrecognized arguments" in proc.stderr, proc.stderr

@@ -3,7 +3,7 @@
 # nowhere in the raw image. littlefs and FAT never overwrite in place: the provisioned info,
 # the save's .tmp and its rewrite all leave copies in freed blocks (and, where the info is
 # small enough to live inline, in the old commits of the metadata pair). The board's flow is
-# replayed as it runs, each step on a fresh mount (a boot): provisioning as tools/provision.py
+# replayed as it runs, each step on a fresh mount (a boot): provisioning as `dynreg provision`
 # writes (<name>.tmp, then renamed), the credential saved, the secret erased at the login
 # (dynreg.mqtt.spend_product_secret, which then scrubs). Without the scrub the secret is still
 # in the image (so the search can fail); after it, in no form, on any geometry; and after a

@@ -171,7 +171,7 @@ def test_other_cloud_codes_are_final_rejections_unknown_ones_too():
                  "ServiceUnavailable.X", ""):
         e = exact(RejectedError, tencent.parse_response, _v2_error(code), secret)
         assert e.code == code, (code, e.code)
-    # The legacy API's numeric codes: no source names a transient one (README, "Errors"), so all are final.
+    # The legacy API's numeric codes: no source names a transient one (docs/API.md, "Busy or final"), so all are final.
     for code in (1010, 429, 500, 503, 4400, 6000):
         body = ('{"code":%d,"message":"m"}' % code).encode()
         assert exact(RejectedError, tencent.parse_response, body, secret).code == code

@@ -1,6 +1,6 @@
 # Host side (CPython) of the emulated Pico W: the RPI_PICO_W_DYNREG image that
 # tools/firmware.sh built, booted in rp2040js by run-pico.mjs, either running scripts through
-# the raw REPL (run) or as a board on a pseudo-terminal that mpremote and tools/provision.py
+# the raw REPL (run) or as a board on a pseudo-terminal that mpremote and `dynreg provision`
 # open as they would /dev/ttyACM0 (PicoBoard).
 import os
 import shutil

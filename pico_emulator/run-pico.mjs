@@ -5,7 +5,7 @@
 //   node run-pico.mjs --image firmware.uf2 --exec 'print(1)'    run code via the raw REPL, exit
 //   node run-pico.mjs --image firmware.uf2 --script a.py --script b.py
 //   ... --serial                   the REPL on stdin/stdout as a board's USB serial port (for a
-//                                  pty: mpremote, tools/provision.py); ends on SIGTERM or EOF
+//                                  pty: mpremote, dynreg provision); ends on SIGTERM or EOF
 //   ... --put SRC:DEST             copy a host file onto the board's flash before the scripts
 //   ... --tunnel                   TCP (and SNTP) for the board over UART0, to loopback only
 //   ... --flash-save flash.bin     write the emulated flash (2 MiB) out at exit

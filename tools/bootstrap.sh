@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the host side needs, on a fresh machine: CPython 3.11 (apt-get when it
-# is missing and we may), the virtualenv with the pinned tools of requirements.txt, and the
+# is missing and we may), the virtualenv with the pinned tools of requirements.txt and this
+# checkout's host tools installed editable (the dynreg command), and the
 # old umqtt.simple 1.3.4 from PyPI into build/umqtt (fetched, never committed; dynreg must
 # refuse it clearly). The MicroPython side is built from source by tools/firmware.sh.
 # Node.js and the emulated Pico W's npm packages (pico_emulator/). Idempotent: a second run
@@ -42,6 +43,17 @@ if [ ! -f "$STAMP" ] || [ requirements.txt -nt "$STAMP" ]; then
     "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
     "$VENV/bin/python" -c 'import pytest, hypothesis, cryptography, amqtt' || { say "pip install failed"; exit 1; }
     touch "$STAMP"
+fi
+
+# The host tools (pyproject.toml: the dynreg command, the emulator and its pytest plugin),
+# editable: .venv/bin/dynreg runs this checkout's code. Its own stamp, so that an existing
+# .venv gets it too, and again when pyproject.toml changes.
+PKG_STAMP=$VENV/.installed-package
+if [ ! -f "$PKG_STAMP" ] || [ pyproject.toml -nt "$PKG_STAMP" ]; then
+    "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e . >/dev/null \
+        && "$VENV/bin/dynreg" --help >/dev/null || { say "installing the host tools (pip install -e .) failed"; exit 1; }
+    touch "$PKG_STAMP"
+    say "installed the host tools editable into $VENV: $VENV/bin/dynreg"
 fi
 
 # umqtt.simple: its PyPI sdist has no setup.py, so pip cannot install it, but

@@ -21,7 +21,7 @@ MESSAGE_COLUMNS = ("the board prints",)
 DETAIL_COLUMNS = ("what happened", "what failed")
 CONSOLE_PREFIXES = ("boot attempt ", "stopped: ", "clock: ", "dynreg: ", "published status", "wifi: ", "network: ",
                     "safe boot", "nvs: ", "sub-device ")
-COMMANDS = ("python", ".venv", "tools/", "make ", "mpremote")
+COMMANDS = ("python", ".venv", "tools/", "make ", "mpremote", "dynreg ")
 QUOTE = re.compile(r"`([^`]+)`")
 
 

@@ -11,13 +11,10 @@ import shutil
 import subprocess
 import sys
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, ROOT)
-from cloud_emulator.testing import running_emulator  # noqa: E402
+from cloud_emulator.testing import running_emulator
+from runtime import MICROPYTHON, ROOT, micropypath  # beside this file
 
 WORK = os.path.join(ROOT, "build", "demo")
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-from runtime import MICROPYTHON, micropypath  # noqa: E402
 
 RUN_BOARD = os.path.join(ROOT, "boards", "unix", "run.py")
 MICROPYPATH = micropypath("firmware")

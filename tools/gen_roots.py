@@ -10,11 +10,10 @@ the modules hold exactly those certificates, bundled per endpoint as the README 
 import argparse
 import os
 import ssl
-import sys
+
+from dynreg_tools.roots import CLOUDS  # the one table of roots and endpoints
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, ROOT)
-from dynreg_tools.roots import CLOUDS  # noqa: E402 (the one table of roots and endpoints)
 
 def der_of(path):
     with open(path) as f:

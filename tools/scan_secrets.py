@@ -8,9 +8,9 @@ import json
 import os
 import sys
 
-import info_check  # tools/, beside this file
+from dynreg_tools.check import OptionNamesOnlyParser
 
-# product_info.json: the identity tools/provision.py writes onto boards (it holds the
+# product_info.json: the identity `dynreg provision` writes onto boards (it holds the
 # ProductSecret); *.bin: an emulated Pico W's whole flash, which holds its store.
 STORE_FILES = {"state.json", "device_info.json", "subdevices.json", "device_info.json.tmp",
                "state.json.tmp", "subdevices.json.tmp", "product_info.json"}
@@ -44,7 +44,7 @@ def walk(roots):
 
 def main():
     # Its errors name options, never the values typed (a mistyped option may carry a secret).
-    parser = info_check.OptionNamesOnlyParser()
+    parser = OptionNamesOnlyParser()
     parser.add_argument("--roots", nargs="*", default=[])
     parser.add_argument("--outputs", nargs="*", default=[])
     args = parser.parse_args()
@@ -58,7 +58,7 @@ def main():
             except (ValueError, UnicodeDecodeError, OSError):
                 pass
         elif not name.endswith(STORE_ENDINGS) and not name.startswith("secret"):
-            # (secret* files hold the ProductSecret that tools/provision.py reads: a store too)
+            # (secret* files hold the ProductSecret that `dynreg provision` reads: a store too)
             searched.append(path)
     searched += [p for p in args.outputs if os.path.exists(p)]
     hits = []

@@ -7,7 +7,7 @@
 #   -> "virtual board on /dev/pts/N"; then: .venv/bin/mpremote connect /dev/pts/N ...
 # Run so, by hand, it prints the board's console as it comes (the boot log with --boot), and a
 # soft reset (mpremote's, Ctrl-D, sys.exit()) restarts the board on its image as a board
-# restarts, so mpremote and `make provision` work as with a board; Ctrl-C powers it off. The
+# restarts, so mpremote and `dynreg provision` work as with a board; Ctrl-C powers it off. The
 # tests' VirtualBoard ends at a soft reset instead, and its mpremote uses `resume`.
 #
 # Two terminals, not one: a tool that opened the board's own terminal would read the bytes

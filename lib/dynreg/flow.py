@@ -113,7 +113,7 @@ def throttled_wait_ms(spent_ms, opts):
     # the time spent (at least backoff_ms, at most max_backoff_ms): a device let in late
     # overshoots by a third of its wait at most, and a fleet's tries thin out as it waits. The
     # jitter, and the devices' different start times, spread the fleet. Measured against the
-    # classic capped exponential backoffs in bench/line.py (bench/README.md, "The line").
+    # classic capped exponential backoffs in bench/line.py (bench/README.md, "A production line").
     top = min(opts["max_backoff_ms"], max(opts["backoff_ms"], spent_ms // 3))
     return top - codec.random_int(24) % (top // 2 + 1)
 

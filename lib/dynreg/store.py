@@ -2,12 +2,12 @@
 # Two formats are read and written back as they came:
 # - the Tencent C SDK's device_info.json ("productId", "key_deviceinfo": {"deviceSecret"}, ...)
 # - dynreg's own ({"dynreg": 1, "cloud": ..., "credential": {...}}), for both clouds and every
-#   credential kind. See README "Device info".
+#   credential kind. See docs/CLOUDS.md "Device info".
 # Every write goes first to <name>.tmp, closed, and only then to <name> itself, so a power cut
 # leaves at least one complete copy: read_json takes <name>, or the .tmp when <name> is missing
 # or unusable. Nothing is renamed: on FAT a rename onto a file removes it first, and a cut
 # inside FatFs's rename can leave two names on one cluster chain, which a later write then
-# frees under the other (ff.c f_rename's "critical section"). See README "Atomic saves".
+# frees under the other (ff.c f_rename's "critical section"). See docs/CLOUDS.md "Atomic saves".
 import json
 import os
 from micropython import const

@@ -1,11 +1,11 @@
-#!/usr/bin/env python3
-"""Provision boards over their serial ports with mpremote: the product identity (dynreg's
-device_info.json), every file the info names (the CA, the broker's CA, certificate and key
-files) and, optionally, the application and site settings. Many boards at once, one per port.
+"""dynreg provision: boards provisioned over their serial ports with mpremote: the product
+identity (dynreg's device_info.json), every file the info names (the CA, the broker's CA,
+certificate and key files) and, optionally, the application and site settings. Many boards
+at once, one per port.
 
-    DYNREG_PRODUCT_SECRET=... tools/provision.py --ports /dev/ttyUSB0,/dev/ttyACM0 \\
+    DYNREG_PRODUCT_SECRET=... dynreg provision --ports /dev/ttyUSB0,/dev/ttyACM0 \\
         --info device_info.json --ca ca.der [--app firmware] [--site site.json]
-    tools/provision.py --ports auto --info device_info.json --secret-file secret.txt ...
+    dynreg provision --ports auto --info device_info.json --secret-file secret.txt ...
 
 The ProductSecret comes from --secret-file, the environment (DYNREG_PRODUCT_SECRET) or the
 info file itself, never from the command line, and every line printed is masked. Each file
@@ -13,10 +13,10 @@ is copied to a temporary name and renamed on the board (atomic on littlefs), the
 SHA-256 is computed on the board and compared with the local copy.
 
 Before any board is touched, the info and every file it names go through
-tools/info_check.py's checks, and a fixed device_name is refused for more than one board.
+`dynreg check`'s checks, and a fixed device_name is refused for more than one board.
 Then every board is read, nothing written: its platform, its chip id, its dynreg version,
 what its info holds. A DeviceName that two boards would share, or a site file a board would
-crash at boot without (tools/site_check.py), refuses the whole batch. A board without dynreg
+crash at boot without (site_check), refuses the whole batch. A board without dynreg
 (or with an older one) is refused; one whose info holds a credential is skipped, or reported
 broken when its info names a file that is not on its flash; --force overwrites a credential
 only once confirmed (y/N on a terminal, else --force-wipe-credential). Exit status: 0 when no
@@ -25,7 +25,6 @@ board failed (skipped ones included), 1 when one did, 2 when the batch was refus
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -34,13 +33,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-import info_check
-import site_check
+from dynreg_tools import check, library_version, site_check
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 INFO = "device_info.json"
 SITE = "site.json"
-SECRET_ENV = info_check.SECRET_ENV
+SECRET_ENV = check.SECRET_ENV
 MASK = "****"
 KINDS = {"rp2": "rp2", "esp32": "esp32", "linux": "unix"}  # sys.platform -> site_check's board kind
 INSTALL = ("install it (mpremote connect PORT mip install ./package.json, boards/README.md \"Without building "
@@ -113,7 +110,7 @@ def name(rule):
         return hexlify(machine.unique_id()).decode()
     except Exception:
         return "-"
-""" % {"placeholders": info_check.PLACEHOLDERS, "info": INFO}
+""" % {"placeholders": check.PLACEHOLDERS, "info": INFO}
 
 # Run on the board: what provisioning must know before it writes anything.
 PROBE = """
@@ -184,9 +181,9 @@ def given_secret(args):
     # The ProductSecret from --secret-file (- for stdin) or the environment; None when neither
     # gives one. Stdin is read once per run: it gives the secret only once.
     if args.secret_file != "-":
-        return info_check.given_secret(args.secret_file)
+        return check.given_secret(args.secret_file)
     if not hasattr(args, "stdin_secret"):
-        args.stdin_secret = info_check.given_secret("-")
+        args.stdin_secret = check.given_secret("-")
     return args.stdin_secret
 
 
@@ -200,12 +197,6 @@ def read_secret(args, info_doc, field="product_secret"):
     return secret
 
 
-def library_version():
-    # The dynreg this checkout holds: what the application given with it expects on the board.
-    with open(os.path.join(ROOT, "lib", "dynreg", "__init__.py")) as f:
-        return re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
-
-
 def version_key(text):
     try:
         return tuple(int(part) for part in text.split("."))
@@ -216,9 +207,9 @@ def version_key(text):
 def named_files(doc, info_path, ca_path):
     # [(field, local path, name on the board)] of every file the info names; on the board each
     # lies beside the info, under its own file name ("ca.der" for a --ca the info does not name).
-    view = info_check.View(doc)
+    view = check.View(doc)
     files = []
-    for field, local in info_check.named_files(view, info_path, ca_path):
+    for field, local in check.named_files(view, info_path, ca_path):
         value = doc.get(field) if "." not in field else doc[field.split(".")[0]][field.split(".")[1]]
         files.append((field, local, os.path.basename(value) if isinstance(value, str) and value else "ca.der"))
     taken = {}
@@ -240,7 +231,7 @@ def build_payload(args, scratch):
     if not isinstance(doc, dict) or (doc.get("dynreg") != 1 and "productId" not in doc):
         raise ProvisionError("%s is neither dynreg's info format ({\"dynreg\": 1, ...}) nor the Tencent "
                              "C SDK's" % args.info)
-    view = info_check.View(doc)
+    view = check.View(doc)
     sdk = view.sdk  # the Tencent C SDK's own file, written back in its own keys
     product_field, secret_field = view.names["product"], view.names["secret"]
     if not doc.get(product_field):
@@ -262,9 +253,9 @@ def build_payload(args, scratch):
     fd = os.open(info_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f)
-    if os.path.getsize(info_path) > info_check.MAX_INFO:
+    if os.path.getsize(info_path) > check.MAX_INFO:
         raise ProvisionError("the info with the ProductSecret filled in is larger than %d bytes, which the "
-                             "library refuses: remove what the board does not need" % info_check.MAX_INFO)
+                             "library refuses: remove what the board does not need" % check.MAX_INFO)
     secrets = [secret]
     if args.site:
         with open(args.site) as f:
@@ -408,7 +399,7 @@ class Board:
         except (ProvisionError, KeyError, TypeError, ValueError) as e:
             result["result"] = "failed: %s" % e
             if wiping:
-                result["credential"] = "unknown (dynreg_tools status tells)"
+                result["credential"] = "unknown (dynreg status tells)"
         self.console.say(self.port, "%s; sha256 %s" % (result["result"], result["sha256"]))
 
 
@@ -441,7 +432,8 @@ def default_mpremote():
 def parse_args(argv):
     # No abbreviations: "--secret VALUE" must be an error, not --secret-file VALUE.
     # Its errors name options, never the values typed (a mistyped option may carry a secret).
-    parser = info_check.OptionNamesOnlyParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+    parser = check.OptionNamesOnlyParser(prog="dynreg provision", description=__doc__.split("\n\n")[0],
+                                              allow_abbrev=False,
                                               epilog="ProductSecret: --secret-file or $%s, never an argument."
                                               % SECRET_ENV)
     parser.add_argument("--ports", required=True, help="comma-separated serial ports, or auto")
@@ -469,9 +461,9 @@ def parse_args(argv):
 
 def format_problems(doc, info_path):
     if "dynreg" in doc or "productId" in doc:
-        return []  # dynreg's format or the Tencent C SDK's; a wrong version is info_check's
+        return []  # dynreg's format or the Tencent C SDK's; a wrong version is check's
     return ["%s is neither dynreg's info format ({\"dynreg\": 1, ...}) nor the Tencent C SDK's "
-            "(README \"Device info\")" % info_path]
+            "(docs/CLOUDS.md \"Device info\")" % info_path]
 
 
 def shared_name_problems(doc, info_path, ports):
@@ -485,9 +477,9 @@ def shared_name_problems(doc, info_path, ports):
 
 def info_problems(args, secret):
     # The info, the CA and every file the info names, checked before any board is touched.
-    doc, _ = info_check.read_info(args.info)
+    doc, _ = check.read_info(args.info)
     extra = format_problems(doc, args.info) if doc is not None else []
-    found = extra + info_check.problems(args.info, args.ca, secret)
+    found = extra + check.problems(args.info, args.ca, secret)
     if args.site and not os.path.isfile(args.site):
         found.append("the site file %s (--site) does not exist: give the path of site.json" % args.site)
     elif args.site:  # what is wrong for every kind of board (the unix port's needs no WiFi)
@@ -498,7 +490,7 @@ def info_problems(args, secret):
 def port_problems(args, ports):
     if not ports:
         return ["no port given: --ports PORT[,PORT...] or --ports auto"]
-    doc, _ = info_check.read_info(args.info)
+    doc, _ = check.read_info(args.info)
     return shared_name_problems(doc, args.info, ports) if doc is not None else []
 
 
@@ -526,7 +518,7 @@ def batch_problems(boards, site):
 
 def info_secret(info_path):
     # The info's own ProductSecret, to mask; None when it has none or cannot be read.
-    doc, _ = info_check.read_info(info_path)
+    doc, _ = check.read_info(info_path)
     secret = doc and (doc.get("product_secret") or doc.get("productSecret") or doc.get("group_key"))
     return secret if isinstance(secret, str) else None
 
@@ -537,7 +529,7 @@ def refuse(found, mask, out, read=False):
     if read:
         out("provision: %d problem(s): the boards were read, nothing was written" % len(found))
     else:
-        out("provision: %d problem(s): no board was touched (tools/info_check.py checks an info alone)" % len(found))
+        out("provision: %d problem(s): no board was touched (dynreg check checks an info alone)" % len(found))
     return 2
 
 
@@ -655,7 +647,7 @@ def main(argv=None, out=print):
         found = port_problems(args, ports)
         if found:
             return refuse(found, mask, out)
-        for note in info_check.notes(args.info):
+        for note in check.notes(args.info):
             out(mask("provision: note: %s" % note))
         files, secrets, doc = build_payload(args, scratch)
         mask = Masker(secrets)
@@ -675,7 +667,3 @@ def main(argv=None, out=print):
     if args.report:
         out("report: %s" % args.report)
     return outcome(results, out)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

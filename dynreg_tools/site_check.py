@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Check a board's site.json offline, before it goes to the board: the settings that
 firmware/main.py and firmware/board.py read (docs/SITE.md lists them).
 
@@ -10,7 +9,7 @@ left without wifi_ssid and wifi_password (also when there is no site file at all
 would stop at boot with KeyError: wifi_ssid); a name the firmware does not read (with the
 closest known name); a value of the wrong type or out of range. No value is ever printed:
 the WiFi password is a secret, and the SSID is not shown either.
-tools/info_check.py --site runs it (python -m dynreg_tools check --site FILE --board KIND).
+`dynreg check --site FILE --board KIND` runs it, and `dynreg provision --site FILE`.
 """
 import difflib
 import json
@@ -250,7 +249,7 @@ def topic_problems(key, value, board_kind):
 
 
 def subdevices_problems(key, value, board_kind):
-    from info_check import DEVICE_NAME_RULES, PRODUCT_RULES
+    from dynreg_tools.check import DEVICE_NAME_RULES, PRODUCT_RULES  # here: check imports this module
 
     if not isinstance(value, list) or not all(isinstance(s, list) and len(s) == 2 for s in value):
         return ['%s must be a list of [ProductKey, DeviceName] pairs, such as [["a1SubPrdKey", "sensor-01"]]' % key]

@@ -1,8 +1,8 @@
-#!/usr/bin/env python3
-"""Check a device info file and its CA certificate offline, before any board is touched.
+"""dynreg check: a device info file and its CA certificate checked offline, before any board
+is touched.
 
-    .venv/bin/python tools/info_check.py product_info.json [--ca ca.der] [--secret-file FILE]
-    .venv/bin/python tools/info_check.py [product_info.json] --site site.json --board rp2|esp32|unix
+    dynreg check product_info.json [--ca ca.der] [--secret-file FILE]
+    dynreg check [product_info.json] --site site.json --board rp2|esp32|unix
 
 Lists every problem, one line each with its fix, and exits 1; or prints "ok: ..." and a
 one-line summary (cloud, product, device naming) and exits 0. Both formats the library
@@ -11,8 +11,9 @@ The rules are the library's (lib/dynreg/store.py, tencent.py, aliyun.py, codec.p
 clouds' (PROTOCOLS.md): where a cloud is stricter than the library, the cloud's rule is
 checked. No value of any field is ever printed: an identity in the wrong field may be a
 secret. The ProductSecret is the info's, or --secret-file's, or $DYNREG_PRODUCT_SECRET's,
-as tools/provision.py takes it. tools/provision.py runs the same checks (problems()).
---site checks a site.json too (tools/site_check.py; docs/SITE.md), for the board --board names.
+as `dynreg provision` takes it; provision runs the same checks (problems()). --site checks a
+site.json too (site_check; docs/SITE.md), for the board --board names. Needs nothing but the
+standard library: certificates are read by dynreg_tools.der.
 """
 import argparse
 import json
@@ -21,8 +22,7 @@ import re
 import sys
 from datetime import datetime, timezone
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # dynreg_tools
-import site_check  # noqa: E402  (beside this file)
+from dynreg_tools import der, site_check
 
 MAX_INFO = 8192  # bytes: lib/dynreg/store.py MAX_INFO; the library refuses a larger info or CA
 SECRET_ENV = "DYNREG_PRODUCT_SECRET"
@@ -146,7 +146,7 @@ def secret_problems(view, secret):
     field = view.names["secret"]
     if secret is None or secret == "":
         return ["no ProductSecret (field %s is missing or empty): add it to the info, or give it to "
-                "tools/provision.py with --secret-file FILE or $%s (never on the command line)" % (field, SECRET_ENV)]
+                "dynreg provision with --secret-file FILE or $%s (never on the command line)" % (field, SECRET_ENV)]
     if not isinstance(secret, str):
         return ["field %s is not a string: write the ProductSecret in quotes" % field]
     found = []
@@ -347,43 +347,23 @@ def certificate_problems(path, given_by):
     with open(path, "rb") as f:
         data = f.read()
     try:
-        certificates = parse_certificates(data)
+        certificates = der.certificates(data)
     except ValueError as e:
         return ["%s is not a certificate (%s): give the cloud's root CA certificate, DER or PEM" % (what, e)]
     return expiry_problems(what, certificates)
 
 
-def parse_certificates(data):
-    from cryptography import x509
-
-    if data.lstrip()[:1] in (b"{", b"["):
-        raise ValueError("it is JSON: the info and the CA swapped?")
-    if b"-----BEGIN" not in data:
-        try:
-            return [x509.load_der_x509_certificate(data)]
-        except ValueError:
-            raise ValueError("neither PEM nor DER X.509")
-    kinds = set(re.findall(rb"-----BEGIN ([A-Z0-9 ]+)-----", data))
-    if kinds != {b"CERTIFICATE"}:
-        raise ValueError("PEM blocks other than CERTIFICATE")
-    try:
-        return x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise ValueError("a PEM block does not parse as X.509")
-
-
 def expiry_problems(what, certificates):
     now = datetime.now(timezone.utc)
-    expired = [c for c in certificates if c.not_valid_after_utc < now]
-    return ["%s holds a certificate that expired on %s: get the cloud's current root"
-            % (what, c.not_valid_after_utc.date()) for c in expired]
+    return ["%s holds a certificate that expired on %s: get the cloud's current root" % (what, c.expires.date())
+            for c in certificates if c.expires < now]
 
 
 # -- the public functions -------------------------------------------------------------------
 
 def problems(info_path, ca_path=None, product_secret=None):
     """Every problem of the info at info_path and its CA, each with its fix; [] when it is fine.
-    ca_path: the CA to check instead of the info's "ca" (tools/provision.py's --ca).
+    ca_path: the CA to check instead of the info's "ca" (provision's --ca).
     product_secret: the ProductSecret to check instead of the info's (--secret-file, $DYNREG_PRODUCT_SECRET)."""
     doc, found = read_info(info_path)
     if doc is None:
@@ -420,7 +400,6 @@ def warnings(info_path, ca_path=None, now=None, days=365):
     """What may stop a board later: a built-in root the info relies on that expires within
     `days`, and a CA file that is none of the cloud's known roots (right for the emulator or a
     private broker, wrong for the cloud itself)."""
-    from cryptography.hazmat.primitives.serialization import Encoding
     from dynreg_tools import roots
 
     doc, found = read_info(info_path)
@@ -436,8 +415,8 @@ def warnings(info_path, ca_path=None, now=None, days=365):
     for bundle, what in roots.bundles_of(view):
         for name, expires in roots.expiring(view.cloud, bundle, days, now):
             found.append("the built-in root %s, which verifies %s, expires on %s: keep the firmware's roots "
-                         "up to date (python -m dynreg_tools roots)" % (name, what, expires))
-    known = {der for der in roots.built_in(view.cloud).values() if isinstance(der, bytes)}
+                         "up to date (dynreg roots)" % (name, what, expires))
+    known = {value for value in roots.built_in(view.cloud).values() if isinstance(value, bytes)}
     for field in ("ca", "mqtt_ca"):
         path = ca_file(view, info_path, ca_path if field == "ca" else None, field)
         if not path or not os.path.isfile(path):
@@ -445,11 +424,11 @@ def warnings(info_path, ca_path=None, now=None, days=365):
         with open(path, "rb") as f:
             data = f.read()
         try:
-            ders = [c.public_bytes(Encoding.DER) for c in parse_certificates(data)]
+            ders = [c.der for c in der.certificates(data)]
         except ValueError:
             continue
         if not known.intersection(ders):
-            found.append("the %s file %s is none of %s's known roots (python -m dynreg_tools roots lists them): "
+            found.append("the %s file %s is none of %s's known roots (dynreg roots lists them): "
                          "right for the local emulator or a private broker; for the cloud itself, drop %s and "
                          "the built-in roots apply" % (field, path, cloud_title(view.cloud), field))
     return found
@@ -482,7 +461,7 @@ def summary(info_path, ca_path=None):
     ca = ca_file(view, info_path, ca_path)
     return "%s (%s): %s %s %s, %s, %s API, CA %s" % (
         info_path, view.format_name, cloud_title(view.cloud), product_title(view.cloud), view.product, naming,
-        view.api(), ca or "built in (python -m dynreg_tools roots)")
+        view.api(), ca or "built in (dynreg roots)")
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -523,7 +502,7 @@ def given_secret(secret_file):
 
 
 def parse_args(argv):
-    parser = OptionNamesOnlyParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = OptionNamesOnlyParser(prog="dynreg check", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("info", nargs="?", help="the info file (dynreg's format or the Tencent C SDK's)")
     parser.add_argument("--ca", help="the CA certificate to check instead of the info's 'ca' (DER or PEM)")
     parser.add_argument("--secret-file", help="file holding the ProductSecret, when the info has none")
@@ -563,7 +542,3 @@ def main(argv=None, out=print):
         out("ok: %s: every setting known and in range%s" % (args.site, " for a%s board" % site_check.TITLES[args.board]
                                                              if args.board else " (no --board: WiFi not required)"))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
