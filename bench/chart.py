@@ -88,10 +88,10 @@ def _line(ax, line):
     ax.axhline(target, color="black", linestyle="--", linewidth=1, label="target %.2fx" % target)
     ax.axhline(1.0, color="#777777", linestyle=":", linewidth=1, label="floor max(N/R, spread)")
     for i, row in enumerate(runs):
-        ax.text(i, ratios[i] + 0.02, "%.2f" % row["attempts_mean"], ha="center", fontsize=7)
+        ax.text(i, ratios[i] + 0.02, "%.1f" % (row["refused_per_board_mean"] or 0), ha="center", fontsize=7)
     ax.set_xticks(range(len(runs)))
     ax.set_xticklabels(labels, fontsize=7)
-    ax.set_ylabel("makespan / floor (numbers: mean attempts)")
+    ax.set_ylabel("makespan / floor (numbers: refused per board, mean)")
     ax.set_title("A production line against a rate-limited cloud")
     ax.legend(fontsize=7, loc="upper left")
 
@@ -105,13 +105,13 @@ def draw_line(line, path, subtitle):
     for row in runs:
         ax = axes[sizes.index(row["devices"])][rates.index(row["rate"])]
         ok, refused = row["ok_per_s"], row["refused_per_s"]
-        ax.bar(range(len(refused)), refused, color="#f5b7b1", width=1.0, label="refused (429)")
+        ax.bar(range(len(refused)), refused, color="#f5b7b1", width=1.0, label="refused (throttled)")
         ax.step(range(len(ok)), ok, where="post", color=OK, label="registered")
         ax.axhline(row["rate"], color="black", linestyle="--", linewidth=1, label="limit R")
         ax.axvline(row["floor_s"], color="#777777", linestyle=":", linewidth=1, label="floor")
-        ax.set_title("N=%d, R=%g/s: %.2fx floor, %.2f attempts" % (row["devices"], row["rate"],
-                                                                     row["makespan_ratio"] or 0, row["attempts_mean"]),
-                     fontsize=8)
+        ax.set_title("N=%d, R=%g/s: %.2fx floor, %.1f refused/board, peak %.1fx R"
+                     % (row["devices"], row["rate"], row["makespan_ratio"] or 0, row["refused_per_board_mean"] or 0,
+                        row["peak_over_rate"]), fontsize=8)
         ax.set_xlabel("seconds from the first power-on", fontsize=7)
         ax.set_ylabel("requests a second", fontsize=7)
         ax.tick_params(labelsize=7)

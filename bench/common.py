@@ -8,11 +8,9 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from cloud_emulator.testing import running_emulator  # noqa: F401  (re-exported)
 
-from cloud_emulator.testing import running_emulator  # noqa: E402,F401  (re-exported)
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 from runtime import MICROPYTHON, MPY_CROSS, VENDOR_PYTHON, VENDOR_SDK  # noqa: E402,F401  (re-exported)
@@ -22,6 +20,8 @@ BUILD = os.path.join(ROOT, "build", "bench")
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 LIB = os.path.join(ROOT, "lib", "dynreg")
 DEVICE_SCRIPT = os.path.join(BENCH, "device_flow.py")
+# Loaded only by the line's comparisons (device_backoff) and the reconnect storm (device_online).
+OTHER_DEVICE_SCRIPTS = ("device_backoff.py", "device_online.py")
 SECRET = "b3nchPr0ductS3cret-0123456789"  # the benchmark products' ProductSecret (local emulator only)
 AZURE_KEY = "YjNuY2gtZ3IwdXAta2V5LWYwci1sMGNhbC11c2UtMDEyMzQ1Njc4OQ=="  # an enrollment group's key (base64 of 40 bytes)
 
@@ -41,19 +41,21 @@ _MPY_DIR = []
 
 
 def mpy_path():
-    """The device script compiled with the release's mpy-cross into build/bench/mpy (once per
+    """The device scripts compiled with the release's mpy-cross into build/bench/mpy (once per
     run), then the frozen modules: the MICROPYPATH of every device the bench runs."""
     if not _MPY_DIR:
         out = os.path.join(BUILD, "mpy")
-        mpy_cross(DEVICE_SCRIPT, os.path.join(out, "device_flow.mpy"))
+        for script in (DEVICE_SCRIPT,) + tuple(os.path.join(BENCH, name) for name in OTHER_DEVICE_SCRIPTS):
+            mpy_cross(script, os.path.join(out, os.path.basename(script)[:-3] + ".mpy"))
         _MPY_DIR.append(out + ":.frozen")
     return _MPY_DIR[0]
 
 
-def device_command(info, steps, heap=None):
-    """The unix-port command line of one device run (bench/device_flow.py, as .mpy)."""
+def device_command(info, steps, heap=None, script="device_flow", *extra):
+    """The unix-port command line of one device run (bench/device_flow.py, as .mpy; or another
+    device script, with its own arguments after INFO and STEPS)."""
     heap_option = ["-X", "heapsize=%d" % heap] if heap else []
-    return [MICROPYTHON] + heap_option + ["-m", "device_flow", info, steps]
+    return [MICROPYTHON] + heap_option + ["-m", script, info, steps] + list(extra)
 
 
 def device_env():
@@ -104,7 +106,7 @@ def write_json(path, doc):
 
 
 def tencent_info(folder, cloud, product, device, scheme="https"):
-    # scheme "http": with the info's opt-in to plain HTTP (README "Device info", plain_http).
+    # scheme "http": with the info's opt-in to plain HTTP (docs/CLOUDS.md "Device info", plain_http).
     port = cloud.https_port if scheme == "https" else cloud.http_port
     doc = {"dynreg": 1, "cloud": "tencent", "product_id": product, "product_secret": SECRET, "device_name": device,
            "register_url": "%s://localhost:%d" % (scheme, port), "mqtt_url": "mqtts://localhost:%d" % cloud.mqtts_port,
@@ -141,6 +143,40 @@ def three_clouds(state, tencent, aliyun, azure_group, azure_scope):
         cloud.add_product(azure_group, AZURE_KEY, cloud="azure", id_scope=azure_scope, hub="bench.azure-devices.net",
                           assign_seconds=0)
         yield cloud
+
+
+def cpu_seconds(pid):
+    """CPU time of a live process. /proc/<pid>/stat counts clock ticks of 10 ms, threads that
+    ended included; a device's registration takes less than one tick, which the scheduler's
+    nanosecond counts of the live threads (schedstat) see. The larger of the two."""
+    ticks = nanoseconds = 0
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, task)) as f:
+                nanoseconds += int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass  # gone: what was read so far
+    return max(ticks / os.sysconf("SC_CLK_TCK"), nanoseconds / 1e9)
+
+
+def machine_busy_seconds():
+    with open("/proc/stat") as f:
+        fields = [int(value) for value in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_per_second(times):
+    """The most events in any window of one second (times sorted, in seconds)."""
+    peak = first = 0
+    for last, t in enumerate(times):
+        while t - times[first] >= 1.0:
+            first += 1
+        peak = max(peak, last - first + 1)
+    return peak
 
 
 def median(values):

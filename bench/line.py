@@ -6,57 +6,50 @@
 # max(N/R, SPREAD_S), and the makespan (first power-on to last credential stored) is given as a
 # ratio to it.
 #
+# Over the limit the emulator answers as the cloud documents it (the throttle's answer "cloud":
+# Tencent's current API, HTTP 200 with RequestLimitExceeded and no Retry-After), so that the
+# devices' own backoff is what spreads the line. The comparisons: the emulator's Retry-After
+# shapes (HTTP 429, "slot" and "next"), one run over HTTPS, and other designs of the wait after
+# a throttled answer, put in place of the library's on the device (bench/device_backoff.py).
+#
 # Every device boots and imports the flow first, prints READY and waits on its stdin; the bench
 # releases each one at its power-on moment by writing one byte. Registration is Tencent's, over
-# plain HTTP (the infos opt in with "plain_http": true; a real line should not, README "Device
-# info"): on a real line every board brings its own CPU for its TLS handshakes, here 1000 of
+# plain HTTP (the infos opt in with "plain_http": true; a real line should not, docs/CLOUDS.md
+# "Device info"): on a real line every board brings its own CPU for its TLS handshakes, here 1000 of
 # them would share this machine's cores with the emulator, and the figures would measure the
 # cores, not the retry policy. One run over HTTPS shows what TLS adds.
 import os
 import random
+import re
 import shutil
 import subprocess
 import threading
 import time
 
-from common import BUILD, SECRET, device_command, device_env, parse_device_output, percentile, running_emulator, say, \
-    tencent_info, median
+from common import BUILD, SECRET, cpu_seconds, device_command, device_env, machine_busy_seconds, median, \
+    parse_device_output, peak_per_second, percentile, running_emulator, say, tencent_info
 
 SIZES = (50, 200, 1000)
 RATES = (5, 20, 50)
 SPREAD_S = 10.0
 BURST = 1  # the bucket holds one token: the floor is N/R, not (N - burst)/R
 PRODUCT = "BENCHLINE1"
-# The comparisons: the same line against clouds that do not spread it (throttle.py's modes),
-# and one over HTTPS.
-COMPARISONS = ((200, 20, "next", "http"), (200, 20, "none", "http"), (200, 20, "slot", "https"))
-TARGETS = {"registered": 1.0, "makespan_ratio": 1.15, "mean_attempts": 2.0}
-ATTEMPTS_BUDGET, TIME_BUDGET_S = 4, 300.0  # the library's defaults (dynreg.flow.DEFAULTS)
+# Over the limit: "cloud", as Tencent documents it (200, RequestLimitExceeded, no Retry-After);
+# or HTTP 429 with the emulator's Retry-After of that name (throttle.py).
+ANSWERS = {"cloud": "200 RequestLimitExceeded", "slot": "429 Retry-After: slot", "next": "429 Retry-After: next"}
+# The comparisons: the emulator's Retry-After shapes, the default over HTTPS, and a bucket that
+# holds a second of tokens (burst R) instead of one: N, R, answer, scheme, burst.
+COMPARISONS = ((200, 20, "slot", "http", BURST), (200, 20, "next", "http", BURST), (200, 20, "cloud", "https", BURST),
+               (200, 20, "cloud", "http", 20), (1000, 5, "cloud", "http", 5))
+# Other designs of the wait after a throttled answer (bench/device_backoff.py), at two points of
+# the matrix whose default run they are read against.
+DESIGNS = ("full", "decorrelated", "equal16")
+DESIGN_POINTS = ((200, 20), (1000, 5))
+DESIGN_NAMES = {"default": "spent/3, upper half (the library's)", "full": "exponential, full jitter, cap 60 s",
+                "decorrelated": "decorrelated jitter, cap 60 s", "equal16": "exponential, equal jitter, cap 16 s"}
+TARGETS = {"registered": 1.0, "makespan_ratio": 1.2, "past_budget": 0}
+TIME_BUDGET_S = 300.0  # the library's total_ms (dynreg.flow.DEFAULTS): the only bound on a throttled device
 WATCHDOG_MARGIN_S = 60
-
-
-def _cpu_seconds(pid):
-    """CPU time of a live process. /proc/<pid>/stat counts clock ticks of 10 ms, threads that
-    ended included; a device's registration takes less than one tick, which the scheduler's
-    nanosecond counts of the live threads (schedstat) see. The larger of the two."""
-    ticks = nanoseconds = 0
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])
-        for task in os.listdir("/proc/%d/task" % pid):
-            with open("/proc/%d/task/%s/schedstat" % (pid, task)) as f:
-                nanoseconds += int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        pass  # gone: what was read so far
-    return max(ticks / os.sysconf("SC_CLK_TCK"), nanoseconds / 1e9)
-
-
-def _machine_busy_seconds():
-    with open("/proc/stat") as f:
-        fields = [int(value) for value in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _release(procs, offsets, t0):
@@ -72,17 +65,17 @@ def _release(procs, offsets, t0):
             pass  # killed by the watchdog: its missing RESULT says so
 
 
-def one_line(size, rate, mode="slot", scheme="http", spread=SPREAD_S):
-    name = "line-%d-%g-%s-%s" % (size, rate, mode, scheme)
+def one_line(size, rate, answer="cloud", scheme="http", design="default", burst=BURST, spread=SPREAD_S):
+    name = "line-%d-%g-%s-%s-%s-%d" % (size, rate, answer, scheme, design, burst)
     state = os.path.join(BUILD, name)
     shutil.rmtree(state, ignore_errors=True)
     floor = max(size / rate, spread)
     with running_emulator(state) as cloud:
         cloud.add_product(PRODUCT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=100000)
-        # HTTP 429 with a Retry-After (the emulator's choice, throttle.py): the modes compared here.
-        # Tencent's documented answer (200, RequestLimitExceeded, no Retry-After) leaves a device to
-        # its own backoff, as mode "none" does.
-        cloud.throttle(PRODUCT, rate, BURST, retry_after=mode, answer="http")
+        if answer == "cloud":
+            cloud.throttle(PRODUCT, rate, burst)
+        else:
+            cloud.throttle(PRODUCT, rate, burst, retry_after=answer, answer="http")
         env = device_env()
         infos = [tencent_info(os.path.join(state, "devices", "d%04d" % i), cloud, PRODUCT, "line%04d" % i, scheme=scheme)
                  for i in range(size)]
@@ -92,18 +85,20 @@ def one_line(size, rate, mode="slot", scheme="http", spread=SPREAD_S):
         procs, outputs = [], []
         watchdog = threading.Timer(TIME_BUDGET_S + spread + WATCHDOG_MARGIN_S,
                                    lambda: [p.kill() for p in procs if p.poll() is None])
+        command = (lambda info: device_command(info, "pwvr")) if design == "default" else (
+            lambda info: device_command(info, "pwvr", None, "device_backoff", design))
         try:
             for info in infos:
-                procs.append(subprocess.Popen(device_command(info, "pwvr"), stdin=subprocess.PIPE,
-                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env))
+                procs.append(subprocess.Popen(command(info), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                              stderr=subprocess.STDOUT, env=env))
             for proc in procs:  # every device booted and imported the flow
                 line = proc.stdout.readline()
                 while line and not line.startswith(b"READY"):
                     line = proc.stdout.readline()
             time.sleep(0.5)  # let the machine settle after spawning
-            devices_before = sum(_cpu_seconds(proc.pid) for proc in procs)
-            emulator_before = _cpu_seconds(cloud.process.pid)
-            busy_before = _machine_busy_seconds()
+            devices_before = sum(cpu_seconds(proc.pid) for proc in procs)
+            emulator_before = cpu_seconds(cloud.process.pid)
+            busy_before = machine_busy_seconds()
             watchdog.start()
             t0_wall, t0 = time.time(), time.monotonic()
             releaser = threading.Thread(target=_release, args=(procs, offsets, t0))
@@ -116,9 +111,9 @@ def one_line(size, rate, mode="slot", scheme="http", spread=SPREAD_S):
                         break
                 outputs.append("".join(lines))
             releaser.join()
-            device_cpu = sum(_cpu_seconds(proc.pid) for proc in procs) - devices_before
-            emulator_cpu = _cpu_seconds(cloud.process.pid) - emulator_before
-            machine_cpu = _machine_busy_seconds() - busy_before
+            device_cpu = sum(cpu_seconds(proc.pid) for proc in procs) - devices_before
+            emulator_cpu = cpu_seconds(cloud.process.pid) - emulator_before
+            machine_cpu = machine_busy_seconds() - busy_before
         finally:
             watchdog.cancel()
             for proc in procs:
@@ -133,12 +128,21 @@ def one_line(size, rate, mode="slot", scheme="http", spread=SPREAD_S):
                     proc.kill()
                     proc.wait()
         log = [e for e in cloud.log() if e.get("api") in ("tencent-v2", "tencent-legacy") and e["ts"] >= t0_wall - 1]
+    for index, text in enumerate(outputs):  # kept beside each device's info, for a look afterwards
+        with open(os.path.join(state, "devices", "d%04d" % index, "output.log"), "w") as f:
+            f.write(text)
     runs = [parse_device_output(text) for text in outputs]
     attempts = [sum(1 for line in text.splitlines() if "registering" in line and "attempt" in line) for text in outputs]
     stored = [(r["times"]["stored"] / 1e9 - t0_wall) for r in runs if "stored" in r["times"]]
     own_time = [(r["times"]["stored"] - r["times"]["go"]) / 1e9 for r in runs if "stored" in r["times"]]
     ok = sorted(e["ts"] - t0_wall for e in log if e.get("result") == "ok")
     refused = sorted(e["ts"] - t0_wall for e in log if e.get("reason") == "throttled")
+    refused_by_device = {}
+    for e in log:
+        if e.get("reason") == "throttled":
+            refused_by_device[e.get("device")] = refused_by_device.get(e.get("device"), 0) + 1
+    refused_per_board = [refused_by_device.get("line%04d" % i, 0) for i, r in enumerate(runs) if "stored" in r["times"]]
+    peak = peak_per_second(sorted(e["ts"] for e in log))
     makespan = max(stored) if stored else None
     cores = len(os.sched_getaffinity(0))
     errors = {}
@@ -146,30 +150,55 @@ def one_line(size, rate, mode="slot", scheme="http", spread=SPREAD_S):
         if r["result"] != "ok":
             key = r["result"][:100]
             errors[key] = errors.get(key, 0) + 1
+    # Past its time budget: gave up throttled, when the next wait would pass total_ms, or when
+    # total_ms ran out during its last attempt (or stored later than that). Gave up on network
+    # errors: its `attempts` (4) failed without an answer, the emulator's HTTP listener over its
+    # connections at once (http_server.py), or timeouts.
+    gave_up = [r["result"] for r in runs if "registration failed after" in r["result"]]
+    past_budget = sum(1 for text in gave_up if _out_of_time(text)) + sum(1 for t in own_time if t > TIME_BUDGET_S)
+    unanswered = sum(attempts) - len(log)  # requests the emulator never logged: closed unanswered
     registered = len(stored) / size
+    other_cpu = max(0.0, machine_cpu - device_cpu - emulator_cpu)  # the machine's other work meanwhile
     result = {
-        "devices": size, "rate": rate, "retry_after": mode, "scheme": scheme, "spread_s": spread, "burst": BURST,
-        "registered": registered, "floor_s": floor, "makespan_s": makespan,
+        "devices": size, "rate": rate, "answer": answer, "scheme": scheme, "design": design, "spread_s": spread,
+        "burst": burst, "registered": registered, "floor_s": floor, "makespan_s": makespan,
         "makespan_ratio": makespan / floor if makespan else None,
+        "refused_per_board_mean": sum(refused_per_board) / len(refused_per_board) if refused_per_board else None,
+        "refused_per_board_max": max(refused_per_board) if refused_per_board else None,
+        "peak_requests_per_s": peak, "peak_over_rate": peak / rate, "past_budget": past_budget,
+        "gave_up_network": sum(1 for text in gave_up if not _out_of_time(text)), "unanswered": unanswered,
         "attempts_mean": sum(attempts) / size, "attempts_max": max(attempts),
         "device_time_max_s": max(own_time) if own_time else None,
-        "over_budget": sum(1 for a in attempts if a > ATTEMPTS_BUDGET) + sum(1 for t in own_time if t > TIME_BUDGET_S),
         "refused": len(refused), "requests": len(log),
         "limit_used": len(ok) / (rate * makespan) if makespan else None,
         "cpu_devices_s": device_cpu, "cpu_emulator_s": emulator_cpu,
-        "cpu_other_s": max(0.0, machine_cpu - device_cpu - emulator_cpu),
+        "cpu_other_s": other_cpu,
         "cpu_busy_fraction": (device_cpu + emulator_cpu) / (cores * makespan) if makespan else None,
+        "cpu_other_fraction": other_cpu / (cores * makespan) if makespan else None,
         "cores": cores, "errors": errors,
         # Registrations and refusals in each second from T0, for the chart.
         "ok_per_s": _per_second(ok), "refused_per_s": _per_second(refused),
         "registered_p50_s": median(stored), "registered_p99_s": percentile(stored, 99),
     }
-    say("  N=%-4d R=%-3g Retry-After %-4s %-5s registered %3.0f %%, makespan %.1f s = %.2fx the floor %.0f s, attempts "
-        "mean %.2f max %d, %d refused, limit used %.0f %%, CPU devices %.1f s + emulator %.1f s (%.0f %% of %d cores)"
-        % (size, rate, mode, scheme, 100 * registered, makespan or -1, result["makespan_ratio"] or -1, floor,
-           result["attempts_mean"], result["attempts_max"], len(refused), 100 * (result["limit_used"] or 0),
-           device_cpu, emulator_cpu, 100 * (result["cpu_busy_fraction"] or 0), cores))
+    say("  N=%-4d R=%-3g burst %-3d %-24s %-5s wait %-12s registered %3.0f %%, makespan %.1f s = %.2fx the floor %.0f s, "
+        "refused per board mean %.1f max %d, peak %d/s = %.1fx R, %d past budget, %d gave up on network errors "
+        "(%d requests unanswered), attempts mean %.1f max %d, limit used %.0f %%, CPU devices %.1f s + emulator "
+        "%.1f s (%.0f %% of %d cores; other processes %.0f %%)"
+        % (size, rate, burst, ANSWERS[answer], scheme, design, 100 * registered, makespan or -1,
+           result["makespan_ratio"] or -1, floor, result["refused_per_board_mean"] or 0,
+           result["refused_per_board_max"] or 0, peak, result["peak_over_rate"], past_budget,
+           result["gave_up_network"], unanswered, result["attempts_mean"], result["attempts_max"],
+           100 * (result["limit_used"] or 0), device_cpu, emulator_cpu, 100 * (result["cpu_busy_fraction"] or 0), cores,
+           100 * (result["cpu_other_fraction"] or 0)))
     return result
+
+
+def _out_of_time(result):
+    """Whether a device that gave up ("registration failed after N attempts in M ms: <last
+    error>") was throttled to the end or ran out of total_ms."""
+    spent = re.search(r" in (\d+) ms: ", result)
+    return ("RequestLimitExceeded" in result or "HTTP 429" in result
+            or (spent is not None and int(spent.group(1)) >= 1000 * TIME_BUDGET_S))
 
 
 def _per_second(times):
@@ -180,19 +209,26 @@ def _per_second(times):
     return counts
 
 
-def run(sizes=SIZES, rates=RATES, comparisons=COMPARISONS):
-    return {"runs": [one_line(size, rate) for size in sizes for rate in rates],
-            "comparisons": [one_line(size, rate, mode, scheme) for size, rate, mode, scheme in comparisons],
-            "targets": TARGETS, "budget": {"attempts": ATTEMPTS_BUDGET, "seconds": TIME_BUDGET_S},
-            "spread_s": SPREAD_S}
+def run(sizes=SIZES, rates=RATES, comparisons=COMPARISONS, designs=DESIGNS, design_points=DESIGN_POINTS):
+    runs = [one_line(size, rate) for size in sizes for rate in rates]
+    if comparisons:
+        say("  comparisons: the emulator's Retry-After, HTTPS, a bucket of a second's tokens")
+    compared = [one_line(size, rate, answer, scheme, burst=burst) for size, rate, answer, scheme, burst in comparisons]
+    if design_points:
+        say("  comparisons: other designs of the wait after a throttled answer (bench/device_backoff.py)")
+    other_designs = [one_line(size, rate, design=design) for size, rate in design_points for design in designs]
+    return {"runs": runs, "comparisons": compared, "designs": other_designs, "design_names": DESIGN_NAMES,
+            "answers": ANSWERS, "targets": TARGETS, "budget": {"seconds": TIME_BUDGET_S}, "spread_s": SPREAD_S}
 
 
 if __name__ == "__main__":
     import json
     import sys
 
-    # bench/line.py [N R [MODE [SCHEME]]]: one line only
+    # bench/line.py [N R [ANSWER [SCHEME [DESIGN [BURST]]]]]: one line only. ANSWER: cloud, slot,
+    # next; SCHEME: http, https; DESIGN: default, full, decorrelated, equal16.
     if len(sys.argv) > 2:
-        print(json.dumps(one_line(int(sys.argv[1]), float(sys.argv[2]), *sys.argv[3:5]), indent=1))
+        print(json.dumps(one_line(int(sys.argv[1]), float(sys.argv[2]), *sys.argv[3:6],
+                                  *[int(b) for b in sys.argv[6:7]]), indent=1))
     else:
         print(json.dumps(run(), indent=1))

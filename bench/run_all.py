@@ -1,8 +1,9 @@
 # `make bench`: every benchmark of bench/README.md in one run. Prints each section as it goes,
 # then the table; writes build/bench.json (every figure), build/bench.md (the table and the
-# chart reference for the README's Performance section) and build/bench.png and build/bench-line.png (the charts).
+# chart reference for docs/PERFORMANCE.md) and build/bench.png and build/bench-line.png (the charts).
 # Figures are printed, never asserted: the exit status is 0 unless a section could not run.
-#   .venv/bin/python bench/run_all.py [--only flash,ram,time,pico,line] [--line-sizes 50,200 --line-rates 5,20]
+#   .venv/bin/python bench/run_all.py [--only flash,ram,time,pico,line,storm,soak] [--line-sizes 50,200 --line-rates 5,20]
+#       [--line-comparisons no]
 import argparse
 import json
 import os
@@ -14,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 from common import ROOT, say  # noqa: E402
 
-SECTIONS = ("flash", "ram", "time", "pico", "line")
+SECTIONS = ("flash", "ram", "time", "pico", "line", "storm", "soak")
 OUT_JSON = os.path.join(ROOT, "build", "bench.json")
 OUT_MD = os.path.join(ROOT, "build", "bench.md")
 OUT_PNG = os.path.join(ROOT, "build", "bench.png")
@@ -205,22 +206,84 @@ def pico_rows(pico):
     return lines
 
 
-def line_rows(line):
+def line_rows(line, rows):
+    """The line's table of `rows` (runs of bench/line.py)."""
     target = line["targets"]
-    lines = ["| N | R /s | Retry-After | transport | registered | makespan | floor max(N/R, S) | makespan / floor "
-             "(target <= %.2f) | attempts mean (target <= %g), max | over budget | refused | limit used | CPU devices + "
-             "emulator (share of %d cores) |" % (target["makespan_ratio"], target["mean_attempts"], line["runs"][0]["cores"]),
-             "|---:|---:|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|"]
-    for row in line["runs"] + line["comparisons"]:
+    lines = ["| N | R /s | bucket holds | over the limit, the cloud answers | wait after a throttled answer | transport | registered "
+             "| makespan | floor max(N/R, S) | makespan / floor (target <= %.1f) | refused per registered board: mean, "
+             "max | peak requests in 1 s / R | past the 300 s budget | gave up on network errors (requests unanswered) "
+             "| attempts: mean, max | limit used | CPU devices + emulator (share of %d cores; other processes) |"
+             % (target["makespan_ratio"], line["runs"][0]["cores"]),
+             "|---:|---:|---:|---|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|"]
+    for row in rows:
         # A makespan over the devices that registered: a line that lost some did not finish.
         ratio_met = row["registered"] >= target["registered"] and (row["makespan_ratio"] or 1e9) <= target["makespan_ratio"]
-        attempts_met = row["attempts_mean"] <= target["mean_attempts"]
-        lines.append("| %d | %g | %s | %s | %.0f %% | %s s | %.0f s | %s | %s, %d | %d | %d | %s | %.1f + %.1f s (%.0f %%) |" % (
-            row["devices"], row["rate"], row["retry_after"], row["scheme"], 100 * row["registered"],
-            _num(row["makespan_s"], "%.1f"), row["floor_s"], _target(ratio_met, _num(row["makespan_ratio"])),
-            _target(attempts_met, "%.2f" % row["attempts_mean"]), row["attempts_max"], row["over_budget"], row["refused"],
-            "%.0f %%" % (100 * row["limit_used"]) if row["limit_used"] else "-",
-            row["cpu_devices_s"], row["cpu_emulator_s"], 100 * (row["cpu_busy_fraction"] or 0)))
+        refused = "-" if row["refused_per_board_mean"] is None else "%.1f, %d" % (row["refused_per_board_mean"],
+                                                                                  row["refused_per_board_max"])
+        lines.append("| %d | %g | %d | %s | %s | %s | %.0f %% | %s s | %.0f s | %s | %s | %.1f | %s | %s (%s) | %.1f, %d "
+                     "| %s | %.1f + %.1f s (%.0f %%; %s) |" % (
+                         row["devices"], row["rate"], row["burst"], line["answers"][row["answer"]], line["design_names"][row["design"]],
+                         row["scheme"], 100 * row["registered"], _num(row["makespan_s"], "%.1f"), row["floor_s"],
+                         _target(ratio_met, _num(row["makespan_ratio"])), refused, row["peak_over_rate"],
+                         _target(row["past_budget"] <= target["past_budget"], "%d" % row["past_budget"]),
+                         row.get("gave_up_network", "-"), row.get("unanswered", "-"),
+                         row["attempts_mean"], row["attempts_max"],
+                         "%.0f %%" % (100 * row["limit_used"]) if row["limit_used"] else "-",
+                         row["cpu_devices_s"], row["cpu_emulator_s"], 100 * (row["cpu_busy_fraction"] or 0),
+                         _num(row.get("cpu_other_fraction") and 100 * row["cpu_other_fraction"], "%.0f %%")))
+    return lines
+
+
+def line_section(line):
+    designs = []  # at each point, the library's run of the matrix, then the other designs
+    for row in line.get("designs", []):
+        point = (row["devices"], row["rate"])
+        if not any((d["devices"], d["rate"]) == point for d in designs):
+            designs += [r for r in line["runs"] if (r["devices"], r["rate"]) == point]
+        designs.append(row)
+    lines = line_rows(line, line["runs"])
+    if line["comparisons"]:
+        lines += ["", "Comparisons: the emulator's Retry-After (HTTP 429), HTTPS, and a bucket that holds a second "
+                      "of tokens:", ""]
+        lines += line_rows(line, line["comparisons"])
+    if designs:
+        lines += ["", "Comparisons: other designs of the wait after a throttled answer (bench/device_backoff.py), "
+                      "each after the library's run of the matrix at the same N and R:", ""]
+        lines += line_rows(line, designs)
+    return lines
+
+
+def storm_rows(storm):
+    lines = ["| boards | broker down | back | all back, from the broker serving again | from its stop | median | "
+             "peak logins in 1 s (share of N) | logins refused | failed connects per board: mean, max | "
+             "registered again | cores busy (every process) |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in storm["runs"]:
+        lines.append("| %d | %.1f s | %d | %s s | %s s | %s s | %d (%.2f) | %d | %.1f, %d | %d (of %d at the first "
+                     "boots) | %s |" % (row["boards"], row["downtime_s"], row["back"], _num(row["all_back_after_ready_s"], "%.1f"),
+                                   _num(row["all_back_after_stop_s"], "%.1f"), _num(row["back_p50_after_ready_s"], "%.1f"),
+                                   row["peak_logins_per_s"], row["peak_over_boards"], row["refused_logins"],
+                                   row["failed_connects_mean"], row["failed_connects_max"], row["registrations_again"],
+                                   row["registrations_first_boots"],
+                                   _num(row.get("machine_busy") and 100 * row["machine_busy"], "%.0f %%")))
+    return lines
+
+
+def soak_rows(soak):
+    if "error" in soak:
+        return ["Soak: could not run: %s" % soak["error"]]
+    lines = ["| board | reconnects (reset, silence, restart) | free heap after each | trend | largest free block "
+             "| trend | messages taken in | MemoryErrors |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for leg in ("unix", "chip"):
+        row = soak.get(leg) or {}
+        if "free_range" not in row:
+            lines.append("| %s | could not run: %s | | | | | | |" % (leg, row.get("error")))
+            continue
+        lines.append("| %s | %d (%s) | %s | %s B/reconnect | %s | %s B/reconnect | %s of %d | %d |" % (
+            row["runtime"], row["reconnects"], ", ".join(str(row["ended_by"].count(k)) for k in soak["kinds"]),
+            "%d..%d B" % tuple(row["free_range"]) if row["free_range"] else "-", _num(row["free_slope"], "%+.1f"),
+            "%d..%d B" % tuple(row["largest_range"]) if row["largest_range"] else "-",
+            _num(row["largest_slope"], "%+.1f"), row["messages_taken_in"], row["messages_sent"],
+            row["memory_errors"]))
     return lines
 
 
@@ -245,11 +308,22 @@ def markdown(results):
     line = results.get("line")
     if line:
         out.append("**A production line powers on together** (N devices within %s s, each its own unix-port process "
-                   "running `dynreg.ensure` with its defaults; one emulator admitting R registrations a second; "
-                   "chart: build/bench-line.png)" % (line.get("spread_s", "?")))
+                   "running `dynreg.ensure` with its defaults; one emulator admitting R registrations a second, "
+                   "answering over it as the cloud documents it unless the row says otherwise; chart: "
+                   "build/bench-line.png)" % (line.get("spread_s", "?")))
         out.append("")
-        out.extend(["Line: could not run: %s" % line["error"]] if "error" in line else line_rows(line))
+        out.extend(["Line: could not run: %s" % line["error"]] if "error" in line else line_section(line))
         out.append("")
+    storm = results.get("storm")
+    if storm:
+        out.append("**A reconnect storm** (N boards online over plain MQTT, each its own unix-port process running "
+                   "`dynreg.online.stay_online` with its defaults; the emulator's broker stops and starts again)")
+        out.append("")
+        out.extend(["Storm: could not run: %s" % storm["error"]] if "error" in storm else storm_rows(storm))
+        out.append("")
+    if results.get("soak"):
+        out += ["**The soak** (one board through N reconnects of each kind, a burst of incoming messages in each "
+                "session; bench/soak.py)", ""] + soak_rows(results["soak"]) + [""]
     return "\n".join(out) + "\n"
 
 
@@ -258,6 +332,8 @@ def main():
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections: " + ", ".join(SECTIONS))
     parser.add_argument("--line-sizes", default=None, help="production line: devices, e.g. 50,200,1000")
     parser.add_argument("--line-rates", default=None, help="production line: registrations a second, e.g. 5,20,50")
+    parser.add_argument("--line-comparisons", default="yes", choices=("yes", "no"),
+                        help="production line: the comparison runs too (Retry-After, HTTPS, other wait designs)")
     args = parser.parse_args()
     chosen = [s for s in args.only.split(",") if s]
     started = time.monotonic()
@@ -292,11 +368,20 @@ def main():
             elif name == "pico":
                 import pico_bench
                 results[name] = pico_bench.run()
-            else:
+            elif name == "line":
                 import line
                 sizes = tuple(int(n) for n in args.line_sizes.split(",")) if args.line_sizes else line.SIZES
                 rates = tuple(float(r) for r in args.line_rates.split(",")) if args.line_rates else line.RATES
-                results[name] = line.run(sizes, rates)
+                if args.line_comparisons == "no":
+                    results[name] = line.run(sizes, rates, comparisons=(), design_points=())
+                else:
+                    results[name] = line.run(sizes, rates)
+            elif name == "soak":
+                import soak
+                results[name] = soak.run()
+            else:
+                import storm
+                results[name] = storm.run()
         except Exception as error:  # the other sections still run; the error is reported
             traceback.print_exc()
             results[name] = {"error": "%s: %s" % (type(error).__name__, error)}
