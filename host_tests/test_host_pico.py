@@ -74,15 +74,24 @@ def provision(tmp_path, cloud, doc, ca=None):
 def boot(flash):
     # Power on: boot.py and main.py run from the flash; the flash is kept at power off.
     with pico.PicoBoard(flash, unique_id=UNIQUE_ID) as board:
-        stop = time.monotonic() + BOOT_TIMEOUT
-        while not any(end in board.console for end in ENDS):
-            if time.monotonic() > stop or board.process.poll() is not None:
-                raise AssertionError("the board did not finish booting:\n" + board.console_text()
-                                     + "\n" + board.runner_log()[-2000:])
-            time.sleep(0.2)
-        console = board.console_text()
+        return console_until(board, lambda b: any(end in b.console for end in ENDS) or b.process.poll() is not None,
+                             lambda b: any(end in b.console for end in ENDS))
+
+
+def console_until(board, done, reached=None, timeout=BOOT_TIMEOUT):
+    # The board's console once done(board) holds, within `timeout` wall seconds; reached(board),
+    # when given, must hold then too. Added to the run's transcript, for the secrets scan of `make test`.
+    stop = time.monotonic() + timeout
+    while not done(board):
+        if time.monotonic() > stop:
+            break
+        time.sleep(0.2)
+    if not done(board) or (reached and not reached(board)):
+        raise AssertionError("the board did not get there:\n" + board.console_text() + "\n"
+                             + board.runner_log()[-2000:])
+    console = board.console_text()
     transcript = os.environ.get("DYNREG_TRANSCRIPT")
-    if transcript:  # every device's output, for the secrets scan of `make test`
+    if transcript:
         with open(transcript, "a") as f:
             f.write("-- emulated Pico W boot --\n" + console)
     assert SECRET not in console

@@ -99,20 +99,26 @@ def test_a_message_over_max_packet_is_dropped_on_the_chip(tmp_path):
     problem = pico.check_ready()
     if problem:
         pytest.fail("the emulated Pico W cannot run: " + problem)
-    (tmp_path / "tls").mkdir()
-    material = ensure_tls_material(tmp_path / "tls")
     topic = "/%s/pico-online/user/get" % PK
     sends = [publish_qos1(topic, b"x" * 9000, 0x1234), publish_qos1(topic, b"small", 0x1235)]
+    proc, broker = online_on_the_chip(tmp_path, PK, "pico-online", sends, ONLINE % topic, timeout=600)
+    results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
+    assert results == ["RESULT 1 [5]"], proc.stdout + proc.stderr[-3000:]
+    assert proc.stdout.count("dynreg: MQTT message of 9037 bytes dropped (over max_packet 8192)") == 1, proc.stdout
+    assert broker.pubacks == [0x1234, 0x1235] and broker.connections == 1, (broker.pubacks, proc.stdout)
+
+
+def online_on_the_chip(tmp_path, product_key, device_name, sends, script, timeout):
+    # An Alibaba device with a DeviceSecret on the emulated Pico W runs `script` (its info is
+    # online.json) against a broker that sends `sends` after its CONNACK. -> (the run, the broker)
+    (tmp_path / "tls").mkdir()
+    material = ensure_tls_material(tmp_path / "tls")
     with ScriptedBroker(material, {"send": sends}) as broker:
-        doc = {"dynreg": 1, "cloud": "aliyun", "product_key": PK, "device_name": "pico-online", "api": "https",
+        doc = {"dynreg": 1, "cloud": "aliyun", "product_key": product_key, "device_name": device_name, "api": "https",
                "mqtt_url": "mqtts://localhost:%d" % broker.port, "ca": "ca.der",
                "credential": {"device_secret": "Zm9vYmFyYmF6cXV4cXV1eDAxMjM0NTY3"}}
         (tmp_path / "online").mkdir()
         path = tmp_path / "online" / "device_info.json"
         path.write_text(json.dumps(doc))
         puts = [(pico.SOCKET_MODULE, "socket.py"), (str(material.ca_der_path), "ca.der"), (str(path), "online.json")]
-        proc = pico.run(ONLINE % topic, puts=puts, tunnel=True, timeout=600)
-    results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
-    assert results == ["RESULT 1 [5]"], proc.stdout + proc.stderr[-3000:]
-    assert proc.stdout.count("dynreg: MQTT message of 9037 bytes dropped (over max_packet 8192)") == 1, proc.stdout
-    assert broker.pubacks == [0x1234, 0x1235] and broker.connections == 1, (broker.pubacks, proc.stdout)
+        return pico.run(script, puts=puts, tunnel=True, timeout=timeout), broker

@@ -5,15 +5,14 @@
 # stand-in does the same with the relay (tunnel.mjs), so that the board's heap pays for no more
 # than a board's would. Before, it took in whatever the UART held: the burst below ended in
 # "MemoryError: memory allocation failed, allocating 85248 bytes" before its first message.
-import json
 import os
 import sys
 
 import pytest
 
-from cloud_emulator.crypto import ensure_tls_material
 from e2e import ROOT
-from hostile import ScriptedBroker, publish
+from hostile import publish
+from test_host_pico_stalls import online_on_the_chip
 
 sys.path.insert(0, os.path.join(ROOT, "pico_emulator"))
 import pico  # noqa: E402
@@ -52,19 +51,9 @@ def test_a_burst_of_incoming_messages_is_taken_in_a_window_at_a_time(tmp_path):
     problem = pico.check_ready()
     if problem:
         pytest.fail("the emulated Pico W cannot run: " + problem)
-    (tmp_path / "tls").mkdir()
-    material = ensure_tls_material(tmp_path / "tls")
     topic = "/%s/pico-traffic/user/get" % PK
     burst = [publish(topic, bytes([48 + i % 10]) * SIZE) for i in range(MESSAGES)]
-    with ScriptedBroker(material, {"send": burst}) as broker:
-        doc = {"dynreg": 1, "cloud": "aliyun", "product_key": PK, "device_name": "pico-traffic", "api": "https",
-               "mqtt_url": "mqtts://localhost:%d" % broker.port, "ca": "ca.der",
-               "credential": {"device_secret": "Zm9vYmFyYmF6cXV4cXV1eDAxMjM0NTY3"}}
-        (tmp_path / "online").mkdir()
-        path = tmp_path / "online" / "device_info.json"
-        path.write_text(json.dumps(doc))
-        puts = [(pico.SOCKET_MODULE, "socket.py"), (str(material.ca_der_path), "ca.der"), (str(path), "online.json")]
-        proc = pico.run(TRAFFIC % (topic, MESSAGES), puts=puts, tunnel=True, timeout=900)
+    proc, broker = online_on_the_chip(tmp_path, PK, "pico-traffic", burst, TRAFFIC % (topic, MESSAGES), timeout=900)
     results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
     assert len(results) == 1, proc.stdout + proc.stderr[-3000:]
     assert results[0].startswith("RESULT %d %d lowest free heap" % (MESSAGES, MESSAGES * SIZE)), \

@@ -11,13 +11,12 @@
 import json
 import os
 import shutil
-import time
 
 import pytest
 
 from cloud_emulator.testing import running_emulator
 from e2e import ROOT, registrations
-from test_host_pico import SECRET, TENCENT, UNIQUE_ID, tencent_info
+from test_host_pico import SECRET, TENCENT, UNIQUE_ID, console_until, tencent_info
 
 import pico
 
@@ -82,22 +81,6 @@ def cloud(tmp_path_factory):
         yield cloud
 
 
-def console_until(board, done):
-    stop = time.monotonic() + BOOT_TIMEOUT
-    while not done(board):
-        if time.monotonic() > stop:
-            raise AssertionError("the board did not get there:\n" + board.console_text() + "\n"
-                                 + board.runner_log()[-2000:])
-        time.sleep(0.2)
-    console = board.console_text()
-    transcript = os.environ.get("DYNREG_TRANSCRIPT")
-    if transcript:  # every device's output, for the secrets scan of `make test`
-        with open(transcript, "a") as f:
-            f.write("-- emulated Pico W boot --\n" + console)
-    assert SECRET not in console
-    return console
-
-
 def test_a_dns_lookup_that_never_returns_ends_in_a_watchdog_reset_then_a_registration(cloud, tmp_path):
     files = tmp_path / "flash-files"
     files.mkdir()
@@ -117,13 +100,14 @@ def test_a_dns_lookup_that_never_returns_ends_in_a_watchdog_reset_then_a_registr
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     with pico.PicoBoard(flash, unique_id=UNIQUE_ID) as board:
-        hung = console_until(board, lambda b: b.process.poll() is not None)
+        hung = console_until(board, lambda b: b.process.poll() is not None, timeout=BOOT_TIMEOUT)
         assert board.process.returncode == pico.RESET, hung + board.runner_log()[-2000:]
         assert "[emu] watchdog reset (timed out)" in board.runner_log()
     assert "dynreg: registering %s/%s" % (TENCENT, UNIQUE_ID) in hung, hung
     assert "credential stored" not in hung and registrations(cloud, UNIQUE_ID) == []
 
     with pico.PicoBoard(flash, unique_id=UNIQUE_ID) as board:  # the reset's boot, from the same flash
-        console = console_until(board, lambda b: b"published status on" in b.console or b.process.poll() is not None)
+        console = console_until(board, lambda b: b"published status on" in b.console or b.process.poll() is not None,
+                                timeout=BOOT_TIMEOUT)
     assert "credential stored in device_info.json" in console, console
     assert [e["result"] for e in registrations(cloud, UNIQUE_ID)] == ["ok"]
