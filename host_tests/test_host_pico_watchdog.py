@@ -14,9 +14,8 @@ import shutil
 
 import pytest
 
-from cloud_emulator.testing import running_emulator
 from e2e import ROOT, registrations
-from test_host_pico import SECRET, TENCENT, UNIQUE_ID, console_until, tencent_info
+from test_host_pico import SECRET, TENCENT, UNIQUE_ID, cloud, console_until, tencent_info  # noqa: F401 (cloud: the fixture)
 
 import pico
 
@@ -69,16 +68,6 @@ def test_the_hardware_watchdog_is_extended_to_watchdog_ms_and_can_be_switched_of
     assert "alive 9 s after the last feed" in proc.stdout and "disarmed, alive 12 s later" in proc.stdout, proc.stdout
     unfed = [int(line.split()[2]) for line in proc.stdout.splitlines() if line.startswith("unfed for")]
     assert unfed and unfed[-1] >= 9, proc.stdout  # past the hardware's own 8.3 s: watchdog_ms decided
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    problem = pico.check_ready()
-    if problem:
-        pytest.fail("the emulated Pico W cannot run: " + problem)
-    with running_emulator(tmp_path_factory.mktemp("cloud"), client_timeout=60) as cloud:
-        cloud.add_product(TENCENT, SECRET, auth="key", dynreg=True, mode="autocreate", limit=100)
-        yield cloud
 
 
 def test_a_dns_lookup_that_never_returns_ends_in_a_watchdog_reset_then_a_registration(cloud, tmp_path):
