@@ -28,6 +28,11 @@ polls the state folder's drop queue and resets the named device's connections (T
 silences them: nothing is read or sent on them again, and the keepalive check aborts them 1.5
 keepalive intervals later.
 
+The AWS listener (when configured) requires a client certificate; its logins reach the clouds
+with the listener LISTENER_AWS_MQTTS, MQTT 3.1 included (no mosquitto), and a refusal without a
+CONNACK (CONNACK_NONE) closes the connection. A cloud with `disconnect_on_denial` has a connection
+closed when it publishes or subscribes outside its rights.
+
 Faults (faults.py): the MQTTS listener's context gets an SNI callback (called for every
 handshake, with or without SNI) that takes a "tls" fault and swaps in the fault's certificate;
 an "mqtt" fault is taken once a connection's CONNECT was read: `mqtt_no_connack` holds the
@@ -67,6 +72,8 @@ from .cloud import (
     API_MQTT_SUBSCRIBE,
     CONNACK_BAD_USERNAME_OR_PASSWORD,
     CONNACK_IDENTIFIER_REJECTED,
+    CONNACK_NONE,
+    LISTENER_AWS_MQTTS,
     Delivery,
     LoginVerdict,
     MqttLogin,
@@ -80,6 +87,7 @@ from .state import DROPS_FILE, StateStore
 
 PLAIN_LISTENER = "default"  # amqtt requires a listener named "default"
 TLS_LISTENER = "tls"
+AWS_LISTENER = "aws"  # AWS IoT Core's endpoint: TLS with a client certificate required
 
 # Session.attributes keys. A session may be shared by several connections (clean_session=0),
 # so a refused attempt must not overwrite the identity of an accepted one.
@@ -87,6 +95,7 @@ _IDENTITY = "cloud_emulator.identity"  # LoginVerdict of the last accepted login
 _LAST_VERDICT = "cloud_emulator.last_verdict"  # LoginVerdict of the login being answered
 _FAULT = "cloud_emulator.fault"  # kind of the "mqtt" fault this connection took, if any
 _KEEPALIVE = "cloud_emulator.keepalive"  # the keepalive the client sent in CONNECT, in seconds
+_LISTENER = "cloud_emulator.listener"  # the name of the listener the connection came in on
 
 API_TLS = "tls"  # request-log name for TLS faults, as the HTTPS listener logs them
 API_MQTT_DROP = "mqtt-drop"  # a connection dropped on the operator's request (admin.drop_connection)
@@ -152,7 +161,8 @@ class DeviceAuthPlugin(BaseAuthPlugin):
             username=session.username,
             password=session.password,
             peer_certificate_der=_peer_certificate(session),
-            listener="mqtts" if session.ssl_object is not None else "mqtt",
+            listener=(LISTENER_AWS_MQTTS if session.attributes.get(_LISTENER) == AWS_LISTENER
+                      else "mqtts" if session.ssl_object is not None else "mqtt"),
             keep_alive=session.keep_alive,
         )
         verdict = await asyncio.to_thread(gate.judge_login, login)  # file locks and I/O: off the loop
@@ -188,9 +198,21 @@ class DeviceTopicPlugin(BaseTopicPlugin):
         if topic is None or action not in (Action.PUBLISH, Action.SUBSCRIBE):
             return False
         allowed = gate.topic_allowed(identity, topic, ACTION_PUBLISH if action == Action.PUBLISH else ACTION_SUBSCRIBE)
+        closing = not allowed and session is not None and getattr(getattr(identity, "cloud", None),
+                                                                   "disconnect_on_denial", False)
+        if closing:
+            self._close(session)
         if action == Action.SUBSCRIBE:
-            await asyncio.to_thread(gate.record, API_MQTT_SUBSCRIBE, identity, topic, allowed)
+            await asyncio.to_thread(gate.record, API_MQTT_SUBSCRIBE, identity, topic, allowed,
+                                    disconnected=closing or None)
         return allowed
+
+    def _close(self, session: Session) -> None:
+        """Abort the session's connection at once: nothing more (no SUBACK) is sent on it."""
+        _, handler = self.context._broker_instance.sessions.get(session.client_id, (None, None))
+        stream = getattr(getattr(handler, "writer", None), "_writer", None)
+        if stream is not None:
+            stream.transport.abort()
 
     async def on_broker_message_received(self, *, client_id: str, message: Any) -> None:
         """Log every PUBLISH a device sends, with the ACL verdict (fired before delivery)."""
@@ -278,6 +300,8 @@ class _CloudConnackHandler(BrokerProtocolHandler):
             return
         verdict = self.session.attributes.get(_LAST_VERDICT)
         code = verdict.connack_code if isinstance(verdict, LoginVerdict) else NOT_AUTHORIZED
+        if code == CONNACK_NONE:
+            return  # amqtt closes the connection next
         await self._send_packet(ConnackPacket.build(0, code))  # session present = 0 on refusal
 
 
@@ -336,10 +360,15 @@ class EmulatorBroker(Broker):
         self._drop_watcher = asyncio.ensure_future(self._watch_drops()) if self.store is not None else None
         if self.mqtt31 is not None:
             await self.mqtt31.start()
-        for name in (PLAIN_LISTENER, TLS_LISTENER):
-            listener = self.listeners_config[name]
+        for name in (PLAIN_LISTENER, TLS_LISTENER, AWS_LISTENER):
+            listener = self.listeners_config.get(name)
+            if listener is None:
+                continue
             host, port = listener["bind"].rsplit(":", 1)
             context = self._create_ssl_context(listener) if listener.get("ssl", False) else None
+            if name == AWS_LISTENER and context is not None:
+                context.verify_mode = ssl.CERT_REQUIRED  # no client certificate: the handshake fails
+                context.sni_callback = None  # TLS faults are for the MQTTS listener
             self._fronts[name] = await asyncio.start_server(
                 partial(self._route, listener_name=name), host, int(port), ssl=context, backlog=self.backlog,
                 reuse_address=True)
@@ -362,7 +391,8 @@ class EmulatorBroker(Broker):
             writer.transport.abort()  # no CONNECT in time, or the client went away
             return
         try:
-            if protocol == MQTT31_PROTOCOL_NAME and self.mqtt31 is not None and self.mqtt31.available:
+            if (protocol == MQTT31_PROTOCOL_NAME and self.mqtt31 is not None and self.mqtt31.available
+                    and listener_name != AWS_LISTENER):
                 await self.mqtt31.serve(reader, writer, head, "mqtts" if listener_name == TLS_LISTENER else "mqtt")
             else:  # amqtt judges the rest, MQTT 3.1 too when no mosquitto runs (and logs why it refused)
                 await self.external_connected(_PeekedReader(reader, head), StreamWriterAdapter(writer), listener_name)
@@ -468,6 +498,7 @@ class EmulatorBroker(Broker):
             pass
 
     async def _handle_client_session(self, reader: Any, writer: Any, client_session: Session, *args: Any) -> None:
+        client_session.attributes[_LISTENER] = args[-1]  # amqtt 0.12.1: (handler, server, listener_name)
         try:
             await super()._handle_client_session(reader, writer, client_session, *args)
         finally:
@@ -537,9 +568,10 @@ class EmulatorBroker(Broker):
 
 
 def broker_config(
-    gate: DeviceGate, host: str, mqtt_port: int, mqtts_port: int, server_cert: Path, server_key: Path, ca_pem: Path
+    gate: DeviceGate, host: str, mqtt_port: int, mqtts_port: int, server_cert: Path, server_key: Path, ca_pem: Path,
+    aws_mqtts_port: int | None = None,
 ) -> dict[str, Any]:
-    return {
+    config: dict[str, Any] = {
         "listeners": {
             # "external": the emulator accepts the connections (EmulatorBroker._route).
             PLAIN_LISTENER: {"type": "external", "bind": f"{host}:{mqtt_port}"},
@@ -557,3 +589,6 @@ def broker_config(
             f"{__name__}.DeviceTopicPlugin": {"gate": gate},
         },
     }
+    if aws_mqtts_port is not None:
+        config["listeners"][AWS_LISTENER] = {**config["listeners"][TLS_LISTENER], "bind": f"{host}:{aws_mqtts_port}"}
+    return config

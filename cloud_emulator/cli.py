@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from . import admin, registry
+from . import admin, aws, registry
+from .crypto import CHAIN_SHAPES, DEFAULT_CHAIN, ensure_tls_material
 from .faults import FAULT_KINDS, Blackhole, FaultError, queue_fault
 from .server import ServeOptions, run
 from .throttle import ANSWERS, RETRY_AFTER_MODES
@@ -114,7 +115,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             https_port=args.https_port,
             mqtt_port=args.mqtt_port,
             mqtts_port=args.mqtts_port,
+            aws_mqtts_port=args.aws_mqtts_port,
             client_timeout=args.client_timeout,
+            chain=args.chain,
         )
     )
 
@@ -233,6 +236,61 @@ def _cmd_add_product(args: argparse.Namespace) -> int:
 def _cmd_hub_device(args: argparse.Namespace) -> int:
     admin.set_hub_device(_store(args), args.product_id, args.device_name, args.action)
     print(f"device {args.product_id}/{args.device_name}: {args.action}d in its IoT hub")
+    return 0
+
+
+def _cmd_aws_add_template(args: argparse.Namespace) -> int:
+    try:
+        configuration = json.loads(args.device_configuration) if args.device_configuration else {}
+    except ValueError as error:
+        raise InputError(f"--device-configuration is not JSON: {error}") from None
+    template = aws.add_template(_store(args), args.name, args.parameter, thing_name_prefix=args.thing_name_prefix,
+                                allow=args.allow, device_configuration=configuration, update=args.update)
+    print(f"template {args.name}: parameters {', '.join(template['parameters'])}, things named "
+          f"{template['thing_name_prefix']}<{template['parameters'][0]}>, allowed {template['parameters'][0]}: "
+          f"{template['allow']}, device configuration {json.dumps(template['device_configuration'])}")
+    return 0
+
+
+def _cmd_aws_add_claim(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if args.template not in {row["name"] for row in aws.templates(store)}:
+        print(f"note: no template {args.template} yet: RegisterThing answers 404 until aws-add-template defines it",
+              file=sys.stderr)
+    files = aws.add_claim(store, ensure_tls_material(store.folder).ca, args.template, args.cert_out, args.key_out)
+    print(f"claim certificate {files.certificate_id} for template {args.template} (ACTIVE): certificate "
+          f"{files.cert_pem} (PEM), {files.cert_der} (DER); key {files.key_pem} (PEM), {files.key_der} (DER), "
+          "mode 0600")
+    return 0
+
+
+def _cmd_aws_claim_status(args: argparse.Namespace) -> int:
+    enabled = args.command == "aws-enable-claim"
+    claim_id = aws.set_claim_enabled(_store(args), args.certificate_id, enabled)
+    print(f"claim certificate {claim_id}: {aws.ACTIVE if enabled else aws.INACTIVE}")
+    return 0
+
+
+_AWS_TABLES = {
+    "aws-templates": (aws.templates, [("name", "TEMPLATE"), ("parameters", "PARAMETERS"),
+                                      ("thing_name_prefix", "THING PREFIX"), ("allow", "ALLOW"),
+                                      ("device_configuration", "DEVICE CONFIGURATION")]),
+    "aws-certificates": (aws.certificates, [("certificate_id", "CERTIFICATE ID"), ("kind", "KIND"),
+                                            ("status", "STATUS"), ("template", "TEMPLATE"), ("thing", "THING")]),
+    "aws-things": (aws.things, [("thing_name", "THING"), ("template", "TEMPLATE"),
+                                ("certificates", "CERTIFICATES"), ("parameters", "PARAMETERS")]),
+}
+
+
+def _cmd_aws_list(args: argparse.Namespace) -> int:
+    rows, columns = _AWS_TABLES[args.command]
+    listed = rows(_store(args))
+    if args.json:
+        for row in listed:
+            print(json.dumps(row, sort_keys=True))
+    else:
+        print(_table([{key: json.dumps(v) if isinstance(v, (list, dict)) else v for key, v in row.items()}
+                      for row in listed], columns))
     return 0
 
 
@@ -372,8 +430,13 @@ def _parser(prog: str) -> _Parser:
     serve.add_argument("--https-port", type=_port, default=8443)
     serve.add_argument("--mqtt-port", type=_port, default=1883)
     serve.add_argument("--mqtts-port", type=_port, default=8883)
+    serve.add_argument("--aws-mqtts-port", type=_port, default=8884,
+                       help="AWS IoT Core's endpoint: MQTT over TLS with a client certificate required (default 8884)")
     serve.add_argument("--client-timeout", type=float, default=10.0, metavar="S",
                        help="seconds a client gets to send a whole HTTP request or its MQTT CONNECT (default 10)")
+    serve.add_argument("--chain", choices=list(CHAIN_SHAPES),
+                       help=f"the shape of the server's certificate chain (default: the state's; {DEFAULT_CHAIN} in a "
+                       "new state); another shape than the state's makes a new root, a new ca.der for the devices")
 
     # Settings default to None: --update must tell the options typed from those left out.
     product = command("add-product", _cmd_add_product,
@@ -427,6 +490,30 @@ def _parser(prog: str) -> _Parser:
     hub.add_argument("--product-id", dest="product_id", required=True, help="the enrollment group")
     hub.add_argument("--device-name", required=True, help="the registration id")
     hub.add_argument("--action", choices=registry.HUB_ACTIONS, required=True)
+
+    template = command("aws-add-template", _cmd_aws_add_template, "AWS: define a fleet-provisioning template")
+    template.add_argument("--name", required=True, help="1 to 36 of 0-9 A-Z a-z _ -")
+    template.add_argument("--parameter", action="append", required=True, metavar="NAME",
+                          help="a parameter RegisterThing must send (repeat for more); the first names the thing")
+    template.add_argument("--thing-name-prefix", default="", metavar="P", help="things are named P<first parameter>")
+    template.add_argument("--allow", default=".*", metavar="REGEX",
+                          help="the pre-provisioning hook: the first parameter must match in full (default: any)")
+    template.add_argument("--device-configuration", metavar="JSON",
+                          help="a JSON object of strings, the deviceConfiguration RegisterThing answers")
+    template.add_argument("--update", action="store_true", help="replace a template of that name")
+    claim = command("aws-add-claim", _cmd_aws_add_claim,
+                    "AWS: mint a claim certificate and RSA-2048 key for a template (PEM, and DER beside as .der)")
+    claim.add_argument("--template", required=True)
+    claim.add_argument("--cert-out", required=True, metavar="PATH", help="the certificate, PEM (PATH.der: DER)")
+    claim.add_argument("--key-out", required=True, metavar="PATH", help="the key, PKCS#1 PEM (.der: DER), mode 0600")
+    for name, help_text in (("aws-disable-claim", "AWS: deactivate a claim certificate (its logins are refused)"),
+                            ("aws-enable-claim", "AWS: activate a claim certificate again")):
+        sub = command(name, _cmd_aws_claim_status, help_text)
+        sub.add_argument("--certificate-id", required=True, metavar="ID", help="the claim's id, or 8+ of its first hex")
+    for name, help_text in (("aws-templates", "AWS: list the provisioning templates"),
+                            ("aws-certificates", "AWS: list claim and device certificates with their status"),
+                            ("aws-things", "AWS: list the things RegisterThing created")):
+        command(name, _cmd_aws_list, help_text).add_argument("--json", action="store_true")
 
     devices = command("devices", _cmd_devices, "list devices and their status")
     devices.add_argument("--show-secrets", action="store_true", help="print issued secrets (masked otherwise)")
@@ -486,7 +573,7 @@ def _parser(prog: str) -> _Parser:
     hole.set_defaults(handler=_cmd_blackhole)
     parser.public_words = frozenset([*commands.choices, *registry.CLOUDS, *registry.AUTH_MODES,
                                      *registry.REGISTRATION_MODES, *FAULT_KINDS, *admin.DROP_HOW,
-                                     *registry.HUB_ACTIONS])
+                                     *registry.HUB_ACTIONS, *CHAIN_SHAPES])
     return parser
 
 

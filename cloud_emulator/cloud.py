@@ -19,12 +19,16 @@ CONNACK_ACCEPTED = 0
 CONNACK_IDENTIFIER_REJECTED = 2
 CONNACK_BAD_USERNAME_OR_PASSWORD = 4
 CONNACK_NOT_AUTHORIZED = 5
+# A refusal without any CONNACK: the connection is closed once the CONNECT was read (AWS IoT Core).
+CONNACK_NONE = -1
 
 # Request-log names of the broker's events (HTTP APIs are named by their cloud).
 API_MQTT_CONNECT = "mqtt-connect"
 API_MQTT_PUBLISH = "mqtt-publish"
 API_MQTT_SUBSCRIBE = "mqtt-subscribe"
 API_MQTT_DELIVER = "mqtt-deliver"  # a cloud-originated PUBLISH sent to one client after its CONNACK
+
+LISTENER_AWS_MQTTS = "aws-mqtts"  # the AWS IoT Core endpoint's listener (aws.py)
 
 ACTION_PUBLISH = "publish"
 ACTION_SUBSCRIBE = "subscribe"
@@ -79,7 +83,7 @@ class MqttLogin:
     username: str | None
     password: str | None = field(repr=False)
     peer_certificate_der: bytes | None  # verified against the emulator CA by the TLS listener
-    listener: str  # "mqtt" or "mqtts"
+    listener: str  # "mqtt", "mqtts", or LISTENER_AWS_MQTTS (client certificate required)
     keep_alive: int | None = None  # seconds, as sent in CONNECT
     protocol: str = "MQTT/4"  # the CONNECT's protocol name/level: MQTT 3.1.1, or "MQIsdp/3" (MQTT 3.1)
 
@@ -127,6 +131,8 @@ class Cloud(Protocol):
     def topic_allowed(self, identity: LoginVerdict, topic: str, action: str) -> bool: ...
 
     # Optional: def handle_publish(self, identity, topic, payload) -> list[Delivery]
+    # Optional: disconnect_on_denial = True: a PUBLISH or SUBSCRIBE that topic_allowed refuses
+    # closes the connection (AWS), instead of a dropped PUBLISH or a SUBACK 0x80.
 
 
 def topic_filter_within(levels: list[str], pattern: list[str]) -> bool:

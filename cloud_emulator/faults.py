@@ -6,7 +6,9 @@ listener that consumes it:
 * "http": every HTTP or HTTPS request read in full takes one use (http_server.py);
 * "tls": every TLS handshake on the HTTPS or the MQTTS listener takes one use, before the
   server sends its certificate (http_server.py, broker.py);
-* "mqtt": every MQTT connection (plain or TLS) whose CONNECT was read takes one use (broker.py).
+* "mqtt": every MQTT connection (plain or TLS) whose CONNECT was read takes one use (broker.py);
+* "aws": every AWS fleet-provisioning request (CreateKeysAndCertificate, RegisterThing) takes one
+  use (aws.py).
 
 A listener takes the first queued fault of its own target; the fault leaves the queue when
 its count reaches zero. New kinds: add a FaultKind here and handle it in the listener.
@@ -26,12 +28,13 @@ from .state import FAULTS_FILE, StateStore
 TARGET_HTTP = "http"
 TARGET_TLS = "tls"
 TARGET_MQTT = "mqtt"
+TARGET_AWS = "aws"
 
 
 @dataclass(frozen=True)
 class FaultKind:
     name: str
-    target: str  # which listener consumes it: "http" (HTTP and HTTPS), "tls" (HTTPS and MQTTS), "mqtt"
+    target: str  # which listener consumes it: "http" (HTTP and HTTPS), "tls" (HTTPS and MQTTS), "mqtt", "aws"
     parameters: tuple[str, ...]  # required
     description: str
     optional: tuple[str, ...] = ()
@@ -97,6 +100,12 @@ FAULT_KINDS: dict[str, FaultKind] = {
             "mqtt_close_after_connack", TARGET_MQTT, (),
             "judge the login as usual; if accepted, send CONNACK 0 and close the connection at once, "
             "without the cloud's messages (an Alibaba registration result is issued but never published)",
+        ),
+        FaultKind(
+            "aws_rejected", TARGET_AWS, ("status",),
+            "answer an AWS provisioning request (CreateKeysAndCertificate or RegisterThing) on its "
+            "rejected topic with statusCode N (429 ThrottlingException, 503 ServiceUnavailable, any "
+            "other InternalFailure); request not processed",
         ),
     )
 }
@@ -178,7 +187,7 @@ def queue_fault(store: StateStore, kind: str, **options: Any) -> dict[str, Any]:
 
 
 _KINDS_BY_TARGET = {target: frozenset(name for name, kind in FAULT_KINDS.items() if kind.target == target)
-                    for target in (TARGET_HTTP, TARGET_TLS, TARGET_MQTT)}
+                    for target in (TARGET_HTTP, TARGET_TLS, TARGET_MQTT, TARGET_AWS)}
 
 
 def take_fault(store: StateStore, target: str) -> dict[str, Any] | None:

@@ -12,7 +12,8 @@ API_MQTT_KEEPALIVE = "mqtt-keepalive"  # a connection closed after 1.5 keepalive
 LOGGED_PAYLOAD_CHARS = 200
 # JSON members whose values never reach the request log (signatures, issued secrets, tokens).
 _REDACTED_MEMBERS = frozenset({"sign", "password", "secret", "devicesecret", "device_secret", "devicetoken",
-                               "device_token", "token", "psk", "productsecret"})
+                               "device_token", "token", "psk", "productsecret", "certificateownershiptoken",
+                               "privatekey"})
 
 
 class DeviceGate:

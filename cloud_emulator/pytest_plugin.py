@@ -7,7 +7,9 @@
 
 `dynreg_cloud` starts the emulator (a subprocess on free ports, its state in the test's
 tmp_path) with one product of Tencent, the default, and stops it after the test. Another
-cloud: `@pytest.mark.dynreg_cloud("aliyun")` or `("azure")` on the test. Loaded by the
+cloud: `@pytest.mark.dynreg_cloud("aliyun")` or `("azure")` on the test; another shape of the
+server's certificate chain than the default: `chain="rsa4096-intermediate"` (crypto.CHAIN_SHAPES)
+in the marker. Loaded by the
 `pytest11` entry point of the dynreg-tools package, or with `pytest_plugins = ["cloud_emulator.pytest_plugin"]`
 (the entry point has this module's name: both ways together load it once).
 """
@@ -24,6 +26,7 @@ from typing import Any, Iterator
 import pytest
 
 try:  # the emulator's dependencies, the package's `cloud` extra
+    from .crypto import DEFAULT_CHAIN
     from .testing import RunningEmulator, device_info, registrations, running_emulator, write_device_info
 except ModuleNotFoundError as e:  # installed without them: pytest still runs; the fixture says why
     MISSING = e.name
@@ -101,7 +104,8 @@ def start_product(emulator: RunningEmulator, cloud: str, folder: Path) -> Emulat
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "dynreg_cloud(cloud): the cloud of the dynreg_cloud fixture's product")
+    config.addinivalue_line("markers", "dynreg_cloud(cloud, chain='rsa2048-intermediate'): the cloud of the "
+                            "dynreg_cloud fixture's product, and the shape of its server's certificate chain")
 
 
 @pytest.fixture
@@ -111,5 +115,6 @@ def dynreg_cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Emu
                     % MISSING, pytrace=False)
     marker = request.node.get_closest_marker("dynreg_cloud")
     cloud = marker.args[0] if marker and marker.args else "tencent"
-    with running_emulator(tmp_path / "cloud") as emulator:
+    chain = marker.kwargs.get("chain", DEFAULT_CHAIN) if marker else DEFAULT_CHAIN
+    with running_emulator(tmp_path / "cloud", chain=chain) as emulator:
         yield start_product(emulator, cloud, tmp_path / "devices")

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Iterator
 
 from .aliyun import AliyunCloud
+from .aws import AwsCloud
 from .azure import AzureCloud
-from .broker import PLAIN_LISTENER, TLS_LISTENER, EmulatorBroker, broker_config
+from .broker import AWS_LISTENER, PLAIN_LISTENER, TLS_LISTENER, EmulatorBroker, broker_config
 from .gate import DeviceGate
 from .crypto import TlsMaterial, ensure_tls_material
 from .http_server import HttpLimits, HttpListener
@@ -36,7 +37,9 @@ class ServeOptions:
     https_port: int = 8443
     mqtt_port: int = 1883
     mqtts_port: int = 8883
+    aws_mqtts_port: int = 8884  # AWS IoT Core: TLS with a client certificate required
     client_timeout: float = 10.0
+    chain: str | None = None  # a shape of crypto.CHAIN_SHAPES; None: the state's, or the default in a new one
 
 
 class ServeError(RuntimeError):
@@ -93,12 +96,13 @@ async def _serve(options: ServeOptions) -> None:
     ready_path = store.path(READY_FILE)
     with _only_server_for(store):
         ready_path.unlink(missing_ok=True)
-        tls = ensure_tls_material(store.folder)
+        tls = ensure_tls_material(store.folder, options.chain)
         # Azure first: it claims only usernames of its two "/"-separated shapes; then Tencent,
         # which claims those with ";", then Alibaba the "<dn>&<pk>" ones (an Azure username may
         # hold a "&"). Their clock is the state folder's: the host's plus the operator's offset.
-        clouds = [AzureCloud(store, clock=store.now), TencentCloud(store, tls.ca, clock=store.now),
-                  AliyunCloud(store, clock=store.now)]
+        # AWS claims the logins of its own listener only.
+        clouds = [AwsCloud(store, tls.ca), AzureCloud(store, clock=store.now),
+                  TencentCloud(store, tls.ca, clock=store.now), AliyunCloud(store, clock=store.now)]
         routes = [route for cloud in clouds for route in cloud.http_routes()]
         limits = HttpLimits(client_timeout=options.client_timeout)
         listeners: list[HttpListener] = []
@@ -111,7 +115,8 @@ async def _serve(options: ServeOptions) -> None:
                 gate = DeviceGate(clouds, store)
                 broker = EmulatorBroker(
                     broker_config(gate, options.host, options.mqtt_port, options.mqtts_port,
-                                  tls.server_cert_path, tls.server_key_path, tls.ca_pem_path),
+                                  tls.server_cert_path, tls.server_key_path, tls.client_ca_pem_path,
+                                  aws_mqtts_port=options.aws_mqtts_port),
                     connect_timeout=options.client_timeout,
                     store=store,
                     gate=gate,
@@ -131,11 +136,14 @@ async def _serve(options: ServeOptions) -> None:
                 "https_port": listeners[1].port,
                 "mqtt_port": broker.bound_port(PLAIN_LISTENER),
                 "mqtts_port": broker.bound_port(TLS_LISTENER),
+                "aws_mqtts_port": broker.bound_port(AWS_LISTENER),
+                "chain": tls.chain,
             }
             write_file_atomically(ready_path, json.dumps(ready).encode("utf-8"), mode=0o644)
             print(
                 f"cloud emulator ready: http {ready['http_port']}, https {ready['https_port']}, "
-                f"mqtt {ready['mqtt_port']}, mqtts {ready['mqtts_port']} (state {store.folder})",
+                f"mqtt {ready['mqtt_port']}, mqtts {ready['mqtts_port']}, aws mqtts {ready['aws_mqtts_port']} "
+                f"(state {store.folder}, chain {tls.chain})",
                 flush=True,
             )
             await _until_stopped()

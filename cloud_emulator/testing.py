@@ -15,17 +15,21 @@ it on every request, so products and faults added after start take effect at onc
 import contextlib
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from . import admin
-from .crypto import CA_DER_FILE, CA_PEM_FILE
+from . import admin, aws
+from .crypto import (CA_DER_FILE, CA_KEY_FILE, CA_PEM_FILE, DEFAULT_CHAIN, FAULT_CERTIFICATES, TLS_FILES,
+                     ensure_fault_certificate, ensure_tls_material)
 from .faults import Blackhole, queue_fault
 from .state import READY_FILE, StateStore
 
@@ -46,7 +50,9 @@ class RunningEmulator:
     https_port: int
     mqtt_port: int
     mqtts_port: int
+    aws_mqtts_port: int  # AWS IoT Core's endpoint: a client certificate is required
     store: StateStore = field(repr=False)
+    chain: str = DEFAULT_CHAIN  # the shape of the server's certificate chain (crypto.CHAIN_SHAPES)
     client_timeout: float | None = None
     startup_timeout: float = 30.0
     stop_timeout: float = 10.0
@@ -92,6 +98,46 @@ class RunningEmulator:
         admin.add_product(self.store, product_id, secret, cloud=cloud, auth=auth, dynreg=dynreg, mode=mode,
                           limit=limit, regnwl=regnwl, gateway=gateway, subdevice=subdevice, securemode3=securemode3,
                           **azure)
+
+    def add_aws_template(self, name: str, parameters: list[str] | tuple[str, ...] = ("SerialNumber",), *,
+                         thing_name_prefix: str = "", allow: str = ".*",
+                         device_configuration: dict[str, str] | None = None, update: bool = False) -> dict[str, Any]:
+        """An AWS fleet-provisioning template: RegisterThing must send exactly `parameters`; the first
+        names the thing (`thing_name_prefix` + its value) and must match `allow` in full (the
+        pre-provisioning hook); `device_configuration` is answered on success."""
+        return aws.add_template(self.store, name, list(parameters), thing_name_prefix=thing_name_prefix, allow=allow,
+                                device_configuration=device_configuration, update=update)
+
+    def add_aws_claim(self, template: str, folder: str | os.PathLike[str] | None = None,
+                      name: str = "claim") -> aws.ClaimFiles:
+        """A claim certificate and RSA-2048 key for `template`, ACTIVE: `folder`/`name`.cert.pem and
+        .key.pem (PKCS#1), each with its .der twin (default folder: the state folder's aws-claims/).
+        The result has the four paths and the claim's certificate_id."""
+        folder = Path(folder) if folder is not None else self.state_dir / "aws-claims"
+        folder.mkdir(parents=True, exist_ok=True)
+        ca = ensure_tls_material(self.state_dir).ca
+        return aws.add_claim(self.store, ca, template, folder / f"{name}.cert.pem", folder / f"{name}.key.pem")
+
+    def disable_aws_claim(self, certificate_id: str) -> None:
+        aws.set_claim_enabled(self.store, certificate_id, False)
+
+    def enable_aws_claim(self, certificate_id: str) -> None:
+        aws.set_claim_enabled(self.store, certificate_id, True)
+
+    def aws_certificate(self, certificate_id: str) -> dict[str, Any] | None:
+        """A claim or device certificate: kind, status (ACTIVE, INACTIVE, PENDING_ACTIVATION), template,
+        thing, logins; None if unknown."""
+        return next((row for row in aws.certificates(self.store) if row["certificate_id"] == certificate_id), None)
+
+    def aws_certificates(self) -> list[dict[str, Any]]:
+        return aws.certificates(self.store)
+
+    def aws_things(self) -> list[dict[str, Any]]:
+        return aws.things(self.store)
+
+    def aws_thing(self, name: str) -> dict[str, Any] | None:
+        """A thing RegisterThing created: template, certificates (ids), parameters; None if none."""
+        return next((row for row in aws.things(self.store) if row["thing_name"] == name), None)
 
     def set_hub_device(self, group: str, registration_id: str, action: str) -> None:
         """"delete" the device from its IoT hub, or "disable" / "enable" it there."""
@@ -169,12 +215,16 @@ class RunningEmulator:
         """Stop the server (SIGTERM, then kill); the state folder stays. `start()` serves it again."""
         _stop(self.process, self.stop_timeout)
 
-    def start(self) -> None:
-        """Serve the same state folder again on the same ports (after `stop()`)."""
+    def start(self, chain: str | None = None) -> None:
+        """Serve the same state folder again on the same ports (after `stop()`); another `chain`
+        makes a new root (a new ca.der: devices that trusted the old one no longer connect)."""
         if self.process.poll() is None:
             raise EmulatorError("the emulator is still running")
-        self.process, _ = _start(self.state_dir, self.host, self.client_timeout, self.startup_timeout,
-                                 ports=(self.http_port, self.https_port, self.mqtt_port, self.mqtts_port))
+        self.process, ready = _start(self.state_dir, self.host, self.client_timeout, self.startup_timeout,
+                                     chain or self.chain,
+                                     ports=(self.http_port, self.https_port, self.mqtt_port, self.mqtts_port,
+                                            self.aws_mqtts_port))
+        self.chain = ready["chain"]
 
     def restart(self) -> None:
         """A broker restart as devices see it: every connection closed, then the same ports and state."""
@@ -201,13 +251,13 @@ class RunningEmulator:
         return Path(self.output_path).read_text(encoding="utf-8", errors="replace")
 
     def client_ssl_context(self) -> ssl.SSLContext:
-        """A client context that trusts only the emulator's CA (hostname checked: use localhost or 127.0.0.1)."""
+        """A client context that trusts only the emulator's root CA (hostname checked: use localhost or 127.0.0.1)."""
         return ssl.create_default_context(cafile=self.ca_pem_path)
 
 
 # The registration requests' `api` in the emulator's log, one per cloud's way to register.
 REGISTRATION_APIS = ("tencent-v2", "tencent-legacy", "aliyun-https-register", "aliyun-mqtt-register",
-                     "aliyun-mqtt-regnwl", "azure-dps-register")
+                     "aliyun-mqtt-regnwl", "azure-dps-register", "aws-create-keys", "aws-register-thing")
 
 
 def registrations(log: RunningEmulator | list[dict[str, Any]], device_name: str | None = None) -> list[dict[str, Any]]:
@@ -267,14 +317,42 @@ def _stop(process: subprocess.Popen[bytes], grace: float) -> None:
         process.wait()
 
 
-def _start(state_path: Path, host: str, client_timeout: float | None, startup_timeout: float,
-           ports: tuple[int, int, int, int] = (0, 0, 0, 0)) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+# Each chain shape's TLS material, made once in this process and copied into every new state
+# folder, where the emulator finds it valid and keeps it: a suite starts hundreds of emulators,
+# and RSA keys take a while to make (an RSA-4096 one up to seconds).
+_seed_folders: dict[str, Path] = {}
+_seed_lock = threading.Lock()
+_seed_parent: list[tempfile.TemporaryDirectory[str]] = []  # made on first use, removed when the process ends
+
+
+def _seed_tls_material(state_path: Path, chain: str) -> None:
+    if (state_path / CA_KEY_FILE).exists():
+        return  # the state's own material, which the emulator remakes if it is of another shape
+    with _seed_lock:
+        seed = _seed_folders.get(chain)
+        if seed is None:
+            if not _seed_parent:
+                _seed_parent.append(tempfile.TemporaryDirectory(prefix="dynreg-tls-seeds-"))
+            seed = Path(_seed_parent[0].name) / chain
+            seed.mkdir(exist_ok=True)
+            ensure_tls_material(seed, chain)
+            for kind in FAULT_CERTIFICATES:
+                ensure_fault_certificate(seed, kind)
+            _seed_folders[chain] = seed
+    for name in TLS_FILES:
+        if (seed / name).exists():
+            shutil.copy2(seed / name, state_path / name)  # with its mode: the keys stay 0600
+
+
+def _start(state_path: Path, host: str, client_timeout: float | None, startup_timeout: float, chain: str,
+           ports: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Start `serve` on `ports` (0: a free one) and wait for its ready.json."""
-    http_port, https_port, mqtt_port, mqtts_port = ports
+    http_port, https_port, mqtt_port, mqtts_port, aws_mqtts_port = ports
+    _seed_tls_material(state_path, chain)
     command = [
         sys.executable, "-m", "cloud_emulator", "serve", "--state", str(state_path), "--host", host,
         "--http-port", str(http_port), "--https-port", str(https_port), "--mqtt-port", str(mqtt_port),
-        "--mqtts-port", str(mqtts_port),
+        "--mqtts-port", str(mqtts_port), "--aws-mqtts-port", str(aws_mqtts_port), "--chain", chain,
     ]
     if client_timeout is not None:
         command += ["--client-timeout", str(client_timeout)]
@@ -301,14 +379,16 @@ def running_emulator(
     state_dir: str | os.PathLike[str],
     *,
     host: str = "127.0.0.1",
+    chain: str = DEFAULT_CHAIN,
     client_timeout: float | None = None,
     startup_timeout: float = 30.0,
     stop_timeout: float = 10.0,
 ) -> Iterator[RunningEmulator]:
-    """Start `python -m cloud_emulator serve` on free ports; stop it (SIGTERM, then kill) on exit."""
+    """Start `python -m cloud_emulator serve` on free ports with the server chain of shape `chain`
+    (crypto.CHAIN_SHAPES); stop it (SIGTERM, then kill) on exit."""
     state_path = Path(state_dir).resolve()
     state_path.mkdir(parents=True, exist_ok=True)
-    process, ready = _start(state_path, host, client_timeout, startup_timeout)
+    process, ready = _start(state_path, host, client_timeout, startup_timeout, chain)
     emulator = RunningEmulator(
         state_dir=state_path,
         process=process,
@@ -317,7 +397,9 @@ def running_emulator(
         https_port=ready["https_port"],
         mqtt_port=ready["mqtt_port"],
         mqtts_port=ready["mqtts_port"],
+        aws_mqtts_port=ready["aws_mqtts_port"],
         store=StateStore(state_path),
+        chain=ready["chain"],
         client_timeout=client_timeout,
         startup_timeout=startup_timeout,
         stop_timeout=stop_timeout,
