@@ -272,9 +272,18 @@ def _filter_matches(pattern: str, topic: str) -> bool:
 class _CloudConnackHandler(BrokerProtocolHandler):
     emulator_store: StateStore | None = None
 
+    _idle_closed = False
+
     def handle_read_timeout(self) -> None:
         # amqtt's reader waited session.keep_alive seconds (1.5 keepalive intervals, see
         # DeviceAuthPlugin) for a packet: the client is gone as far as MQTT is concerned.
+        # A socket that failed with ETIMEDOUT lands here too (asyncio.TimeoutError is OSError's
+        # TimeoutError), and its stream raises it again at every read: amqtt's loop would call
+        # this without end. The second call ends the loop (it stops at a missing reader).
+        if self._idle_closed:
+            self.reader = None
+            return
+        self._idle_closed = True
         if self.session is None or self.writer is None or _IDENTITY not in self.session.attributes:
             return
         asyncio.ensure_future(self._close_idle(self.session, self.writer))

@@ -813,3 +813,40 @@ def test_no_secret_reaches_the_log_or_the_output(cloud):
     assert stat.S_IMODE(os.stat(cloud.state_dir / "state.json").st_mode) == 0o600
     for key in ("ca.key", "server.key"):
         assert stat.S_IMODE(os.stat(cloud.state_dir / key).st_mode) == 0o600
+
+
+def test_a_socket_that_timed_out_ends_its_connection_once_instead_of_spinning():
+    # A socket that failed with ETIMEDOUT leaves its stream raising TimeoutError at every read,
+    # and amqtt's reader loop takes that for a keepalive timeout each time: the emulator's
+    # handler must end the loop on the second one (before the fix the bench's chip runs met
+    # hundreds of thousands of "mqtt-keepalive" records and a broker too busy to answer).
+    import asyncio
+
+    from amqtt.adapters import StreamReaderAdapter
+    from amqtt.plugins.manager import PluginManager
+    from amqtt.session import Session
+
+    from cloud_emulator.broker import _CloudConnackHandler
+
+    class Counting(_CloudConnackHandler):
+        calls = 0
+
+        def handle_read_timeout(self):
+            self.calls += 1
+            if self.calls > 100:  # the loop would never end: stop it so that the assert tells
+                self.reader = None
+                return
+            super().handle_read_timeout()
+
+    async def run_reader_loop():
+        stream = asyncio.StreamReader()
+        stream.set_exception(TimeoutError(110, "Connection timed out"))
+        session = Session()
+        session.keep_alive = 90
+        handler = Counting(PluginManager("amqtt.broker.plugins", context=None))
+        handler.attach(session, StreamReaderAdapter(stream), None)
+        handler._reader_ready = asyncio.Event()
+        await asyncio.wait_for(handler._reader_loop(), 30)
+        return handler.calls
+
+    assert asyncio.run(run_reader_loop()) == 2
