@@ -9,16 +9,16 @@
 # serves one product freezes only its cloud's code and root certificates, for example
 #   include("$(BOARD_DIR)/../../manifest.py", is_require=True, clouds="tencent")
 # An info of a cloud the image leaves out is refused with a ConfigError that names it.
-options.defaults(clouds="tencent,aliyun,azure")
+options.defaults(clouds="tencent,aliyun,azure,aws")
 
 metadata(
-    description="Dynamic registration of MicroPython boards with Tencent, Alibaba and Azure IoT clouds",
+    description="Dynamic registration of MicroPython boards with Tencent, Alibaba, Azure and AWS IoT clouds",
     version="0.1.0",
 )
 require("umqtt.simple")
 
 _CLOUDS = {"tencent": ["tencent", "roots_tencent", "http"], "aliyun": ["aliyun", "roots_aliyun", "http", "gateway"],
-           "azure": ["azure", "roots_azure"]}
+           "azure": ["azure", "roots_azure"], "aws": ["aws", "roots_aws"]}
 _files = ["__init__", "clock", "codec", "flow", "hints", "hmac", "mqtt", "net", "online", "store"]
 for _cloud in options.clouds.split(","):
     if _cloud.strip() not in _CLOUDS:

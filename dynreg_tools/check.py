@@ -7,10 +7,11 @@ is touched.
 Lists every problem, one line each with its fix, and exits 1; or prints "ok: ..." and a
 one-line summary (cloud, product, device naming) and exits 0. Both formats the library
 reads are checked: dynreg's ({"dynreg": 1, ...}) and the Tencent C SDK's ("productId", ...).
-The rules are the library's (lib/dynreg/store.py, tencent.py, aliyun.py, codec.py) and the
+The rules are the library's (lib/dynreg/store.py, tencent.py, aliyun.py, aws.py, codec.py) and the
 clouds' (PROTOCOLS.md): where a cloud is stricter than the library, the cloud's rule is
 checked. No value of any field is ever printed: an identity in the wrong field may be a
-secret. The ProductSecret is the info's, or --secret-file's, or $DYNREG_PRODUCT_SECRET's,
+secret. The ProductSecret is the info's, or --secret-file's, or $DYNREG_PRODUCT_SECRET's (AWS:
+the claim, its certificate and key files beside the info),
 as `dynreg provision` takes it; provision runs the same checks (problems()). --site checks a
 site.json too (site_check; docs/SITE.md), for the board --board names. Needs nothing but the
 standard library: certificates are read by dynreg_tools.der.
@@ -29,13 +30,14 @@ SECRET_ENV = "DYNREG_PRODUCT_SECRET"
 PLACEHOLDERS = ("", "YOUR_IOT_PSK", "YOUR_DEVICE_CERT_FILE_NAME", "YOUR_DEVICE_PRIVATE_KEY_FILE_NAME")
 NAME_RULES = ("unique_id", "mac")  # firmware/board.py device_name(rule)
 API_PATHS = ("/device/register", "/register/dev", "/auth/register/device")
-APIS = {"tencent": ("current", "legacy"), "aliyun": ("https", "mqtt", "regnwl"), "azure": ("mqtt",)}
+APIS = {"tencent": ("current", "legacy"), "aliyun": ("https", "mqtt", "regnwl"), "azure": ("mqtt",), "aws": ("mqtt",)}
 ALGORITHMS = {"tencent": ("hmacsha256", "hmacsha1"), "aliyun": ("hmacsha256", "hmacsha1", "hmacmd5"),
-              "azure": ("hmacsha256",)}
+              "azure": ("hmacsha256",), "aws": ("hmacsha256",)}
 PRODUCT_RULES = {  # PROTOCOLS.md: what the consoles issue
     "tencent": (re.compile(r"[A-Z0-9]{10}"), "10 uppercase letters and digits"),
     "aliyun": (re.compile(r"[A-Za-z0-9]{11}"), "11 letters and digits"),
     "azure": (re.compile(r"[A-Za-z0-9]{4,32}"), "4 to 32 letters and digits, such as 0ne00000A0A"),
+    "aws": (re.compile(r"[0-9A-Za-z_-]{1,36}"), "1 to 36 of 0-9 A-Z a-z _ -"),  # CreateProvisioningTemplate
 }
 DEVICE_NAME_RULES = {  # PROTOCOLS.md 2.4; lib/dynreg/aliyun.py check_device_name
     "tencent": (re.compile(r"[A-Za-z0-9:_-]{1,48}"), "1 to 48 of A-Z a-z 0-9 : _ -"),
@@ -43,7 +45,10 @@ DEVICE_NAME_RULES = {  # PROTOCOLS.md 2.4; lib/dynreg/aliyun.py check_device_nam
     # DPS registration ids: lib/dynreg/azure.py check_registration_id
     "azure": (re.compile(r"[A-Za-z0-9._:-]{0,127}[A-Za-z0-9-]"), "1 to 128 of A-Z a-z 0-9 - . _ :, ending in a "
               "letter, digit or -"),
+    # The SerialNumber parameter, the claim connection's client id: a thing name's rule (lib/dynreg/aws.py)
+    "aws": (re.compile(r"[A-Za-z0-9:_-]{1,128}"), "1 to 128 of A-Z a-z 0-9 : _ -"),
 }
+CLAIM_FILES = ("claim_cert", "claim_key")  # AWS: the batch's claim, its certificate and key (DER or PEM)
 AZURE_KEY_BYTES = (16, 64)  # a group key: base64 of this many bytes (the portal makes 64)
 TENCENT_SECRET_LENGTH = 16  # its first 16 characters are the AES-128 key of the cloud's answer
 
@@ -60,8 +65,8 @@ class View:
             self.names = {"product": "productId", "secret": "productSecret", "device_name": "deviceName"}
         else:
             self.cloud = doc.get("cloud")
-            product = {"aliyun": "product_key", "azure": "id_scope"}.get(self.cloud, "product_id")
-            secret = "group_key" if self.cloud == "azure" else "product_secret"
+            product = {"aliyun": "product_key", "azure": "id_scope", "aws": "template"}.get(self.cloud, "product_id")
+            secret = {"azure": "group_key", "aws": "claim_key"}.get(self.cloud, "product_secret")
             self.names = {"product": product, "secret": secret, "device_name": "device_name"}
         self.product = doc.get(self.names["product"])
         self.secret = doc.get(self.names["secret"])
@@ -73,7 +78,7 @@ class View:
         return "Tencent C SDK format" if self.sdk else "dynreg format"
 
     def default_api(self):
-        return {"tencent": "current", "azure": "mqtt"}.get(self.cloud, "https")
+        return {"tencent": "current", "azure": "mqtt", "aws": "mqtt"}.get(self.cloud, "https")
 
     def api(self):
         return "current" if self.sdk else self.doc.get("api", self.default_api())
@@ -120,7 +125,8 @@ def format_problems(view):
 def cloud_problems(view):
     if view.cloud in APIS:
         return []
-    return ["field cloud must be tencent (with product_id), aliyun (with product_key) or azure (with id_scope)"]
+    return ["field cloud must be tencent (with product_id), aliyun (with product_key), azure (with id_scope) "
+            "or aws (with template)"]
 
 
 def product_problems(view):
@@ -135,15 +141,17 @@ def product_problems(view):
 
 
 def cloud_title(cloud):
-    return {"tencent": "Tencent", "azure": "Azure"}.get(cloud, "Alibaba")
+    return {"tencent": "Tencent", "azure": "Azure", "aws": "AWS"}.get(cloud, "Alibaba")
 
 
 def product_title(cloud):
-    return {"tencent": "ProductId", "azure": "ID scope"}.get(cloud, "ProductKey")
+    return {"tencent": "ProductId", "azure": "ID scope", "aws": "provisioning template"}.get(cloud, "ProductKey")
 
 
 def secret_problems(view, secret):
     field = view.names["secret"]
+    if view.cloud == "aws":
+        return claim_problems(view)
     if secret is None or secret == "":
         return ["no ProductSecret (field %s is missing or empty): add it to the info, or give it to "
                 "dynreg provision with --secret-file FILE or $%s (never on the command line)" % (field, SECRET_ENV)]
@@ -162,6 +170,14 @@ def secret_problems(view, secret):
         found.append("the group key is not the base64 of %d to %d bytes: copy the enrollment group's primary "
                      "key again from the portal" % AZURE_KEY_BYTES)
     return found
+
+
+def claim_problems(view):
+    # AWS's claim names two files; whether they exist and hold a certificate is checked with the
+    # other files the info names (claim_file_problems).
+    return ["no claim: field %s must name the claim's %s file beside the info (DER or PEM), as the console or "
+            "`python -m cloud_emulator aws-add-claim` wrote it" % (field, "certificate" if field == "claim_cert" else "key")
+            for field in CLAIM_FILES if not isinstance(view.doc.get(field), str) or not view.doc.get(field)]
 
 
 def group_key_ok(key):
@@ -216,6 +232,10 @@ def option_problems(view):
         found.append("field algorithm must be one of %s for %s" % (", ".join(ALGORITHMS[cloud]), cloud))
     if doc.get("auth", "key") not in (("key", "cert") if cloud == "tencent" else ("key",)):
         found.append("field auth must be %s for %s" % ("key or cert" if cloud == "tencent" else "key", cloud))
+    parameters = doc.get("parameters", {})
+    if cloud == "aws" and not (isinstance(parameters, dict) and all(isinstance(v, str) for v in parameters.values())):
+        found.append("field parameters must be an object of names to strings (the template's fixed parameters; "
+                     "SerialNumber is the DeviceName)")
     if doc.get("api") == "regnwl" and not doc.get("instance_id"):
         found.append("api regnwl (pre-registration-free) needs instance_id: copy the instance's id from the console")
     if not isinstance(doc.get("credential") or {}, dict):
@@ -269,6 +289,12 @@ def endpoint_problems(view):
             if field in doc:
                 found += url_problems(field, doc[field], ("mqtts",), " (DPS and IoT Hub take MQTT over TLS only)")
         return found
+    if view.cloud == "aws":
+        if "mqtt_url" not in doc:
+            return ["field mqtt_url is missing: the account's data endpoint, "
+                    "mqtts://<prefix>-ats.iot.<region>.amazonaws.com:8883 (AWS IoT console, Settings)"]
+        return url_problems("mqtt_url", doc["mqtt_url"], ("mqtts",), " (the claim and the board's certificate "
+                                                                     "authenticate over TLS only)")
     if "register_url" in doc:
         why = " (Alibaba's answer carries the DeviceSecret in clear: HTTPS only)" if aliyun else ""
         problems = url_problems("register_url", doc["register_url"], ("https",) if aliyun else ("http", "https"), why)
@@ -315,10 +341,13 @@ def ca_problems(view, info_path, ca_path):
 
 def credential_files(view):
     # (field, name) of each certificate or key file the info names: Tencent certificate auth's,
-    # set in a template that carries a device certificate.
+    # set in a template that carries a device certificate; AWS's claim.
     outer, inner = ("cert_deviceinfo", ("devCertFile", "devPrivateKeyFile")) if view.sdk else \
         ("credential", ("cert_file", "key_file"))
-    return [("%s.%s" % (outer, name), view.doc[outer][name]) for name in inner if is_value(view.doc.get(outer), name)]
+    found = [("%s.%s" % (outer, name), view.doc[outer][name]) for name in inner if is_value(view.doc.get(outer), name)]
+    if view.cloud == "aws":
+        found += [(field, view.doc[field]) for field in CLAIM_FILES if is_value(view.doc, field)]
+    return found
 
 
 def named_files(view, info_path, ca_path=None):
@@ -331,9 +360,32 @@ def named_files(view, info_path, ca_path=None):
 
 
 def credential_file_problems(view, info_path):
-    return ["the file %s (field %s) does not exist: put it beside the info, or empty the field" % (path, field)
-            for field, path in named_files(view, info_path) if field not in ("ca", "mqtt_ca")
-            and not os.path.isfile(path)]
+    found = []
+    for field, path in named_files(view, info_path):
+        if field in ("ca", "mqtt_ca"):
+            continue
+        if not os.path.isfile(path):
+            found.append("the file %s (field %s) does not exist: put it beside the info, or empty the field"
+                         % (path, field))
+        elif os.path.getsize(path) > MAX_INFO:
+            found.append("the file %s (field %s) has more than the %d bytes the library reads" % (path, field, MAX_INFO))
+        elif field == "claim_cert":
+            found += claim_certificate_problems(path)
+    return found
+
+
+def claim_certificate_problems(path):
+    # The claim certificate only: its key is never read here (nothing of it could be shown).
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        certificates = der.certificates(data)
+    except ValueError as e:
+        return ["the claim certificate %s (field claim_cert) is not a certificate (%s): give the claim's "
+                "certificate, DER or PEM" % (path, e)]
+    now = datetime.now(timezone.utc)
+    return ["the claim certificate %s (field claim_cert) expired on %s: make a new claim in the console"
+            % (path, c.expires.date()) for c in certificates if c.expires < now]
 
 
 def certificate_problems(path, given_by):

@@ -44,6 +44,12 @@ CLOUDS = {
         [("DPS_AND_HUBS", ("DIGICERT_G2", "MICROSOFT_RSA_2017"),
           "global.azure-devices-provisioning.net:8883 and *.azure-devices.net:8883")],
     ),
+    "aws": (
+        "AWS IoT Core",
+        [("AMAZON_ROOT_CA_1", "amazon-root-ca-1.pem"), ("AMAZON_ROOT_CA_3", "amazon-root-ca-3.pem")],
+        [("ATS", ("AMAZON_ROOT_CA_1", "AMAZON_ROOT_CA_3"),
+          "the data endpoints <prefix>-ats.iot.<region>.amazonaws.com:8883, fleet provisioning included")],
+    ),
 }
 
 
@@ -65,9 +71,9 @@ def bundles_of(view):
     mqtt = doc.get("mqtt_url")
     mqtt_tls = not mqtt or (isinstance(mqtt, str) and mqtt.startswith("mqtts://"))
     port = _port(mqtt, 8883) if mqtt_tls else None
-    if cloud == "azure":
+    if cloud in ("azure", "aws"):  # one bundle for both connections
         if not own_ca or not broker_ca:
-            wanted.append("DPS_AND_HUBS")
+            wanted.append("DPS_AND_HUBS" if cloud == "azure" else "ATS")
     elif cloud == "aliyun":
         if view.api() == "https" and not own_ca:
             wanted.append("GLOBALSIGN")

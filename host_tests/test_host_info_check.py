@@ -153,7 +153,7 @@ def test_a_file_in_neither_format_is_named_so(folder):
 
 
 def test_an_unknown_cloud_is_refused(folder):
-    [problem] = check(folder, tencent(cloud="aws"))
+    [problem] = check(folder, tencent(cloud="gcp"))
     assert "cloud must be tencent" in problem
 
 
@@ -431,3 +431,51 @@ def test_a_good_azure_info_passes(folder):
 ], ids=["short-key", "no-key", "scope", "https-dps", "plain-hub", "name", "api"])
 def test_bad_azure_infos_are_refused(folder, doc, words):
     one(check(folder, doc), *words)
+
+
+# -- AWS ------------------------------------------------------------------------------------------
+
+CLAIM_KEY_TEXT = "-----BEGIN RSA PRIVATE KEY-----\nclaim-key-material-never-shown\n-----END RSA PRIVATE KEY-----\n"
+
+
+def aws(**fields):
+    doc = {"dynreg": 1, "cloud": "aws", "template": "FleetTemplate", "claim_cert": "claim.crt",
+           "claim_key": "claim.key", "parameters": {"Color": "red"}, "device_name_from": "unique_id",
+           "mqtt_url": "mqtts://a1b2c3d4e5f6g7-ats.iot.eu-west-1.amazonaws.com:8883", "credential": {}}
+    doc.update(fields)
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+@pytest.fixture
+def claim(folder):
+    (folder / "claim.crt").write_bytes(make_ca().public_bytes(serialization.Encoding.PEM))
+    (folder / "claim.key").write_text(CLAIM_KEY_TEXT)
+    return folder
+
+
+def test_a_good_aws_info_passes_and_its_claim_goes_to_the_board(claim):
+    assert check(claim, aws()) == []
+    view = info_check.View(aws())
+    named = dict(info_check.named_files(view, str(claim / "device_info.json")))
+    assert named["claim_cert"] == str(claim / "claim.crt") and named["claim_key"] == str(claim / "claim.key")
+    (claim / "device_info.json").write_text(json.dumps(aws()))
+    assert "AWS provisioning template FleetTemplate" in info_check.summary(str(claim / "device_info.json"))
+
+
+@pytest.mark.parametrize("doc, words", [
+    (aws(template="has space"), ("template", "1 to 36")),
+    (aws(template="t" * 37), ("template", "1 to 36")),
+    (aws(claim_key=None), ("no claim", "claim_key")),
+    (aws(claim_cert=None), ("no claim", "claim_cert")),
+    (aws(claim_cert="absent.crt"), ("absent.crt", "claim_cert", "does not exist")),
+    (aws(claim_cert="claim.key"), ("claim_cert", "not a certificate")),
+    (aws(mqtt_url=None), ("mqtt_url is missing", "-ats.iot.")),
+    (aws(mqtt_url="mqtt://localhost:1883"), ("mqtt_url", "mqtts://")),
+    (aws(parameters={"Color": 7}), ("parameters", "strings")),
+    (aws(device_name="has space", device_name_from=None), ("device_name", "AWS", "1 to 128")),
+], ids=["template-space", "template-long", "no-claim-key", "no-claim-cert", "claim-cert-missing",
+        "claim-cert-not-a-certificate", "no-endpoint", "plain-endpoint", "parameters", "name"])
+def test_bad_aws_infos_are_refused_and_the_claim_key_is_never_shown(claim, doc, words):
+    found = check(claim, doc)
+    one(found, *words)
+    assert "claim-key-material" not in "\n".join(found)

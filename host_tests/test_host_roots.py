@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from dynreg import aliyun, azure, store, tencent
+from dynreg import aliyun, aws, azure, store, tencent
 from dynreg_tools import check, der, roots
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -30,6 +30,7 @@ ROWS = {
     "Alibaba MQTT over TLS on the old ports": ("aliyun", "GLOBALSIGN"),
     "Alibaba registration": ("aliyun", "GLOBALSIGN"),
     "Azure DPS": ("azure", "DPS_AND_HUBS"),
+    "AWS IoT Core data endpoints": ("aws", "ATS"),
 }
 
 
@@ -142,10 +143,12 @@ def bundle_name(cloud, der_tuple):
     ({"cloud": "aliyun", "product_key": "a1IoK3f7xyz", "api": "regnwl", "instance_id": "iot-06z00x"},
      None, "MQTT_8883"),
     ({"cloud": "azure", "id_scope": "0ne00000A0A", "group_key": "a2V5"}, "DPS_AND_HUBS", "DPS_AND_HUBS"),
-], ids=["tencent", "tencent-legacy", "aliyun-https", "aliyun-mqtt-1883", "aliyun-regnwl", "azure"])
+    ({"cloud": "aws", "template": "FleetTemplate", "claim_key": "claim.key",
+      "mqtt_url": "mqtts://a1b2c3-ats.iot.eu-west-1.amazonaws.com:8883"}, "ATS", "ATS"),
+], ids=["tencent", "tencent-legacy", "aliyun-https", "aliyun-mqtt-1883", "aliyun-regnwl", "azure", "aws"])
 def test_the_device_and_the_host_tools_pick_the_same_bundle(doc, register, broker):
     device, view = info(doc)
-    module = {"tencent": tencent, "aliyun": aliyun, "azure": azure}[device.cloud]
+    module = {"tencent": tencent, "aliyun": aliyun, "azure": azure, "aws": aws}[device.cloud]
     url = device.mqtt_url
     port = int(url.rsplit(":", 1)[1]) if url else 8883
     picked = []

@@ -181,6 +181,78 @@ def test_power_cut_at_every_write_of_every_credential_kind():
     assert totals["failures"] == before, totals
 
 
+# AWS: the certificate and key saved as DER with the thing name, and the claim's two files
+# erased after the first login (lib/dynreg/store.py).
+AWS_DOC = {"dynreg": 1, "cloud": "aws", "template": "FleetTemplate", "device_name": "dev01",
+           "mqtt_url": "mqtts://a1b2c3-ats.iot.eu-west-1.amazonaws.com:8883", "claim_cert": "claim.crt",
+           "claim_key": "claim.key", "credential": {}}
+AWS_CERT = b"0\x82\x03\x20" + bytes(range(256)) * 3
+AWS_KEY = b"0\x82\x04\xa4" + bytes(range(255, -1, -1)) * 4
+AWS_SAVED = {"cert_file": "dev01_cert.crt", "key_file": "dev01_private.key", "thing_name": "Fleet_dev01"}
+
+
+def _aws_image(saved):
+    import json
+
+    device = RAMBlockDevice(_fs[0][2], _fs[0][3])
+    device.data[:] = _fresh_image(json.dumps(AWS_DOC), 0)
+    _mount(device)
+    _write(MOUNT + "/claim.crt", b"the claim certificate " * 30)
+    _write(MOUNT + "/claim.key", b"the claim key " * 60)
+    if saved:
+        _aws_save()
+    vfs.umount(MOUNT)
+    return bytes(device.data)
+
+
+def _aws_save():
+    store.load(PATH).save_credential({"cert": AWS_CERT, "key": AWS_KEY, "thing_name": "Fleet_dev01"})
+
+
+def _aws_check(action):
+    def check(data):
+        device = PowerCutDevice(data)
+        _mount(device)
+        info = store.load(PATH)
+        if action == ERASE:
+            assert info.credential == AWS_SAVED, "the credential is lost"
+            state = "old" if info.product_secret else "new"
+            info.erase_product_secret()  # what the next login does
+        elif info.needs_registration:
+            state = "clean"
+            assert info.product_secret == "claim.key" and _read(MOUNT + "/claim.key"), "the claim is lost"
+            _aws_save()
+        else:
+            state = "new"
+        _mount(device)  # as the next boot finds it
+        import os
+
+        info = store.load(PATH)
+        assert info.credential == AWS_SAVED, "no credential after the next writes"
+        assert info.read_credential_file("cert_file") == AWS_CERT, "certificate damaged"
+        assert info.read_credential_file("key_file") == AWS_KEY, "key damaged"
+        claim = [n for n in os.listdir(MOUNT) if n.startswith("claim")]
+        if action == ERASE:
+            assert claim == [] and "claim_key" not in info.doc and "claim_cert" not in info.doc, "the claim is left"
+        else:
+            assert sorted(claim) == ["claim.crt", "claim.key"], "the claim went before the first login"
+        assert _read(MOUNT + "/ca.der") == CA, "another file damaged"
+        return state
+
+    return check
+
+
+def test_power_cut_at_every_write_of_an_aws_save_and_of_the_claims_erasure():
+    before = totals["failures"]
+    for fs in FILESYSTEMS:
+        _fs[0] = fs
+        for action, saved, act in (("save", False, _aws_save), (ERASE, True, _act(None, ERASE))):
+            _cut_everywhere(_aws_image(saved), act, _aws_check(action),
+                            "aws %s, %s %d-byte blocks" % ("erase of the claim" if saved else "certificate save",
+                                                           fs[0], fs[2]))
+    assert totals["failures"] == before, totals
+
+
 def test_power_cut_at_every_write_of_gateway_subdevice_secrets():
     path = MOUNT + "/" + gateway.SUBDEVICES_FILE
 

@@ -1,4 +1,4 @@
-# dynreg: dynamic registration of MicroPython devices with Tencent, Alibaba and Azure IoT clouds.
+# dynreg: dynamic registration of MicroPython devices with Tencent, Alibaba, Azure and AWS IoT clouds.
 # Importing this package is cheap: it defines the error types, two entry points that import
 # the registration flow only when called, and what the modules of the flow share (a call's
 # options checked against the caller's DEFAULTS, the console line, the CA).
@@ -19,7 +19,7 @@ class ProtocolError(Error):
 
 
 class RejectedError(Error):
-    # .code and .message as the cloud sent them; with `kind` ("tencent", "aliyun", "azure", "mqtt") the
+    # .code and .message as the cloud sent them; with `kind` ("tencent", "aliyun", "azure", "aws", "mqtt") the
     # text adds what a known code means (dynreg.hints, imported only on a refusal).
     # .fixed_in_console: whether the operator can turn this refusal in the cloud's console (a board
     # retries it slowly), or no wait will (a wrong secret, a device activated before: it stops).
@@ -43,7 +43,7 @@ class NetworkError(Error):
     throttled = False  # the cloud is over its rate limit: waiting is the cure, no attempt is spent
 
 
-def busy(text, retry_after, throttled=False):
+def busy(text, retry_after, throttled):
     # The NetworkError of a cloud that answered 429 or 5xx (or its own code for them), with its
     # retry-after in seconds or None.
     e = NetworkError(text)
@@ -75,6 +75,13 @@ def connect(info_or_path, **options):
     from dynreg.flow import connect
 
     return connect(info_or_path, **options)
+
+
+def need_tls(tls, who, url="mqtts:// mqtt_url"):
+    # Every cloud's login carries a reusable secret or a client certificate (and some answers
+    # one): over TLS only, refused before any connection.
+    if not tls:
+        raise ConfigError("%s needs TLS: an %s" % (who, url))
 
 
 def options(given, defaults):

@@ -4,15 +4,14 @@
 # over MQTT with TLS where the result arrives as a PUBLISH on /ext/register or /ext/regnwl),
 # and the login with the stored credential.
 import json
-from dynreg import hmac, codec, clock, ConfigError, NetworkError, ProtocolError, RejectedError, busy
+from dynreg import hmac, codec, clock, busy, need_tls, ConfigError, NetworkError, ProtocolError, RejectedError
 
 DEFAULT_REGION = "cn-shanghai"
 REGISTER_PATH = "/auth/register/device"
-_METHODS = ("hmacmd5", "hmacsha1", "hmacsha256")
 
 
 def _hash(method):
-    return hmac.hash_name(method, _METHODS)
+    return hmac.hash_name(method, ("hmacmd5", "hmacsha1", "hmacsha256"))
 
 
 def _random(value):
@@ -51,37 +50,36 @@ def _check(product_key, device_name, secret, what):
         raise ConfigError("%s is missing" % what)
 
 
-def _hmac_hex(secret, fields, method):
-    # Alibaba signs "name1value1name2value2..." with the names in sorted order.
-    text = "".join(name + value for name, value in fields)
-    return hmac.hexdigest(secret.encode(), text.encode(), _hash(method))
-
-
 def sign(product_key, device_name, product_secret, random, method="hmacsha256"):
     _check(product_key, device_name, product_secret, "ProductSecret")
-    return _hmac_hex(product_secret, (("deviceName", device_name), ("productKey", product_key),
-                                      ("random", _random(random))), method)
+    # Alibaba signs "name1value1name2value2..." with the names in sorted order.
+    text = "deviceName%sproductKey%srandom%s" % (device_name, product_key, _random(random))
+    return hmac.hexdigest(product_secret.encode(), text.encode(), _hash(method))
 
 
 def register_request(product_key, device_name, product_secret, random, method="hmacsha256",
                      region=DEFAULT_REGION, endpoint=None):
-    signature = sign(product_key, device_name, product_secret, random, method)
-    fields = (("productKey", product_key), ("deviceName", device_name), ("random", _random(random)),
-              ("sign", signature), ("signMethod", method))
-    body = "&".join(name + "=" + codec.quote(value) for name, value in fields).encode()
-    if endpoint and codec.split_url(endpoint)[0] != "https":
-        # The answer carries the DeviceSecret in clear: HTTPS only.
-        raise ConfigError("Alibaba needs TLS: an https:// register_url")
+    quote = codec.quote
+    body = ("productKey=%s&deviceName=%s&random=%s&sign=%s&signMethod=%s" % (
+        quote(product_key), quote(device_name), quote(_random(random)),
+        quote(sign(product_key, device_name, product_secret, random, method)), quote(method))).encode()
+    if endpoint:  # the answer carries the DeviceSecret in clear: HTTPS only
+        need_tls(codec.split_url(endpoint)[0] == "https", "Alibaba", "https:// register_url")
     base = codec.base_url(endpoint, (REGISTER_PATH,)) if endpoint else "https://iot-auth.%s.aliyuncs.com" % region
     return base + REGISTER_PATH, {"Content-Type": "application/x-www-form-urlencoded"}, body
+
+
+def _text(doc, name):
+    # A text field that may be absent or of another type: "" then.
+    value = doc.get(name)
+    return value if isinstance(value, str) else ""
 
 
 def _cloud_error(doc):
     # {"code": 200, ...} is success; any other code is the cloud's refusal.
     code = codec.field(doc, "code", int)
     if code != 200:
-        message = doc.get("message")
-        raise RejectedError(code, message if isinstance(message, str) else "", "aliyun")
+        raise RejectedError(code, _text(doc, "message"), "aliyun")
 
 
 def _secret(data, name):
@@ -94,20 +92,17 @@ def _secret(data, name):
 def parse_register_response(body):
     doc = codec.json_object(body)
     code = codec.field(doc, "code", int)
-    if code in (429, 500, 503):
+    if code == 429 or code == 500 or code == 503:
         # Throttled, or failing inside (Alibaba's codes for devices): retried like a 5xx.
         raise busy("server answered code %d" % code, None, code == 429)
     _cloud_error(doc)
-    data = doc.get("data")
-    if not isinstance(data, dict):
-        raise ProtocolError("no data in the answer")
-    return {"deviceSecret": _secret(data, "deviceSecret")}
+    return {"deviceSecret": _secret(codec.field(doc, "data", dict), "deviceSecret")}
 
 
 def parse_register_message(payload, mode="register"):
     # The PUBLISH on /ext/register ({"deviceSecret"}) or /ext/regnwl ({"clientId", "deviceToken"}).
     doc = codec.json_object(payload)
-    if "code" in doc and doc.get("code") != 200:
+    if "code" in doc:
         _cloud_error(doc)
     if mode == "regnwl":
         return {"clientId": _secret(doc, "clientId"), "deviceToken": _secret(doc, "deviceToken")}
@@ -116,7 +111,7 @@ def parse_register_message(payload, mode="register"):
 
 def mqtt_register_login(product_key, device_name, product_secret, random, method="hmacsha256",
                         mode="register", instance_id=None):
-    if mode not in ("register", "regnwl"):
+    if mode != "register" and mode != "regnwl":
         raise ConfigError("mode must be register or regnwl")
     if mode == "regnwl" and not instance_id:
         # Pre-registration-free registration exists only on the new (Enterprise) instances.
@@ -134,12 +129,10 @@ def mqtt_register_login(product_key, device_name, product_secret, random, method
 
 def mqtt_login(product_key, device_name, device_secret, client_id, timestamp, method="hmacsha256"):
     # securemode=2, over TLS. Never 3 (plain TCP): the cloud does not check the timestamp
-    # (PROTOCOLS.md 3.4), so a password seen on the line would log in for good.
-    _check(product_key, device_name, device_secret, "DeviceSecret")
-    timestamp = _digits(timestamp, "timestamp")
-    password = _hmac_hex(device_secret, (("clientId", client_id), ("deviceName", device_name),
-                                         ("productKey", product_key), ("timestamp", timestamp)), method)
-    full_id = "%s|securemode=2,signmethod=%s,timestamp=%s|" % (client_id, method, timestamp)
+    # (PROTOCOLS.md 3.4), so a password seen on the line would log in for good. The password
+    # signs what a gateway's topo.add signs for a sub-device, with this client id.
+    password = topo_sign(product_key, device_name, device_secret, timestamp, method, client_id)
+    full_id = "%s|securemode=2,signmethod=%s,timestamp=%s|" % (client_id, method, _digits(timestamp, "timestamp"))
     return full_id, device_name + "&" + product_key, password
 
 
@@ -150,17 +143,22 @@ def regnwl_login(client_id, product_key, device_name, device_token):
 
 def topo_sign(product_key, device_name, device_secret, timestamp, method="hmacsha256", client_id=None):
     _check(product_key, device_name, device_secret, "DeviceSecret")
-    return _hmac_hex(device_secret, (("clientId", client_id or product_key + "." + device_name),
-                                     ("deviceName", device_name), ("productKey", product_key),
-                                     ("timestamp", _digits(timestamp, "timestamp"))), method)
+    # The client id: the sub-device's own, or the one a login (mqtt_login) gives.
+    text = "clientId%sdeviceName%sproductKey%stimestamp%s" % (
+        client_id or product_key + "." + device_name, device_name, product_key, _digits(timestamp, "timestamp"))
+    return hmac.hexdigest(device_secret.encode(), text.encode(), _hash(method))  # as sign()
 
 
 # -- gateway sub-devices: thing.sub.register, then thing.topo.add ---------------------------
 
-def _topic(gateway_key, gateway_name, method):
+def _message(gateway_key, gateway_name, method, params, message_id):
+    # A gateway's request: its method ("sub/register": thing.sub.register) -> (topic, reply topic, payload)
     check_product_key(gateway_key)
     check_device_name(gateway_name)
-    return "/sys/%s/%s/thing/%s" % (gateway_key, gateway_name, method)
+    topic = "/sys/%s/%s/thing/%s" % (gateway_key, gateway_name, method)
+    payload = json.dumps({"id": str(message_id), "version": "1.0", "params": params,
+                          "method": "thing." + method.replace("/", ".")})
+    return topic, topic + "_reply", payload.encode()
 
 
 def sub_register_message(gateway_key, gateway_name, subdevices, message_id):
@@ -170,10 +168,7 @@ def sub_register_message(gateway_key, gateway_name, subdevices, message_id):
         check_product_key(product_key)
         check_device_name(device_name)
         params.append({"deviceName": device_name, "productKey": product_key})
-    topic = _topic(gateway_key, gateway_name, "sub/register")
-    payload = json.dumps({"id": str(message_id), "version": "1.0", "params": params,
-                          "method": "thing.sub.register"})
-    return topic, topic + "_reply", payload.encode()
+    return _message(gateway_key, gateway_name, "sub/register", params, message_id)
 
 
 def _reply(payload, message_id):
@@ -189,7 +184,7 @@ def parse_sub_register_reply(payload, message_id, requested):
     # sub-device the cloud answered for, errors {(pk, dn): (code, message)} for the rest.
     doc = _reply(payload, message_id)
     code = doc["code"]
-    message = doc.get("message") if isinstance(doc.get("message"), str) else ""
+    message = _text(doc, "message")
     secrets = {}
     data = doc.get("data")
     if isinstance(data, list):
@@ -198,9 +193,7 @@ def parse_sub_register_reply(payload, message_id, requested):
                 raise ProtocolError("sub-device not an object")
             key = (codec.field(entry, "productKey", str), codec.field(entry, "deviceName", str))
             if key in requested:
-                iot_id = entry.get("iotId")
-                secrets[key] = {"deviceSecret": _secret(entry, "deviceSecret"),
-                                "iotId": iot_id if isinstance(iot_id, str) else ""}
+                secrets[key] = {"deviceSecret": _secret(entry, "deviceSecret"), "iotId": _text(entry, "iotId")}
     elif data is not None and code == 200:
         raise ProtocolError("data is not a list")
     errors = {}
@@ -211,11 +204,13 @@ def parse_sub_register_reply(payload, message_id, requested):
                 key = (entry.get("productKey"), entry.get("deviceName"))
                 entry_code = entry.get("code")
                 if key in requested and key not in secrets and type(entry_code) is int:
-                    entry_message = entry.get("message")
-                    errors[key] = (entry_code, entry_message if isinstance(entry_message, str) else "")
+                    errors[key] = (entry_code, _text(entry, "message"))
+    if code == 200:  # the request went through, and still no secret came for the rest
+        code = -1
+        message = "no secret in the reply"
     for key in requested:
         if key not in secrets and key not in errors:
-            errors[key] = (code, message) if code != 200 else (-1, "no secret in the reply")
+            errors[key] = (code, message)
     return secrets, errors
 
 
@@ -229,9 +224,7 @@ def topo_add_message(gateway_key, gateway_name, subdevices, timestamp, message_i
         params.append({"productKey": product_key, "deviceName": device_name, "clientId": client_id,
                        "timestamp": _digits(timestamp, "timestamp"), "signmethod": signmethod,
                        "sign": topo_sign(product_key, device_name, device_secret, timestamp, method, client_id)})
-    topic = _topic(gateway_key, gateway_name, "topo/add")
-    payload = json.dumps({"id": str(message_id), "version": "1.0", "params": params, "method": "thing.topo.add"})
-    return topic, topic + "_reply", payload.encode()
+    return _message(gateway_key, gateway_name, "topo/add", params, message_id)
 
 
 def parse_topo_add_reply(payload, message_id):
@@ -254,17 +247,16 @@ def register(info, ca, timeout_ms):
     from dynreg import mqtt, net
 
     host, port, tls = mqtt.endpoint(info, broker(info))
-    _need_tls(tls)
+    need_tls(tls, "Alibaba")  # every Alibaba CONNECT carries a reusable secret
     mode = "regnwl" if info.api == "regnwl" else "register"
     client_id, user, password = mqtt_register_login(info.product, info.device_name, info.product_secret,
                                                     codec.random_int(), info.algorithm, mode, info.instance_id)
     received = []
-    deadline = net.deadline_in(timeout_ms)  # the connect and the result together
+    # The connect and the result together within timeout_ms (open_client's deadline).
     c = mqtt.open_client(client_id, host, port, user, password, net.tls_context(ca or roots(info, port)), 60,
-                         timeout_ms,
-                         lambda topic, message: received.append((topic, message)))
+                         timeout_ms, lambda topic, message: received.append((topic, message)))
     try:
-        if not mqtt.wait_for(c, lambda: received, max(1, net.left(deadline))):
+        if not mqtt.wait_for(c, lambda: received, timeout_ms):
             raise NetworkError("no result on /ext/%s within %d ms" % (mode, timeout_ms))
     finally:
         mqtt.close(c)  # the device leaves by itself; one TLS connection at a time
@@ -293,16 +285,10 @@ def broker(info):
     return "%s.iot-as-mqtt.%s.aliyuncs.com" % (info.product, info.region or DEFAULT_REGION)
 
 
-def _need_tls(tls):
-    # Every Alibaba CONNECT carries a reusable secret: a registration signature, a deviceToken
-    # or a password the cloud never expires. Refused before any connection.
-    if not tls:
-        raise ConfigError("Alibaba needs TLS: an mqtts:// mqtt_url")
-
-
 def login(info, tls):
-    # (client id, username, password) for the credential the device holds.
-    _need_tls(tls)
+    # (client id, username, password) for the credential the device holds. Over TLS only: a
+    # registration signature, a deviceToken or a password the cloud never expires.
+    need_tls(tls, "Alibaba")
     credential = info.credential
     if "device_token" in credential:
         return regnwl_login(credential["client_id"], info.product, info.device_name, credential["device_token"])

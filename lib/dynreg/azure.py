@@ -3,12 +3,8 @@
 # Hub login. Pure functions, then the device's side of them: one registration attempt and the
 # hub login with the stored credential. Facts and sources: cloud_emulator/README.md "Azure".
 from micropython import const
-from dynreg import hmac, codec, clock, busy, ConfigError, NetworkError, ProtocolError, RejectedError
+from dynreg import hmac, codec, clock, busy, need_tls, ConfigError, NetworkError, ProtocolError, RejectedError
 
-DPS_HOST = "global.azure-devices-provisioning.net"
-DPS_API = "2019-03-31"
-HUB_API = "2021-04-12"
-RESPONSES = "$dps/registrations/res/#"
 _TOKEN_LIFETIME = const(3600)  # seconds a DPS token stays valid: the vendor SDK's default
 _LOGIN_LIFETIME = const(86400)  # seconds a hub token stays valid
 _POLL_MS = const(2000)  # between polls when DPS sends no retry-after (the vendor SDK's wait)
@@ -21,10 +17,6 @@ def check_registration_id(registration_id):
     codec.check_name(registration_id, 1, 128, _ID_CHARS, "registration id")
     if registration_id[-1] in "._:":
         raise ConfigError("registration id must not end in . _ :")
-
-
-def check_id_scope(id_scope):
-    codec.check_name(id_scope, 4, 32, "", "ID scope")
 
 
 def _key(key_b64, what):
@@ -52,10 +44,10 @@ def sas_token(resource, key, expiry, key_name=None):
 
 def dps_login(id_scope, registration_id, device_key, expiry):
     # (client id, username, password) of the DPS MQTT connection.
-    check_id_scope(id_scope)
+    codec.check_name(id_scope, 4, 32, "", "ID scope")
     check_registration_id(registration_id)
     resource = "%s/registrations/%s" % (id_scope, registration_id)
-    return (registration_id, "%s/api-version=%s" % (resource, DPS_API),
+    return (registration_id, resource + "/api-version=2019-03-31",
             sas_token(resource, device_key, expiry, "registration"))
 
 
@@ -71,7 +63,7 @@ def status_message(operation_id, rid):
 def response_topic(topic):
     # b"$dps/registrations/res/<status>/?$rid=<rid>[&retry-after=<s>]" -> (status, rid, retry
     # after in seconds or None); None for any other topic.
-    prefix = RESPONSES[:-1]
+    prefix = "$dps/registrations/res/"
     try:
         topic = topic.decode()
     except UnicodeError:
@@ -109,9 +101,7 @@ def parse_answer(status, payload):
     operation = codec.field(doc, "operationId", str)
     if state == "assigning":
         return state, operation
-    registration = doc.get("registrationState")
-    if not isinstance(registration, dict):
-        raise ProtocolError("no registrationState")
+    registration = codec.field(doc, "registrationState", dict)
     if state != "assigned":
         raise _refused(registration, state)
     hub = codec.field(registration, "assignedHub", str)
@@ -126,28 +116,11 @@ def parse_answer(status, payload):
 
 def hub_login(hub, device_id, device_key, expiry):
     # (client id, username, password) of the IoT Hub MQTT login.
-    return (device_id, "%s/%s/?api-version=%s" % (hub, device_id, HUB_API),
+    return (device_id, "%s/%s/?api-version=2021-04-12" % (hub, device_id),
             sas_token("%s/devices/%s" % (hub, device_id), device_key, expiry))
 
 
 # -- the device's side ------------------------------------------------------------------------
-
-def device_key(info):
-    # A device provisioned before asks again with its stored key (the group key is gone by
-    # then); a new one with the key derived from the group key.
-    if info.credential:
-        return info.credential["device_key"]
-    return derive_device_key(info.product_secret, info.device_name)
-
-
-def dps_endpoint(info):
-    if info.register_url:
-        scheme, host, port, _ = codec.split_url(info.register_url)
-        if scheme != "mqtts":
-            raise ConfigError("DPS needs an mqtts:// register_url")
-        return host, port
-    return DPS_HOST, 8883
-
 
 def register(info, ca, timeout_ms):
     # Over MQTT with TLS (DPS has no plain port): log in as the registration id with a SAS
@@ -156,19 +129,33 @@ def register(info, ca, timeout_ms):
     # throttled or failing DPS is a NetworkError the flow retries.
     from dynreg import mqtt, net
 
-    host, port = dps_endpoint(info)
-    key = device_key(info)
+    host = "global.azure-devices-provisioning.net"
+    port = 8883
+    if info.register_url:
+        scheme, host, port, _ = codec.split_url(info.register_url)
+        need_tls(scheme == "mqtts", "DPS", "mqtts:// register_url")  # DPS has no plain port
+    # A device provisioned before asks again with its stored key (the group key is gone by
+    # then); a new one with the key derived from the group key.
+    key = info.credential["device_key"] if info.credential else derive_device_key(info.product_secret,
+                                                                                 info.device_name)
     client_id, user, password = dps_login(info.product, info.device_name, key, clock.unix_time() + _TOKEN_LIFETIME)
     deadline = net.deadline_in(timeout_ms)  # the connect and every poll together
     c = mqtt.open_client(client_id, host, port, user, password, net.tls_context(ca or roots(info)), 60,
                          timeout_ms)
+    rid = codec.random_int(16)
+
+    def take(topic, message):  # the answer to request `rid`: (status, rid, retry-after, message)
+        parsed = response_topic(topic)
+        if parsed and parsed[1] == str(rid):
+            return parsed + (message,)
+        return None
+
     try:
-        rid = codec.random_int(16)
         topic, payload = register_message(info.device_name, rid)
-        subscribe = RESPONSES.encode()
+        subscribe = "$dps/registrations/res/#".encode()  # a frozen str costs less flash than bytes
         while True:
-            status, retry_after, body = mqtt.request(c, topic.encode(), payload, _answer(rid),
-                                                     max(1, net.left(deadline)), subscribe)
+            # Each request by the deadline too (open_client's, the same).
+            status, _, retry_after, body = mqtt.request(c, topic.encode(), payload, take, timeout_ms, subscribe)
             if status == 429 or status >= 500:
                 raise busy("DPS answered %d" % status, retry_after, status == 429)
             state, value = parse_answer(status, body)
@@ -186,18 +173,6 @@ def register(info, ca, timeout_ms):
         mqtt.close(c)
 
 
-def _answer(rid):
-    wanted = str(rid)
-
-    def take(topic, message):
-        parsed = response_topic(topic)
-        if parsed and parsed[1] == wanted:
-            return parsed[0], parsed[2], message
-        return None
-
-    return take
-
-
 def roots(info, port=None):
     # The built-in roots, the same for DPS and the hubs.
     from dynreg import roots_azure as r
@@ -212,8 +187,7 @@ def broker(info):
 def login(info, tls):
     # The SAS token names the assigned hub even where mqtt_url points the connection elsewhere.
     # It is good for a day: never over plain TCP (the hub has no plain port either).
-    if not tls:
-        raise ConfigError("Azure needs TLS: an mqtts:// mqtt_url")
+    need_tls(tls, "Azure")
     credential = info.credential
     return hub_login(credential["hub"], credential["device_id"], credential["device_key"],
                      clock.unix_time() + _LOGIN_LIFETIME)

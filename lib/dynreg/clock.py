@@ -14,7 +14,7 @@ def _build_day(version):
     # MicroPython's sys.version ends with the build date ("... v1.28.0 on 2026-12-07"): that
     # day's 00:00 UTC in Unix seconds. Without one (CPython), 2024-01-01.
     try:
-        y, m, d = [int(n) for n in version[-10:].split("-")]
+        y, m, d = map(int, version[-10:].split("-"))
     except ValueError:
         return 1704067200
     if m < 3:
@@ -48,15 +48,11 @@ if hasattr(time, "ticks_ms"):
             time.sleep(ms // 1000)
             ms %= 1000
         time.sleep_ms(ms)
-else:  # CPython, for the host tests
+else:  # CPython, for the host tests: ticks are plain integers, added and subtracted
+    from operator import add as ticks_add, sub as ticks_diff
+
     def ticks_ms():
         return int(time.monotonic() * 1000)
-
-    def ticks_add(ticks, delta):
-        return ticks + delta
-
-    def ticks_diff(end, start):
-        return end - start
 
     def sleep_ms(ms):
         time.sleep(ms / 1000)

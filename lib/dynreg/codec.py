@@ -11,7 +11,7 @@ from dynreg import ConfigError, ProtocolError
 ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 MAX_RESPONSE = const(8192)  # largest response body accepted, in bytes
-MAX_CONTAINERS = const(128)  # JSON objects and arrays in one response; deeper is hostile
+_MAX_CONTAINERS = const(128)  # JSON objects and arrays in one response; deeper is hostile
 
 
 def random_int(bits=31):
@@ -22,12 +22,12 @@ def split_url(url):
     # "https://host[:port]/path" -> (scheme, host, port, path). Default ports: the schemes'
     # own (RFC 9110 for http/https; 1883 and 8883 are IANA's MQTT ports, the ones both clouds
     # document).
-    scheme, sep, rest = url.partition("://") if isinstance(url, str) else ("", "", "")
-    if not sep or scheme not in ("http", "https", "mqtt", "mqtts"):
+    scheme, sep, rest = str(url).partition("://")  # what is no text fails the scheme check
+    default = {"http": 80, "https": 443, "mqtt": 1883, "mqtts": 8883}.get(scheme)
+    if not sep or not default:
         raise ConfigError("URL must be http(s):// or mqtt(s)://")
     hostport, _, path = rest.partition("/")
     host, _, port = hostport.partition(":")
-    default = {"http": 80, "https": 443, "mqtt": 1883, "mqtts": 8883}[scheme]
     try:
         port = int(port) if port else default
     except ValueError:
@@ -81,17 +81,18 @@ def b64encode(data):
 
 
 def b64decode(text):
-    if not isinstance(text, (str, bytes)):
-        raise ProtocolError("bad base64")
     try:
-        data = a2b_base64(text)
+        if isinstance(text, bytes):
+            text = text.decode()  # UnicodeError, a ValueError, for what is no base64
+        if isinstance(text, str):
+            data = a2b_base64(text)
+            # a2b_base64 skips characters outside the alphabet; in padded text (what the clouds
+            # send) a short result gives them away.
+            if not len(text) % 4 and len(data) == len(text.rstrip("=")) * 3 // 4:
+                return data
     except (ValueError, TypeError):
-        raise ProtocolError("bad base64")
-    # a2b_base64 skips characters outside the alphabet; in padded text (what both clouds send)
-    # a short result gives them away.
-    if len(text) % 4 or len(data) != len(text.rstrip(b"=" if isinstance(text, bytes) else "=")) * 3 // 4:
-        raise ProtocolError("bad base64")
-    return data
+        pass
+    raise ProtocolError("bad base64")
 
 
 def decrypt_cbc(ciphertext, key, iv, length=None):
@@ -99,16 +100,10 @@ def decrypt_cbc(ciphertext, key, iv, length=None):
     # it (it must fit in the data); without, trailing NUL bytes are stripped.
     if not ciphertext or len(ciphertext) % 16:
         raise ProtocolError("payload not in whole AES blocks")
-    if length is not None:
-        if type(length) is not int or length < 0 or length > len(ciphertext):
-            raise ProtocolError("bad payload length")
+    if length is not None and (type(length) is not int or length < 0 or length > len(ciphertext)):
+        raise ProtocolError("bad payload length")
     plain = aes(key, 2, iv).decrypt(ciphertext)
-    if length is not None:
-        return plain[:length]
-    end = len(plain)
-    while end and plain[end - 1] == 0:
-        end -= 1
-    return plain[:end]
+    return plain.rstrip(b"\0") if length is None else plain[:length]
 
 
 def json_object(data):
@@ -118,8 +113,8 @@ def json_object(data):
         data = data.encode()
     check_size(data)
     # Counting openers is C-speed and bounds the parser's nesting stack before it grows.
-    if data.count(b"{") + data.count(b"[") > MAX_CONTAINERS:
-        raise ProtocolError("over %d JSON containers" % MAX_CONTAINERS)
+    if data.count(b"{") + data.count(b"[") > _MAX_CONTAINERS:
+        raise ProtocolError("over %d JSON containers" % _MAX_CONTAINERS)
     try:
         value = json.loads(data.decode())
     except (ValueError, RuntimeError, TypeError):
@@ -138,20 +133,30 @@ def field(obj, name, kind):
     return value
 
 
+def der(doc, name):
+    # A PEM field of an answer -> the DER of its first block; ProtocolError when it is no PEM.
+    # DER is what mbedTLS takes: v1.28.0's on unix and rp2 parses no PEM.
+    pem = field(doc, name, str)
+    data = pem.startswith("-----BEGIN") and pem_blocks(pem)[0]
+    if not data:
+        raise ProtocolError(name + " is not PEM")
+    return data
+
+
 def pem_blocks(data):
     # The DER of each PEM block in `data` (a certificate, a key or a CA bundle; text between
     # blocks, such as a bundle's comments, is skipped), or [data] for DER.
     if isinstance(data, str):
         data = data.encode()
-    if b"-----BEGIN" not in data:
+    at = data.find(b"-----BEGIN")
+    if at < 0:
         return [data]
     blocks = []
-    at = data.find(b"-----BEGIN")
     while at >= 0:
         start = data.find(b"\n", at) + 1
         end = data.find(b"-----END", start)
         if start <= 0 or end < 0:
             raise ProtocolError("PEM block has no END line")
-        blocks.append(b64decode(data[start:end].replace(b"\r", b"").replace(b"\n", b"")))
+        blocks.append(b64decode(b"".join(data[start:end].split())))  # its lines joined
         at = data.find(b"-----BEGIN", end)
     return blocks

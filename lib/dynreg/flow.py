@@ -40,18 +40,12 @@ def ensure(info, **given):
 
 
 def cloud_of(info):
-    # The module of the info's cloud: only that cloud's code is loaded. An image may freeze
-    # only some clouds (manifest.py's `clouds` option).
+    # The module of the info's cloud (one of the names store.Info allows): only that cloud's
+    # code is loaded. An image may freeze only some clouds (manifest.py's `clouds` option).
     try:
-        if info.cloud == "tencent":
-            from dynreg import tencent as cloud
-        elif info.cloud == "azure":
-            from dynreg import azure as cloud
-        else:
-            from dynreg import aliyun as cloud
+        return __import__("dynreg." + info.cloud, None, None, (info.cloud,))
     except ImportError:
         raise ConfigError("this firmware has no %s support (manifest.py clouds=)" % info.cloud)
-    return cloud
 
 
 def register(info, opts):
@@ -96,8 +90,7 @@ def with_retries(opts, attempt_once):
                 failed += 1
                 wait = delay // 2 + codec.random_int(16) % (delay // 2 + 1)
                 delay = min(delay * 2, opts["max_backoff_ms"])
-            if e.retry_after_ms is not None:
-                wait = max(wait, e.retry_after_ms)
+            wait = max(wait, e.retry_after_ms or 0)
             if failed == opts["attempts"] or spent + wait > opts["total_ms"]:
                 raise NetworkError("registration failed after %d attempt%s in %d ms: %s"
                                    % (attempt, "s" if attempt > 1 else "", spent, e))
@@ -124,6 +117,7 @@ def connect(info, **given):
     # the device; its own key provisions, the group key may be gone). Tencent and Alibaba: a
     # credential that has never logged in, while the ProductSecret is there (both register a
     # device again until its first login): a stale or replayed answer must not end the board.
+    # AWS refuses a login by closing the connection, without a CONNACK: a NetworkError, never this.
     from dynreg import mqtt
 
     if isinstance(info, str):
@@ -132,7 +126,7 @@ def connect(info, **given):
     try:
         return mqtt.connect(info, cloud, **given)
     except RejectedError as e:
-        if str(e.code) not in ("4", "5") or (info.cloud != "azure" and (info.logged_in or not info.product_secret)):
+        if e.code != 4 and e.code != 5 or (info.cloud != "azure" and (info.logged_in or not info.product_secret)):
             raise
         opts = options({"log": given.get("log", print)}, DEFAULTS)
         say(opts, "%s refused: provisioning again" % info.device_name)

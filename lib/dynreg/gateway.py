@@ -34,7 +34,9 @@ def _save(path, devices):
     store.write_atomic(path, json.dumps({"dynreg_subdevices": 1, "devices": devices}).encode())
 
 
-def _request(client, topic, reply_topic, payload, timeout_ms):
+def _request(client, message, timeout_ms):
+    # message: (topic, reply topic, payload), as dynreg.aliyun makes them
+    topic, reply_topic, payload = message
     wanted = reply_topic.encode()
     return mqtt.request(client, topic.encode(), payload, lambda t, message: message if t == wanted else None,
                         timeout_ms, wanted)
@@ -47,17 +49,20 @@ def register_subdevices(client, gateway_info, subdevices, path=None, timeout_ms=
     # one's secrets on flash before the next.
     path = path or gateway_info.file(SUBDEVICES_FILE)
     devices = load(path)
-    wanted = [(pk, dn) for pk, dn in subdevices]
-    new = [key for key in wanted if _key(*key) not in devices]
-    if len(devices) + len(new) > MAX_SUBDEVICES:
-        raise ConfigError("%d sub-devices: a gateway holds at most %d" % (len(devices) + len(new), MAX_SUBDEVICES))
+    wanted, new = [], []  # new: those without a secret yet
+    for pk, dn in subdevices:
+        wanted.append((pk, dn))
+        if _key(pk, dn) not in devices:
+            new.append((pk, dn))
+    count = len(devices) + len(new)
+    if count > MAX_SUBDEVICES:
+        raise ConfigError("%d sub-devices: a gateway holds at most %d" % (count, MAX_SUBDEVICES))
     gateway = gateway_info.product, gateway_info.device_name
 
     def register(batch):
         message_id = codec.random_int()
-        topic, reply_topic, payload = aliyun.sub_register_message(*gateway, batch, message_id)
-        secrets, refused = aliyun.parse_sub_register_reply(_request(client, topic, reply_topic, payload, timeout_ms),
-                                                           message_id, batch)
+        secrets, refused = aliyun.parse_sub_register_reply(
+            _request(client, aliyun.sub_register_message(*gateway, batch, message_id), timeout_ms), message_id, batch)
         for (pk, dn), secret in secrets.items():
             devices[_key(pk, dn)] = {"device_secret": secret["deviceSecret"], "iot_id": secret["iotId"], "topo": False}
         if secrets:
@@ -66,13 +71,12 @@ def register_subdevices(client, gateway_info, subdevices, path=None, timeout_ms=
 
     def add(batch):
         message_id = codec.random_int()
-        topic, reply_topic, payload = aliyun.topo_add_message(
-            *gateway, [(pk, dn, devices[_key(pk, dn)]["device_secret"]) for pk, dn in batch],
-            clock.unix_time() * 1000, message_id, method)
+        message = aliyun.topo_add_message(*gateway, [(pk, dn, devices[_key(pk, dn)]["device_secret"])
+                                                     for pk, dn in batch], clock.unix_time() * 1000, message_id, method)
         try:
-            aliyun.parse_topo_add_reply(_request(client, topic, reply_topic, payload, timeout_ms), message_id)
+            aliyun.parse_topo_add_reply(_request(client, message, timeout_ms), message_id)
         except RejectedError as e:
-            return dict((key, (e.code, e.message)) for key in batch)
+            return dict.fromkeys(batch, (e.code, e.message))
         for key in batch:
             devices[_key(*key)]["topo"] = True
         _save(path, devices)

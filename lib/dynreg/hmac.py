@@ -5,6 +5,7 @@
 import hashlib
 from binascii import hexlify
 from micropython import const
+from dynreg import ConfigError
 
 _BLOCK = const(64)  # block size of md5, sha1 and sha256
 _IPAD = int("36" * _BLOCK, 16)
@@ -21,29 +22,21 @@ _outer_pad = None
 def hash_name(method, allowed):
     # A cloud's name of a signing method ("hmacsha256") -> hashlib's ("sha256").
     if method not in allowed:
-        from dynreg import ConfigError
-
         raise ConfigError("sign method must be " + " or ".join(allowed))
     return method[4:]
 
 
-def _use_key(key, name):
-    global _name, _key, _new, _inner_pad, _outer_pad
-    new = getattr(hashlib, name, None) if name in ("sha256", "sha1", "md5") else None
-    if new is None:
-        from dynreg import ConfigError
-
-        raise ConfigError("hash not available: %s" % name)
-    k = new(key).digest() if len(key) > _BLOCK else key
-    k = int.from_bytes(k + bytes(_BLOCK - len(k)), "big")
-    _inner_pad = (k ^ _IPAD).to_bytes(_BLOCK, "big")
-    _outer_pad = (k ^ _OPAD).to_bytes(_BLOCK, "big")
-    _name, _key, _new = name, bytes(key), new
-
-
 def digest(key, msg, name="sha256"):
-    if name != _name or key != _key:
-        _use_key(key, name)
+    global _name, _key, _new, _inner_pad, _outer_pad
+    if name != _name or key != _key:  # a new key: its pads
+        new = getattr(hashlib, name, None) if name in ("sha256", "sha1", "md5") else None
+        if new is None:
+            raise ConfigError("hash not available: %s" % name)
+        k = new(key).digest() if len(key) > _BLOCK else key
+        k = int.from_bytes(k + bytes(_BLOCK - len(k)), "big")
+        _inner_pad = (k ^ _IPAD).to_bytes(_BLOCK, "big")
+        _outer_pad = (k ^ _OPAD).to_bytes(_BLOCK, "big")
+        _name, _key, _new = name, bytes(key), new
     h = _new(_inner_pad)
     h.update(msg)
     inner = h.digest()

@@ -46,16 +46,14 @@ def post(url, headers, body, ca=None, timeout_ms=10000, limit=MAX_RESPONSE):
     try:
         if ctx:
             sock = net.wrap(stream, ctx, host)
-        default_port = port == (443 if ctx else 80)
-        lines = ["POST %s HTTP/1.0" % path, "Host: " + (host if default_port else "%s:%d" % (host, port))]
+        request = "POST %s HTTP/1.0\r\nHost: %s\r\n" % (path, host if port == (443 if ctx else 80) else
+                                                         "%s:%d" % (host, port))
         for name in headers:
-            lines.append("%s: %s" % (name, headers[name]))
-        lines.append("Content-Length: %d" % len(body))
-        lines.append("Connection: close\r\n\r\n")
+            request += "%s: %s\r\n" % (name, headers[name])
         try:
             # One write: a second small one would wait for the ACK of the first (Nagle and
             # delayed ACK, 40 ms a request).
-            request = "\r\n".join(lines).encode() + body
+            request = ("%sContent-Length: %d\r\nConnection: close\r\n\r\n" % (request, len(body))).encode() + body
             if ctx:
                 sock.write(request)
             else:
@@ -71,9 +69,9 @@ class _Reader:
     # What has arrived, never more: plain TCP a receive at a time; TLS what the current record
     # holds (SSLSocket.recv, one mbedTLS read), or a byte at a time where the firmware's SSLSocket
     # has no recv (its read(n) waits for all n). The deadline is the stream's.
-    def __init__(self, tls_sock, stream):
-        if tls_sock:
-            self.recv = getattr(tls_sock, "recv", None) or (lambda n: tls_sock.read(1))
+    def __init__(self, tls, stream):
+        if tls:
+            self.recv = getattr(tls, "recv", None) or (lambda n: tls.read(1))
         else:
             self.recv = stream.recv
         self.buf = b""
@@ -117,16 +115,16 @@ def _read_response(reader, limit):
             break
         name, _, value = line.partition(b":")
         name = name.strip().lower()
+        value = value.strip()
         if name == b"content-length":
-            value = value.strip()
             if not value.isdigit():
                 raise ProtocolError("bad Content-Length")
             length = int(value)
             if length > limit:
                 raise ProtocolError("response over %d bytes" % limit)
-        elif name == b"retry-after" and value.strip().isdigit():
-            retry_after = int(value.strip())  # seconds; an HTTP-date is ignored
-        elif name == b"transfer-encoding" and value.strip().lower() != b"identity":
+        elif name == b"retry-after" and value.isdigit():
+            retry_after = int(value)  # seconds; an HTTP-date is ignored
+        elif name == b"transfer-encoding" and value.lower() != b"identity":
             raise ProtocolError("Transfer-Encoding not supported")
     else:
         raise ProtocolError("too many HTTP headers")

@@ -129,7 +129,7 @@ class _Link:
 
     def write(self, buf, n=None):
         self._bound(self.timeout_ms)
-        view = memoryview(buf)[:len(buf) if n is None else n]
+        view = memoryview(buf)[:n]  # n None: all of it
         try:
             return self.tls.write(view) if self.tls else self.stream.send_all(view)
         except OSError:
@@ -147,54 +147,41 @@ class _Link:
 
 def open_client(client_id, host, port, user, password, ctx, keepalive=60, timeout_ms=10000, callback=None,
                 max_packet=MAX_PACKET, log=None):
-    # A connected umqtt.simple client. Needs umqtt.simple 1.5 or later (an `ssl` object and
+    # A connected umqtt.simple client, everything read and written on it by the deadline
+    # timeout_ms from now (a registration attempt's: its connection ends with it); connect() lifts
+    # that for its session. Needs umqtt.simple 1.5 or later (an `ssl` object and
     # `connect(timeout=)`): v1.28.0 freezes 1.7.0, mip installs 1.8.0.
-    from umqtt.simple import MQTTClient
+    from umqtt.simple import MQTTClient, MQTTException
 
     link = _Link(ctx, net.deadline_in(timeout_ms), timeout_ms, keepalive, max_packet, log)
     c = MQTTClient(client_id, host, port, user, password, keepalive, ssl=link)
     if callback:
         c.set_callback(callback)
-    connect_client(c, timeout_ms)
-    return c
-
-
-def connect_client(c, timeout_ms):
-    from umqtt.simple import MQTTException
-
     try:
         # The TCP connect by umqtt's socket timeout; the TLS handshake and the CONNACK by the
         # deadline the _Link started before it.
         c.connect(timeout=timeout_ms / 1000)
-    except TypeError:
-        if c.sock is not None:
-            close(c)
+    except Exception as e:
+        close(c)  # no socket left open, whatever failed
+        if isinstance(e, TypeError):
+            if c.sock is None:
+                # The call itself was refused: an umqtt.simple older than 1.5, which can neither
+                # verify the broker's certificate on this firmware nor bound its waits.
+                raise ConfigError("umqtt.simple is too old: mip install umqtt.simple")
             raise ProtocolError("garbled CONNACK")
-        # The call itself was refused: an umqtt.simple older than 1.5, which can neither
-        # verify the broker's certificate on this firmware nor bound its waits.
-        raise ConfigError("umqtt.simple is too old: mip install umqtt.simple")
-    except MQTTException as e:
-        close(c)
-        code = e.args[0] if e.args else None
-        if code == 3:  # "server unavailable" (MQTT 3.1.1 3.2.2.3): Alibaba's throttling of MQTT registration
-            raise busy("MQTT broker unavailable (CONNACK 3)", None, True)
-        raise RejectedError(code, "MQTT CONNECT refused (CONNACK %s)" % code, "mqtt")
-    except (NetworkError, ProtocolError, MemoryError):  # from net: the TLS handshake, refused or timed out;
-        close(c)  # or no memory for it (stay_online retries that): no socket left open either way
+        if isinstance(e, MQTTException):
+            code = e.args[0] if e.args else None
+            if code == 3:  # "server unavailable" (MQTT 3.1.1 3.2.2.3): Alibaba's throttling of MQTT registration
+                raise busy("MQTT broker unavailable (CONNACK 3)", None, True)
+            raise RejectedError(code, "MQTT CONNECT refused (CONNACK %s)" % code, "mqtt")
+        # From net: the TLS handshake, refused or timed out, or no memory for it (stay_online
+        # retries that) go up as they are.
+        if isinstance(e, OSError):
+            raise NetworkError("MQTT connection failed (%s)" % net.reason(e))
+        if isinstance(e, (IndexError, AssertionError)):  # umqtt indexes an empty read when the broker closes
+            raise NetworkError("MQTT broker sent no CONNACK")
         raise
-    except OSError as e:
-        close(c)
-        raise NetworkError("MQTT connection failed (%s)" % net.reason(e))
-    except (IndexError, AssertionError):
-        close(c)  # umqtt indexes an empty read when the broker closes the connection
-        raise NetworkError("MQTT broker sent no CONNACK")
-    if isinstance(c.sock, _Link):
-        c.sock.until = None
-
-
-def lost(c):
-    # Whether the connection failed under a read or a write of c's (see _Link).
-    return getattr(c.sock, "lost", False)
+    return c
 
 
 def set_deadline(c, deadline):
@@ -207,15 +194,19 @@ def set_deadline(c, deadline):
     return previous
 
 
-def wait_for(c, done, timeout_ms):
+def wait_for(c, done, timeout_ms, send=None):
     # Takes in messages until done() or the timeout; returns done(). Every read, inside a
-    # packet too, ends by the deadline: a stall is a NetworkError, not a hang.
+    # packet too, ends by the deadline: a stall is a NetworkError, not a hang. send(), when
+    # given, runs first under the same deadline (request's SUBSCRIBE and PUBLISH: umqtt's
+    # subscribe waits for its SUBACK with a blocking read).
     deadline = net.deadline_in(timeout_ms)
     previous = set_deadline(c, deadline)
     if previous is not None and clock.ticks_diff(previous, deadline) < 0:
         set_deadline(c, previous)
         deadline = previous
     try:
+        if send:
+            send()
         while not done():
             if net.left(deadline) <= 0:
                 return False
@@ -224,17 +215,16 @@ def wait_for(c, done, timeout_ms):
         return True
     except OSError as e:
         raise NetworkError("MQTT connection lost (%s)" % net.reason(e))
-    except (IndexError, TypeError, AssertionError):
+    except (IndexError, TypeError, AssertionError):  # umqtt's reading of a closed or garbled packet
         raise NetworkError("MQTT connection lost")
     finally:
         set_deadline(c, previous)
 
 
 def request(c, topic, payload, reply, timeout_ms, subscribe=None):
-    # Publishes payload on topic, subscribing first to `subscribe` when given, and takes in
-    # messages until reply(topic, message) gives something other than None, which it returns.
-    # The SUBACK, the publish and the reply all by one deadline: umqtt's subscribe waits for
-    # its SUBACK with a blocking read.
+    # Publishes payload on topic, subscribing first to `subscribe` when given (a topic, or a
+    # tuple of them), and takes in messages until reply(topic, message) gives something other
+    # than None, which it returns. The SUBACK, the publish and the reply all by one deadline.
     from umqtt.simple import MQTTException
 
     replies = []
@@ -244,25 +234,20 @@ def request(c, topic, payload, reply, timeout_ms, subscribe=None):
         if value is not None:
             replies.append(value)
 
-    deadline = net.deadline_in(timeout_ms)
-    previous = set_deadline(c, deadline)
+    def send():
+        try:
+            for t in subscribe if type(subscribe) is tuple else (subscribe,) if subscribe else ():
+                c.subscribe(t)
+        except MQTTException:  # a SUBACK of 0x80 (umqtt.simple 1.8)
+            raise RejectedError(128, "SUBSCRIBE refused", "mqtt")
+        c.publish(topic, payload)
+
     previous_callback = getattr(c, "cb", None)
     c.set_callback(on_message)
     try:
-        try:
-            if subscribe:
-                c.subscribe(subscribe)
-            c.publish(topic, payload)
-        except OSError as e:
-            raise NetworkError("MQTT connection lost (%s)" % net.reason(e))
-        except (IndexError, AssertionError):  # umqtt's reading of a closed or garbled SUBACK
-            raise NetworkError("MQTT connection lost")
-        except MQTTException:  # a SUBACK of 0x80 (umqtt.simple 1.8)
-            raise RejectedError(128, "SUBSCRIBE refused", "mqtt")
-        if not wait_for(c, lambda: replies, max(1, net.left(deadline))):
+        if not wait_for(c, lambda: replies, timeout_ms, send):
             raise NetworkError("no reply within %d ms" % timeout_ms)
     finally:
-        set_deadline(c, previous)
         c.set_callback(previous_callback)
     return replies[0]
 
@@ -275,8 +260,8 @@ def close(c):
 
 
 def connect(info, cloud, **given):
-    # MQTT with the stored credential; `cloud` is its cloud's module (dynreg.tencent, .aliyun or
-    # .azure), which names its broker and makes the login.
+    # MQTT with the stored credential; `cloud` is its cloud's module (dynreg.tencent, .aliyun,
+    # .azure or .aws), which names its broker and makes the login.
     opts = options(given, DEFAULTS)
     if info.needs_registration:
         raise ConfigError("no credential: run dynreg.ensure first")
@@ -288,38 +273,36 @@ def connect(info, cloud, **given):
         if info.auth == "cert":
             cert = info.read_credential_file("cert_file")
             key = info.read_credential_file("key_file")
-        ctx = _tls_context(info, cloud, port, cert, key, opts)
+        # A `tls_cache` dict (stay_online's) keeps the context from one connect to the next: the
+        # CA is parsed once, not at every reconnect, where a board's heap is at its most
+        # fragmented. A new client certificate (registered again) makes a new one.
+        cache = opts["tls_cache"]
+        if cache and cache["cert"] == cert:
+            ctx = cache["ctx"]
+        else:
+            ctx = net.tls_context(load_ca(info, opts["ca"], "mqtt_ca") or cloud.roots(info, port), cert, key)
+            if cache is not None:
+                cache["ctx"], cache["cert"] = ctx, cert
     say(opts, "connecting to %s:%d as %s (%s)" % (host, port, client_id, "TLS" if use_tls else "plain TCP"))
     c = open_client(client_id, host, port, user, password, ctx, opts["keepalive"], opts["timeout_ms"],
                     max_packet=opts["max_packet"], log=opts["log"])
+    set_deadline(c, None)  # the session's reads and writes: each by its own bound from now on
     say(opts, "MQTT connected")
     spend_product_secret(info, opts)
     return c
 
 
-def _tls_context(info, cloud, port, cert, key, opts):
-    # The broker's TLS context. A `tls_cache` dict (stay_online's) keeps it from one connect to
-    # the next: the CA is parsed once, not at every reconnect, where a board's heap is at its
-    # most fragmented. A new client certificate (registered again) makes a new one.
-    cache = opts["tls_cache"]
-    if cache and cache["cert"] == cert:
-        return cache["ctx"]
-    ctx = net.tls_context(load_ca(info, opts["ca"], "mqtt_ca") or cloud.roots(info, port), cert, key)
-    if cache is not None:
-        cache["ctx"], cache["cert"] = ctx, cert
-    return ctx
-
-
 def spend_product_secret(info, opts):
     # The cloud has accepted this device's own login: from now on both clouds refuse to
     # register it again, and its ProductSecret would only let whoever reads this flash register
-    # new devices of the product. The info records the login and loses the secret (unless
+    # new devices of the product (AWS's claim: its certificate and key files, which would let
+    # anyone provision things). The info records the login and loses the secret (unless
     # keep_product_secret) in one write. A failed write costs nothing: the info stays as it
     # was, and the next login tries again. Then the flash the old copies took is scrubbed,
     # once (again at the next login if a cut stopped it); a failed scrub is only logged.
     from dynreg import StorageError, store
 
-    name = "group key" if info.cloud == "azure" else "ProductSecret"
+    name = "group key" if info.cloud == "azure" else "claim" if info.cloud == "aws" else "ProductSecret"
     try:
         if info.erase_product_secret():
             say(opts, "%s erased from %s" % (name, info.path))
@@ -330,7 +313,6 @@ def spend_product_secret(info, opts):
     info.unscrubbed = False
     try:
         done = store.scrub_free_space(info.folder)
-        say(opts, "free flash not scrubbed: over 16 MiB" if done is None
-            else "free flash scrubbed (%d KiB)" % (done >> 10))
+        say(opts, "free flash " + ("not scrubbed: over 16 MiB" if done is None else "scrubbed (%d KiB)" % (done >> 10)))
     except OSError as e:
         say(opts, "free flash not scrubbed (errno %s)" % e.args[0])

@@ -14,11 +14,11 @@ from dynreg import ConfigError, NetworkError, ProtocolError, TLSError, clock
 _POLL = const(3)  # MP_STREAM_POLL, as the ports' stream protocol numbers it
 _CLOSE = const(4)  # MP_STREAM_CLOSE
 
-# By the errno module's names: the numbers differ between ports (ESP32's newlib is not Linux).
-_ERRNO_WORDS = (("EAGAIN", "timed out"), ("ETIMEDOUT", "timed out"), ("ECONNABORTED", "connection aborted"),
-                ("ECONNRESET", "connection reset"), ("ECONNREFUSED", "connection refused"),
-                ("EHOSTUNREACH", "no route to host"), ("ENOTCONN", "not connected"),
-                ("ENOMEM", "out of memory"))
+# Name, then words: by the errno module's names, as the numbers differ between ports (ESP32's
+# newlib is not Linux). One flat tuple: a frozen tuple of pairs costs a tuple per pair.
+_ERRNO_WORDS = ("EAGAIN", "timed out", "ETIMEDOUT", "timed out", "ECONNABORTED", "connection aborted",
+                "ECONNRESET", "connection reset", "ECONNREFUSED", "connection refused",
+                "EHOSTUNREACH", "no route to host", "ENOTCONN", "not connected", "ENOMEM", "out of memory")
 
 
 def reason(e):
@@ -29,15 +29,15 @@ def reason(e):
         return "connection closed"  # umqtt.simple's OSError(-1): the broker ended the stream
     if type(code) is int:
         code = abs(code)  # mbedTLS hands a socket's error up negated on some paths
-        for name, words in _ERRNO_WORDS:
-            if code == getattr(errno, name, None):
-                return words
+        for i in range(0, len(_ERRNO_WORDS), 2):
+            if code == getattr(errno, _ERRNO_WORDS[i], None):
+                return _ERRNO_WORDS[i + 1]
     return str(e.args[0]).strip()
 
 
-def _errno(e, default):
+def _errno(e):
     code = e.args[0] if e.args else None
-    return abs(code) if type(code) is int else default
+    return abs(code) if type(code) is int else 5  # EIO
 
 
 def nodelay(sock):
@@ -64,7 +64,6 @@ class Bounded(io.IOBase):
         self.sock = sock
         self.deadline = deadline
         self.wait = True
-        self._timed_out = errno.ETIMEDOUT
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
         sock.setblocking(False)
@@ -84,24 +83,24 @@ class Bounded(io.IOBase):
             try:
                 n = self.sock.readinto(buf)
             except OSError as e:
-                return -_errno(e, 5)  # a negative errno is how a Python stream reports one
+                return -_errno(e)  # a negative errno is how a Python stream reports one
             if n is not None:
                 return n
             if not self.wait:
                 return None
             if not self._ready(select.POLLIN):
-                return -self._timed_out
+                return -errno.ETIMEDOUT
 
     def write(self, buf):
         while True:
             try:
                 n = self.sock.write(buf)
             except OSError as e:
-                return -_errno(e, 5)
+                return -_errno(e)
             if n:
                 return n
             if not self._ready(select.POLLOUT):
-                return -self._timed_out
+                return -errno.ETIMEDOUT
 
     def ioctl(self, request, arg):
         if request == _CLOSE:
@@ -144,9 +143,6 @@ class Bounded(io.IOBase):
             raise OSError(-n)
         return n
 
-    def setblocking(self, flag):
-        self.wait = flag
-
     def close(self):
         try:
             self.sock.close()
@@ -161,11 +157,11 @@ def connect(host, port, deadline):
         family, kind, proto, _, addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
     except (OSError, IndexError):
         raise NetworkError("cannot resolve %s" % host)
-    remaining = left(deadline)
-    if remaining <= 0:
-        raise NetworkError("cannot connect to %s:%d (DNS timed out)" % (host, port))
     sock = None
     try:  # socket() too: lwIP raises ENOMEM when its connections are all taken
+        remaining = left(deadline)
+        if remaining <= 0:
+            raise OSError("DNS timed out")  # the answer came after the deadline
         sock = socket.socket(family, kind, proto)
         sock.settimeout(remaining / 1000)
         sock.connect(addr)

@@ -12,7 +12,7 @@
 # ends stay_online: the heap is not coming back, and the board application resets the board.
 import gc
 from micropython import const
-from dynreg import ClockError, Error, NetworkError, ProtocolError, TLSError, clock, codec, connect, mqtt
+from dynreg import ClockError, Error, NetworkError, ProtocolError, TLSError, clock, codec, connect, mqtt, net
 from dynreg import options, say
 
 DEFAULTS = {
@@ -41,15 +41,17 @@ def stay_online(info, on_connect, on_message=None, **given):
     # clean each time). on_message(client, topic, msg) gets every incoming PUBLISH. Returns the
     # number of sessions when online_ms or sessions says to leave; forever otherwise.
     opts = options(given, DEFAULTS)
-    connect_opts = dict((name, opts[name]) for name in ("ca", "mqtt_url", "keepalive", "timeout_ms", "max_packet",
-                                                         "log"))
+    connect_opts = {}  # dynreg.connect's own options, as given here
+    for name in mqtt.DEFAULTS:
+        if name in opts:
+            connect_opts[name] = opts[name]
     connect_opts["tls_cache"] = {}  # the broker's TLS context, built at the first connect and kept
     ping_ms = opts["ping_ms"] or opts["keepalive"] * 500
     start = clock.ticks_ms()
     sessions = failures = 0  # failures: in a row since the last session that held, the backoff's exponent
     short = 0  # MemoryErrors since the last session that held
     client = None
-    resync = False  # the last attempt met a ClockError: sync the clock before the next
+    failure = None  # the last attempt's or session's error (a ClockError: sync the clock before the next)
     app = []  # the exception the application's on_message raised
     while True:
         if opts["feed"]:
@@ -63,7 +65,7 @@ def stay_online(info, on_connect, on_message=None, **given):
             say(opts, "reconnecting in %d ms" % wait)
             clock.sleep_ms(wait)
         try:
-            if resync and opts["sync_clock"]:
+            if isinstance(failure, ClockError) and opts["sync_clock"]:
                 opts["sync_clock"]()
             # dynreg.connect: a new login each time (new connid, new expiry), and for Azure one
             # more provisioning when the hub lost the device.
@@ -72,53 +74,54 @@ def stay_online(info, on_connect, on_message=None, **given):
             raise  # a certificate the CA does not vouch for stays so: never retried
         except (NetworkError, ProtocolError, ClockError, MemoryError) as e:
             failures += 1
-            resync = isinstance(e, ClockError)
+            failure = e
             say(opts, "connect failed (%s)" % _what(e))
-            if isinstance(e, MemoryError):
-                short = _short_of_memory(opts, short + 1, e)
-            continue
-        sessions += 1
-        up = clock.ticks_ms()
+        else:
+            sessions += 1
+            up = clock.ticks_ms()
 
-        def deliver(topic, msg):  # always a callback: umqtt calls it for any PUBLISH, wanted or not
-            if on_message:
+            def deliver(topic, msg):  # always a callback: umqtt calls it for any PUBLISH, wanted or not
+                if on_message:
+                    try:
+                        on_message(client, topic, msg)
+                    except Exception as e:
+                        if not _loss(client, e):
+                            app.append(e)
+                        raise
+
+            client.set_callback(deliver)
+            try:
+                on_connect(client)
+                if sessions != opts["sessions"]:
+                    _session(client, opts, ping_ms, start)
+            except Exception as e:
+                mqtt.close(client)
+                lost = _loss(client, e)
+                client = None  # dropped before the next one is built
+                if app or not lost:
+                    e = app[0] if app else e
+                    say(opts, "the application's on_connect or on_message raised %s: %s" % (type(e).__name__, e))
+                    raise e
+                lasted = clock.ticks_diff(clock.ticks_ms(), up)
+                failures = 0 if lasted >= (ping_ms or _IDLE_MS) else failures + 1  # one that held resets it
+                if not failures:
+                    short = 0
+                failure = e
+                say(opts, "offline after %d ms: %s" % (lasted, _what(e)))
+            except BaseException:
+                mqtt.close(client)  # Ctrl-C: no socket left behind
+                raise
+            else:
                 try:
-                    on_message(client, topic, msg)
-                except Exception as e:
-                    if not _loss(client, e):
-                        app.append(e)
-                    raise
-
-        client.set_callback(deliver)
-        try:
-            on_connect(client)
-            if sessions != opts["sessions"]:
-                _session(client, opts, ping_ms, start)
-        except Exception as e:
-            mqtt.close(client)
-            lost = _loss(client, e)
-            client = None  # dropped before the next one is built
-            if app or not lost:
-                e = app[0] if app else e
-                say(opts, "the application's on_connect or on_message raised %s: %s" % (type(e).__name__, e))
-                raise e
-            lasted = clock.ticks_diff(clock.ticks_ms(), up)
-            failures = 0 if lasted >= (ping_ms or _IDLE_MS) else failures + 1  # one that held resets it
-            if not failures:
-                short = 0
-            resync = isinstance(e, ClockError)
-            say(opts, "offline after %d ms: %s" % (lasted, _what(e)))
-            if isinstance(e, MemoryError):
-                short = _short_of_memory(opts, short + 1, e)
-            continue
-        except BaseException:
-            mqtt.close(client)  # Ctrl-C: no socket left behind
-            raise
-        try:
-            client.disconnect()
-        except OSError:
-            mqtt.close(client)
-        break
+                    client.disconnect()
+                except OSError:
+                    mqtt.close(client)
+                break
+        if isinstance(failure, MemoryError):
+            short += 1
+            if short >= _MEMORY_ERRORS:  # the heap is not coming back
+                say(opts, "out of memory %d times since the last session that held: giving up" % short)
+                raise failure
     say(opts, "leaving after %d session%s" % (sessions, "" if sessions == 1 else "s"))
     return sessions
 
@@ -136,25 +139,22 @@ def _session(client, opts, ping_ms, start):
                 return
             wait = min(wait, left)
         if wait > 0:
-            mqtt.wait_for(client, _never, wait)
-        else:
-            ping(client, opts["pong_ms"])
-            last_ping = clock.ticks_ms()
-
-
-def ping(client, pong_ms):
-    # PINGREQ, then messages until its PINGRESP, all within pong_ms. umqtt's blocking wait_msg()
-    # returns None only for a PINGRESP; a PUBLISH meanwhile goes to the callback as usual.
-    client.ping()
-    client.sock.setblocking(True)
-    previous = mqtt.set_deadline(client, clock.ticks_add(clock.ticks_ms(), pong_ms))
-    try:
-        while client.wait_msg() is not None:
-            pass
-    except (OSError, IndexError, TypeError, AssertionError) as e:
-        raise NetworkError("no PINGRESP within %d ms (%s)" % (pong_ms, _why(e)))
-    finally:
-        mqtt.set_deadline(client, previous)
+            mqtt.wait_for(client, bool, wait)  # done() never: bool() is False
+            continue
+        # A PINGREQ, then messages until its PINGRESP, all within pong_ms. umqtt's blocking
+        # wait_msg() returns None only for a PINGRESP; a PUBLISH meanwhile goes to the callback.
+        pong_ms = opts["pong_ms"]
+        client.ping()
+        client.sock.setblocking(True)
+        previous = mqtt.set_deadline(client, net.deadline_in(pong_ms))
+        try:
+            while client.wait_msg() is not None:
+                pass
+        except (OSError, IndexError, TypeError, AssertionError) as e:
+            raise NetworkError("no PINGRESP within %d ms (%s)" % (pong_ms, net.reason(e)))
+        finally:
+            mqtt.set_deadline(client, previous)
+        last_ping = clock.ticks_ms()
 
 
 def backoff_ms(opts, failures):
@@ -172,28 +172,15 @@ def _left(opts, start):
 
 def _loss(client, e):
     # The connection's errors: dynreg's, umqtt's MQTTException (a SUBACK of 0x80), and any
-    # while the connection failed under a read or write (umqtt's IndexError for a cut packet);
+    # while the connection failed under a read or write (umqtt's IndexError for a cut packet:
+    # its link says `lost`, mqtt._Link);
     # and a MemoryError, wherever it came from: a packet half read leaves the stream unusable.
     from umqtt.simple import MQTTException
 
-    return isinstance(e, (NetworkError, ProtocolError, ClockError, MQTTException, MemoryError)) or mqtt.lost(client)
-
-
-def _short_of_memory(opts, count, e):
-    # `count` MemoryErrors since the last session that held: at _MEMORY_ERRORS, raised.
-    if count >= _MEMORY_ERRORS:
-        say(opts, "out of memory %d times since the last session that held: giving up" % count)
-        raise e
-    return count
-
-
-def _why(e):
-    return str(e) or type(e).__name__
+    return (isinstance(e, (NetworkError, ProtocolError, ClockError, MQTTException, MemoryError))
+            or getattr(client.sock, "lost", False))
 
 
 def _what(e):
-    return _why(e) if isinstance(e, Error) else "%s: %s" % (type(e).__name__, e)  # umqtt's own, MemoryError
-
-
-def _never():
-    return False
+    # dynreg's errors by their text; umqtt's own and a MemoryError by their type too.
+    return (str(e) or type(e).__name__) if isinstance(e, Error) else "%s: %s" % (type(e).__name__, e)

@@ -4,8 +4,8 @@
 # - dynreg's own ({"dynreg": 1, "cloud": ..., "credential": {...}}), for both clouds and every
 #   credential kind. See docs/CLOUDS.md "Device info".
 # Every write goes first to <name>.tmp, closed, and only then to <name> itself, so a power cut
-# leaves at least one complete copy: read_json takes <name>, or the .tmp when <name> is missing
-# or unusable. Nothing is renamed: on FAT a rename onto a file removes it first, and a cut
+# leaves at least one complete copy: read_json takes a complete .tmp first, else <name>.
+# Nothing is renamed: on FAT a rename onto a file removes it first, and a cut
 # inside FatFs's rename can leave two names on one cluster chain, which a later write then
 # frees under the other (ff.c f_rename's "critical section"). See docs/CLOUDS.md "Atomic saves".
 import json
@@ -93,16 +93,19 @@ class Info:
         get = doc.get
         if "dynreg" in doc:
             self.sdk_format = False
-            cloud = self.cloud = _text(doc, "cloud", ("tencent", "aliyun", "azure"))
+            cloud = self.cloud = _text(doc, "cloud", ("tencent", "aliyun", "azure", "aws"))
             azure = cloud == "azure"
-            self.product = _text(doc, "id_scope" if azure else "product_id" if cloud == "tencent" else "product_key")
-            # Azure's group key plays the ProductSecret's part: one key for the batch.
-            self.secret_field = "group_key" if azure else "product_secret"
+            aws = cloud == "aws"
+            self.product = _text(doc, "id_scope" if azure else "template" if aws else
+                                 "product_id" if cloud == "tencent" else "product_key")
+            # Azure's group key and AWS's claim (named by its key's file) play the ProductSecret's
+            # part: one for the batch.
+            self.secret_field = "group_key" if azure else "claim_key" if aws else "product_secret"
             self.device_name = get("device_name") or None
             self.device_name_from = get("device_name_from")
-            self.auth = _text(doc, "auth", ("key", "cert"), "key")
+            self.auth = "cert" if aws else _text(doc, "auth", ("key", "cert"), "key")
             self.api = _text(doc, "api", ("current", "legacy", "https", "mqtt", "regnwl"),
-                             "current" if cloud == "tencent" else "mqtt" if azure else "https")
+                             "current" if cloud == "tencent" else "mqtt" if azure or aws else "https")
             self.algorithm = _text(doc, "algorithm", None, "hmacsha256")
             credential = get("credential") or {}
             if not isinstance(credential, dict):
@@ -125,7 +128,11 @@ class Info:
             if isinstance(cert_info, dict):
                 credential["cert_file"] = cert_info.get("devCertFile")
                 credential["key_file"] = cert_info.get("devPrivateKeyFile")
-        self.product_secret = _secret(doc, self.secret_field)
+        # The ProductSecret, or None once erased (absent or "").
+        secret = get(self.secret_field)
+        if secret is not None and not isinstance(secret, str):
+            raise ConfigError("%s is not a string" % self.secret_field)
+        self.product_secret = secret or None
         # dynreg's own keys, in the SDK's format too: the SDK's say nothing of where to register
         # or which CA to trust, and the SDK ignores keys it does not know.
         for name in ("register_url", "mqtt_url", "ca", "mqtt_ca", "instance_id", "region"):
@@ -147,69 +154,82 @@ class Info:
             return ("cert_file", "key_file") if self.auth == "cert" else ("psk",)
         if self.cloud == "azure":
             return ("hub", "device_id", "device_key")  # the assignment and the derived key
+        if self.cloud == "aws":
+            return ("cert_file", "key_file", "thing_name")  # the certificate and key as DER
         return ("client_id", "device_token") if self.api == "regnwl" else ("device_secret",)
 
     def _complete(self, credential):
         # The stored credential, or None when the device must register.
-        kind = self.credential_kind()
-        values = [credential.get(name) for name in kind]
-        for value in values:
+        stored = {}
+        for name in self.credential_kind():
+            value = credential.get(name)
             if not isinstance(value, str) or value in PLACEHOLDERS:
                 return None
-        if kind[0] == "cert_file" and not (_size(self.file(values[0])) and _size(self.file(values[1]))):
+            stored[name] = value
+        if "cert_file" in stored and not (_size(self.file(stored["cert_file"]))
+                                          and _size(self.file(stored["key_file"]))):
             return None  # missing, or emptied by a cut while it was written
-        return dict(zip(kind, values))
+        return stored
 
     @property
     def needs_registration(self):
         return self.credential is None
+
+    def file(self, name):
+        return join(self.folder, name)
+
+    def save_credential(self, credential):
+        # Persist a credential from the cloud: certificate files first (PEM text, or DER bytes),
+        # then the info that names them, so a cut at any point leaves either the old info or
+        # the complete new one.
+        kind = self.credential_kind()
+        files = kind[0] == "cert_file"
+        stored = {}
+        for name in kind[2:] if files else kind:
+            value = credential.get(name)
+            if not isinstance(value, str) or value in PLACEHOLDERS:
+                raise StorageError("credential has no %s" % name)
+            stored[name] = value
+        if files:
+            stored["cert_file"] = self.device_name + "_cert.crt"
+            stored["key_file"] = self.device_name + "_private.key"
+            for name in ("cert_file", "key_file"):  # an old pair goes first: never a new cert with an old key
+                try:
+                    os.remove(self.file(stored[name]))
+                except OSError:
+                    pass
+            for name in ("cert", "key"):
+                data = credential[name]
+                write_atomic(self.file(stored[name + "_file"]), data.encode() if isinstance(data, str) else data)
+        doc = self.doc
+        if self.sdk_format:
+            # The SDK's section of the credential, its other keys kept.
+            name = _SDK_KEY if "psk" in stored else _SDK_CERT
+            section = doc.get(name)
+            section = doc[name] = dict(section) if isinstance(section, dict) else {}
+            if "psk" in stored:
+                section["deviceSecret"] = stored["psk"]
+            else:
+                section["devCertFile"] = stored["cert_file"]
+                section["devPrivateKeyFile"] = stored["key_file"]
+            name = "deviceName"
+        else:
+            doc["credential"] = stored
+            if "device_configuration" in credential:  # AWS's, from the provisioning template
+                doc["device_configuration"] = credential["device_configuration"]
+            name = "device_name"
+        if self.device_name and not doc.get(name):
+            doc[name] = self.device_name
+        doc.pop("logged_in", None)  # a new credential has not logged in yet
+        self._write_doc(doc)
+        self.credential = stored
+        self.logged_in = False
 
     def check_can_register(self):
         # Where registration starts: without a ProductSecret (erased once a credential was
         # in use, or never given) this device cannot register.
         if self.product_secret is None:
             raise ConfigError("no credential and no %s: cannot register" % self.secret_field)
-
-    def file(self, name):
-        return join(self.folder, name)
-
-    def save_credential(self, credential):
-        # Persist a credential from the cloud: certificate files first, then the info that
-        # names them, so a cut at any point leaves either the old info or the complete new one.
-        kind = self.credential_kind()
-        if kind[0] == "cert_file":
-            stored = {"cert_file": self.device_name + "_cert.crt", "key_file": self.device_name + "_private.key"}
-            for name in stored.values():  # an old pair goes first: never a new cert with an old key
-                try:
-                    os.remove(self.file(name))
-                except OSError:
-                    pass
-            write_atomic(self.file(stored["cert_file"]), credential["cert"].encode())
-            write_atomic(self.file(stored["key_file"]), credential["key"].encode())
-        else:
-            stored = {}
-            for name in kind:
-                value = credential.get(name)
-                if not isinstance(value, str) or value in PLACEHOLDERS:
-                    raise StorageError("credential has no %s" % name)
-                stored[name] = value
-        doc = self.doc
-        if self.sdk_format:
-            if "psk" in stored:
-                doc[_SDK_KEY] = _merged(doc.get(_SDK_KEY), {"deviceSecret": stored["psk"]})
-            else:
-                doc[_SDK_CERT] = _merged(doc.get(_SDK_CERT), {"devCertFile": stored["cert_file"],
-                                                            "devPrivateKeyFile": stored["key_file"]})
-            if self.device_name and not doc.get("deviceName"):
-                doc["deviceName"] = self.device_name
-        else:
-            doc["credential"] = stored
-            if self.device_name and not doc.get("device_name"):
-                doc["device_name"] = self.device_name
-        doc.pop("logged_in", None)  # a new credential has not logged in yet
-        self._write_doc(doc)
-        self.credential = stored
-        self.logged_in = False
 
     def read_credential_file(self, name):
         return read_file(self.file(self.credential[name]), MAX_INFO)
@@ -233,7 +253,15 @@ class Info:
             if self.sdk_format:
                 doc["productSecret"] = ""  # the SDK format keeps the field, empty
             else:
-                del doc[self.secret_field]
+                # AWS's claim is two files: both go before the info stops naming them (a cut
+                # between leaves the names, and the next login erases again).
+                for name in (self.secret_field, "claim_cert"):
+                    path = doc.pop(name, None)
+                    if self.cloud == "aws" and isinstance(path, str):
+                        try:
+                            os.remove(self.file(path))
+                        except OSError:
+                            pass
         self._write_doc(doc, "r+b")
         self.doc = doc
         self.logged_in = True
@@ -252,22 +280,6 @@ class Info:
         write_atomic(self.path, data, mode)
 
 
-def _merged(old, new):
-    result = dict(old) if isinstance(old, dict) else {}
-    result.update(new)
-    return result
-
-
-def _secret(doc, name):
-    # The ProductSecret, or None once erased (absent or "").
-    value = doc.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ConfigError("%s is not a string" % name)
-    return value
-
-
 def _text(doc, name, allowed=None, default=None):
     value = doc.get(name, default)
     if not isinstance(value, str) or not value:
@@ -279,20 +291,21 @@ def _text(doc, name, allowed=None, default=None):
 
 def read_json(path, limit=MAX_INFO):
     # A JSON object from flash: ConfigError when missing, over `limit` bytes, not JSON or not an
-    # object. When <path> is missing or unusable (a cut while write_atomic rewrote it) and
-    # <path>.tmp passes the same checks, the .tmp is the newest complete version: it is used
-    # and put in place. A torn .tmp is never used: the error is <path>'s own.
-    try:
-        return _json_object(path, read_file(path, limit))
-    except ConfigError as e:
-        error = e
+    # object. write_atomic closes <path>.tmp whole before it touches <path>, and removes it
+    # once <path> is whole too: a .tmp that passes the same checks is the newest complete
+    # version, so it is used and put in place, even where <path> parses (a cut inside an
+    # in-place rewrite can leave half a sector new and half old that still parses, on FAT).
+    # A torn .tmp is never used: then <path> is the old version, whole.
     try:
         data = read_file(path + ".tmp", limit)
         doc = _json_object(path, data)
     except ConfigError:
-        if not exists(path) and not exists(path + ".tmp"):
-            raise ConfigError("no %s on this device" % path)
-        raise error
+        try:
+            return _json_object(path, read_file(path, limit))
+        except ConfigError:
+            if not exists(path) and not exists(path + ".tmp"):
+                raise ConfigError("no %s on this device" % path)
+            raise
     try:
         _replace(path, data)
     except OSError as e:
@@ -337,17 +350,18 @@ def scrub_free_space(folder):
     # _MAX_SCRUB is free. OSError when the filesystem fails.
     path = join(folder, FILL)
     size, _, _, free = os.statvfs(folder or ".")[:4]
+    free *= size
     done = None
     _write(path, b"")
     try:
-        if free * size <= _MAX_SCRUB:
+        if free <= _MAX_SCRUB:
             if not exists(join(folder, FILL.upper())):
                 for _ in range(size // 16 + 2):
                     _write(path, b"\0")
             done = 0
             zeros = bytes(size)
             with open(path, "wb") as f:
-                while done <= free * size:  # ENOSPC comes first
+                while done <= free:  # ENOSPC comes first
                     f.write(zeros)
                     done += size
                     if not done % (16 * size):

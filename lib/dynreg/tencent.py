@@ -5,27 +5,15 @@ import hashlib
 from binascii import hexlify
 from os import urandom
 from micropython import const
-from dynreg import hmac, codec, clock, ConfigError, ProtocolError, RejectedError, busy
+from dynreg import hmac, codec, clock, busy, need_tls, ConfigError, ProtocolError, RejectedError
 
-DEFAULT_HOST = "ap-guangzhou.gateway.tencentdevices.com"
 REGISTER_PATH = "/device/register"
-LEGACY_HOST = "gateway.tencentdevices.com"
 LEGACY_PATH = "/register/dev"
-_SDK_VERSION = "12010126"
 _LOGIN_LIFETIME = const(86400)  # seconds a login stays valid
-_JSON = "application/json; charset=utf-8"
-# Response.Error codes of a busy or failing cloud (PROTOCOLS.md 2.6), retried like a 5xx; a
-# name ending in "." covers its sub-codes too. Every other code, an unknown one included, is final.
-_TRANSIENT = ("InternalError.", "RequestLimitExceeded.", "ResourceInsufficient.", "ServiceUnavailable",
-              "ResourceUnavailable")
 
 
 def check_device_name(name):
     codec.check_name(name, 1, 48, ":_-", "DeviceName")
-
-
-def check_product_id(product_id):
-    codec.check_name(product_id, 1, 32, "", "ProductId")
 
 
 def check_product_secret(secret):
@@ -33,42 +21,35 @@ def check_product_secret(secret):
         raise ConfigError("ProductSecret under 16 characters")
 
 
-def _hash_name(algorithm):
-    return hmac.hash_name(algorithm, ("hmacsha256", "hmacsha1"))
-
-
-def sign(secret, timestamp, nonce, body, host=DEFAULT_HOST, path=REGISTER_PATH, algorithm="hmacsha256"):
-    name = _hash_name(algorithm)
+def sign(secret, timestamp, nonce, body, host="ap-guangzhou.gateway.tencentdevices.com", algorithm="hmacsha256"):
+    name = hmac.hash_name(algorithm, ("hmacsha256", "hmacsha1"))
     body_hash = hexlify(getattr(hashlib, name)(body).digest()).decode()
-    text = "POST\n%s\n%s\n\n%s\n%d\n%d\n%s" % (host, path, algorithm, timestamp, nonce, body_hash)
+    text = "POST\n%s\n%s\n\n%s\n%d\n%d\n%s" % (host, REGISTER_PATH, algorithm, timestamp, nonce, body_hash)
     return codec.b64encode(hmac.digest(secret.encode(), text.encode(), name))
 
 
-def _split_endpoint(endpoint, default_host):
-    # "http(s)://host[:port]" -> (base url, host name as signed). Without an endpoint, the
-    # cloud's own host over https (port 443).
+def _request_base(product_id, device_name, product_secret, endpoint, host):
+    # A registration request's identity checked, and its endpoint, "http(s)://host[:port]" ->
+    # (base url, host name as signed). Without an endpoint, `host`, the cloud's own, over https
+    # (port 443).
+    codec.check_name(product_id, 1, 32, "", "ProductId")
+    check_device_name(device_name)
+    check_product_secret(product_secret)
     if not endpoint:
-        return "https://" + default_host, default_host
+        return "https://" + host, host
     return codec.base_url(endpoint, (REGISTER_PATH, LEGACY_PATH)), codec.split_url(endpoint)[1]
 
 
-def _check_identity(product_id, device_name, product_secret):
-    check_product_id(product_id)
-    check_device_name(device_name)
-    check_product_secret(product_secret)
-
-
 def register_request(product_id, device_name, product_secret, timestamp, nonce,
-                     host=DEFAULT_HOST, algorithm="hmacsha256", endpoint=None):
-    _check_identity(product_id, device_name, product_secret)
-    base, signed_host = _split_endpoint(endpoint, host)
+                     host="ap-guangzhou.gateway.tencentdevices.com", algorithm="hmacsha256", endpoint=None):
+    base, signed_host = _request_base(product_id, device_name, product_secret, endpoint, host)
     body = ('{"ProductId":"%s","DeviceName":"%s"}' % (product_id, device_name)).encode()
     headers = {
-        "Content-Type": _JSON,
+        "Content-Type": "application/json; charset=utf-8",
         "X-TC-Algorithm": algorithm,
         "X-TC-Timestamp": str(timestamp),
         "X-TC-Nonce": str(nonce),
-        "X-TC-Signature": sign(product_secret, timestamp, nonce, body, signed_host, REGISTER_PATH, algorithm),
+        "X-TC-Signature": sign(product_secret, timestamp, nonce, body, signed_host, algorithm),
     }
     return base + REGISTER_PATH, headers, body
 
@@ -79,78 +60,73 @@ def legacy_signature(product_id, device_name, product_secret, timestamp, nonce):
     return codec.b64encode(hmac.hexdigest(product_secret.encode(), text.encode(), "sha1").encode())
 
 
-def legacy_request(product_id, device_name, product_secret, timestamp, nonce, host=LEGACY_HOST, endpoint=None):
-    _check_identity(product_id, device_name, product_secret)
-    base, _ = _split_endpoint(endpoint, host)
+def legacy_request(product_id, device_name, product_secret, timestamp, nonce, endpoint=None):
+    base, _ = _request_base(product_id, device_name, product_secret, endpoint, "gateway.tencentdevices.com")
     signature = legacy_signature(product_id, device_name, product_secret, timestamp, nonce)
     body = ('{"deviceName":"%s","nonce":%d,"productId":"%s","timestamp":%d,"signature":"%s"}'
             % (device_name, nonce, product_id, timestamp, signature)).encode()
-    return base + LEGACY_PATH, {"Content-Type": _JSON}, body
+    return base + LEGACY_PATH, {"Content-Type": "application/json; charset=utf-8"}, body
 
 
 def decrypt_payload(payload_b64, product_secret, length=None):
     check_product_secret(product_secret)
     data = codec.b64decode(payload_b64)
-    return codec.json_object(codec.decrypt_cbc(data, product_secret[:16].encode(), b"0" * 16, length))
-
-
-def _credential(plain):
-    kind = plain.get("encryptionType")
-    if kind == 2 and type(kind) is int:
-        psk = codec.field(plain, "psk", str)
-        if not psk or len(codec.b64decode(psk)) == 0:
-            raise ProtocolError("bad psk")
-        return {"psk": psk}
-    if kind == 1 and type(kind) is int:
-        cert = codec.field(plain, "clientCert", str)
-        key = codec.field(plain, "clientKey", str)
-        for pem in (cert, key):
-            if not pem.startswith("-----BEGIN") or not codec.pem_blocks(pem)[0]:
-                raise ProtocolError("clientCert or clientKey not PEM")
-        return {"cert": cert, "key": key}
-    raise ProtocolError("unknown encryptionType")
-
-
-def _length(doc, name):
-    # The plaintext's length; when the answer leaves it out, decrypt_cbc strips the zero
-    # padding instead (PROTOCOLS.md 2.3).
-    if name not in doc:
-        return None
-    return codec.field(doc, name, int)
+    iv = ("0" * 16).encode()  # sixteen ASCII zeros
+    return codec.json_object(codec.decrypt_cbc(data, product_secret[:16].encode(), iv, length))
 
 
 def parse_response(body, product_secret):
     # Both API shapes: {"Response": {...}} (current) and {"code": ..} (legacy).
     doc = codec.json_object(body)
-    response = doc.get("Response")
-    if response is not None:
-        if not isinstance(response, dict):
-            raise ProtocolError("Response is not an object")
-        error = response.get("Error")
-        if error is not None:
-            if not isinstance(error, dict):
-                raise ProtocolError("Error is not an object")
-            code, message = str(error.get("Code")), str(error.get("Message"))
-            for name in _TRANSIENT:
+    if doc.get("Response") is not None:
+        doc = codec.field(doc, "Response", dict)
+        if doc.get("Error") is not None:
+            error = codec.field(doc, "Error", dict)
+            code = str(error.get("Code"))
+            # The codes of a busy or failing cloud (PROTOCOLS.md 2.6), retried like a 5xx; a name
+            # ending in "." covers its sub-codes too. Every other code, an unknown one included, is final.
+            for name in ("InternalError.", "RequestLimitExceeded.", "ResourceInsufficient.", "ServiceUnavailable",
+                         "ResourceUnavailable"):
                 if (code + ".").startswith(name) if name[-1] == "." else code == name:
                     raise busy("server answered " + code, None, name == "RequestLimitExceeded.")
-            raise RejectedError(code, message, "tencent")
-        payload, length = codec.field(response, "Payload", str), _length(response, "Len")
+            raise RejectedError(code, str(error.get("Message")), "tencent")
+        payload = "Payload"
+        length = "Len"
     elif "code" in doc:
         code = codec.field(doc, "code", int)
         if code != 0:
-            message = str(doc.get("message"))
-            raise RejectedError(code, message, "tencent")
-        payload, length = codec.field(doc, "payload", str), _length(doc, "len")
+            raise RejectedError(code, str(doc.get("message")), "tencent")
+        payload = "payload"
+        length = "len"
     else:
         raise ProtocolError("neither Response nor code in the answer")
-    return _credential(decrypt_payload(payload, product_secret, length))
+    # The plaintext's length; when the answer leaves it out, decrypt_cbc strips the zero
+    # padding instead (PROTOCOLS.md 2.3).
+    plain = decrypt_payload(codec.field(doc, payload, str), product_secret,
+                            codec.field(doc, length, int) if length in doc else None)
+    # The credential: a psk, or a certificate and key (stored as PEM, as they came, once both
+    # are checked to be).
+    kind = plain.get("encryptionType")
+    kind = kind if type(kind) is int else None
+    if kind == 2:
+        psk = codec.field(plain, "psk", str)
+        if not codec.b64decode(psk):
+            raise ProtocolError("bad psk")
+        return {"psk": psk}
+    if kind == 1:
+        codec.der(plain, "clientCert")
+        codec.der(plain, "clientKey")
+        return {"cert": plain["clientCert"], "key": plain["clientKey"]}
+    raise ProtocolError("unknown encryptionType")
 
 
 def mqtt_login(product_id, device_name, psk, connid, expiry, algorithm="hmacsha256"):
-    name = _hash_name(algorithm)
+    # (client id, username, password); without a psk (certificate auth) no password.
     client_id = product_id + device_name
-    username = "%s;%s;%s;%d" % (client_id, _SDK_VERSION, connid, expiry)
+    username = "%s;12010126;%s;%d" % (client_id, connid, expiry)  # 12010126: the C SDK's version
+    if psk is None:
+        return client_id, username, ""
+    name = hmac.hash_name(algorithm, ("hmacsha256", "hmacsha1"))
     try:
         key = codec.b64decode(psk)
     except ProtocolError:
@@ -196,12 +172,7 @@ def broker(info):
 
 def login(info, tls):
     # (client id, username, password) for the credential the device holds.
-    connid = "".join(codec.ALNUM[b % 62] for b in urandom(5))
-    expiry = clock.unix_time() + _LOGIN_LIFETIME
     if info.auth == "cert":
-        # The client certificate authenticates, which it can do over TLS only.
-        if not tls:
-            raise ConfigError("Tencent cert auth needs TLS: an mqtts:// mqtt_url")
-        client_id = info.product + info.device_name
-        return client_id, "%s;%s;%s;%d" % (client_id, _SDK_VERSION, connid, expiry), ""
-    return mqtt_login(info.product, info.device_name, info.credential["psk"], connid, expiry)
+        need_tls(tls, "Tencent cert auth")  # the client certificate authenticates, over TLS only
+    return mqtt_login(info.product, info.device_name, info.credential.get("psk"),
+                      "".join(codec.ALNUM[b % 62] for b in urandom(5)), clock.unix_time() + _LOGIN_LIFETIME)
