@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -14,10 +15,13 @@ import time
 import types
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from cloud_emulator.crypto import SERVER_CERT_FILE, SERVER_KEY_FILE
 from cloud_emulator.testing import running_emulator
-from e2e import SECRET, read_json, registrations, run_device, write_aliyun_info, write_azure_info, write_info
+from e2e import (SECRET, folder_snapshot, read_json, registrations, run_device, write_aliyun_info, write_azure_info,
+                 write_device_info, write_info)
 from hostile import HostileBroker, hold, read_packet
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
@@ -32,6 +36,9 @@ AZURE_SCOPE = "0ne00VENDOR"
 AZURE_HUB = "vendor-emu.azure-devices.net"
 AZURE_KEY = base64.b64encode(hashlib.sha512(b"vendor sdk group key").digest()).decode()
 AZURE_WRONG_KEY = base64.b64encode(hashlib.sha512(b"not the group's key").digest()).decode()
+AWS_TEMPLATE = "VendorSdkFleet"  # its pre-provisioning hook lets only serials SN-OK-... in
+AWS_PREFIX = "vendor-"
+AWS_CONFIG = {"fleet": "vendor-sdk"}
 EVENT_WAIT = 60  # seconds: the most an SDK is given for what it must do (never reached when all is well)
 
 if not os.path.exists(VENDOR_PYTHON):
@@ -45,6 +52,9 @@ def cloud(tmp_path_factory):
         cloud.add_product(ALIYUN, SECRET, cloud="aliyun")
         cloud.add_product(ALIYUN_FREE, SECRET, cloud="aliyun", regnwl=True)
         cloud.add_product(AZURE_GROUP, AZURE_KEY, cloud="azure", id_scope=AZURE_SCOPE, hub=AZURE_HUB, assign_seconds=1)
+        cloud.add_aws_template(AWS_TEMPLATE, ("SerialNumber", "Color"), thing_name_prefix=AWS_PREFIX,
+                               allow="SN-OK-.*", device_configuration=AWS_CONFIG)
+        cloud.aws_claim = cloud.add_aws_claim(AWS_TEMPLATE)
         for who in ("sdk", "our"):
             for case in ("https", "https-bad", "mqtt", "mqtt-bad"):
                 cloud.add_device(ALIYUN, "%s-%s" % (who, case))
@@ -85,6 +95,7 @@ def _outcome(out, err):
     results = [line[len("RESULT "):] for line in out.splitlines() if line.startswith("RESULT ")]
     for secret in (SECRET, WRONG_SECRET, AZURE_KEY, AZURE_WRONG_KEY):
         assert secret not in out + err
+    assert "-----BEGIN" not in out + err  # no key or certificate (AWS's answers carry both)
     return (results[-1] if results else "no RESULT: " + err[-300:]), labels
 
 
@@ -321,3 +332,126 @@ def test_azure_sdk_with_a_wrong_group_key_is_refused_and_so_is_our_device(cloud,
     assert ours["error"] == "RejectedError" and ours["code"] == 401000, ours
     assert read_json(info)["credential"] == {}
     assert cloud.device(AZURE_GROUP, "our-dps-bad") is None and cloud.device(AZURE_GROUP, "sdk-dps-bad") is None
+
+
+# -- AWS: awsiotsdk 1.31.0 (awscrt 0.36.1) ------------------------------------------------------
+
+def _aws_sdk(cloud, tmp_path, serial, claim=None, **extra):
+    claim = claim or cloud.aws_claim
+    return _spec(cloud, tmp_path, "aws", "provision", AWS_TEMPLATE, serial, secret="", template=AWS_TEMPLATE,
+                 parameters={"SerialNumber": serial, "Color": "red"}, claim_cert=str(claim.cert_pem),
+                 claim_key=str(claim.key_pem), aws_mqtts_port=cloud.aws_mqtts_port, **extra)
+
+
+def _our_aws_device(cloud, tmp_path, serial, claim=None):
+    # A fresh board of the same batch: the claim's files copied beside its info (the board erases
+    # them), the same template and Color; SerialNumber is its device name.
+    claim = claim or cloud.aws_claim
+    folder = tmp_path / ("our-" + serial)
+    folder.mkdir()
+    shutil.copy(claim.cert_pem, folder / "claim.crt")
+    shutil.copy(claim.key_pem, folder / "claim.key")
+    return write_device_info(folder / "device_info.json", {
+        "dynreg": 1, "cloud": "aws", "template": AWS_TEMPLATE, "device_name": serial,
+        "mqtt_url": "mqtts://localhost:%d" % cloud.aws_mqtts_port, "ca": cloud.ca_der_path,
+        "claim_cert": "claim.crt", "claim_key": "claim.key", "parameters": {"Color": "red"}, "credential": {}})
+
+
+def _aws_story(cloud, *names):
+    # What the emulator saw of one board, by its claim connection's client id and its thing name:
+    # (api, kind of login or None, result, status) in order.
+    return [(e["api"], e.get("kind"), e["result"], e.get("status")) for e in cloud.log()
+            if e.get("api", "").startswith("aws-") and e.get("device") in names]
+
+
+def _device_certificates(cloud):
+    return {e["certificate_id"]: e for e in cloud.aws_certificates() if e["kind"] == "device"}
+
+
+def _certificate_id(cert):
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+PROVISIONED = [("aws-login", "claim", "ok", None), ("aws-create-keys", None, "ok", None),
+               ("aws-register-thing", None, "ok", None), ("aws-login", "thing", "ok", None)]
+
+
+def test_awsiotsdk_provisions_by_claim_and_logs_in_as_its_thing_and_so_does_our_device(cloud, tmp_path):
+    minted_before = set(_device_certificates(cloud))
+    serial = "SN-OK-SDK01"
+    spec = _aws_sdk(cloud, tmp_path, serial, connect=True)
+    result, labels = run_sdk(spec)
+    assert result == "ok" and labels == ["start", "stored", "connected"], result
+    thing = AWS_PREFIX + serial
+    stored = read_json(spec["info"])
+    assert (stored["thingName"], stored["deviceConfiguration"]) == (thing, AWS_CONFIG)
+    folder = os.path.dirname(spec["info"])
+    with open(os.path.join(folder, "certificate.pem.crt"), "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    with open(os.path.join(folder, "private.pem.key"), "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), None)
+    assert key.public_key().public_numbers() == cert.public_key().public_numbers()
+    assert stored["certificateId"] == _certificate_id(cert)
+
+    ours = _our_aws_device(cloud, tmp_path, "SN-OK-OUR01")
+    result_ours = run_device(ours, ensure={"attempts": 1}, connect={})
+    assert result_ours["ok"] and result_ours["connected"], result_ours
+    credential = read_json(ours)["credential"]
+    assert credential["thing_name"] == AWS_PREFIX + "SN-OK-OUR01"
+    with open(os.path.join(os.path.dirname(ours), credential["cert_file"]), "rb") as f:
+        our_cert = x509.load_der_x509_certificate(f.read())
+
+    # The same outcome for both: one certificate each, ACTIVE and attached to its thing, which
+    # has the parameters sent; the same requests and logins, each accepted.
+    minted = {cid: row for cid, row in _device_certificates(cloud).items() if cid not in minted_before}
+    assert set(minted) == {_certificate_id(cert), _certificate_id(our_cert)}
+    for serial, certificate in (("SN-OK-SDK01", cert), ("SN-OK-OUR01", our_cert)):
+        thing = AWS_PREFIX + serial
+        row = minted[_certificate_id(certificate)]
+        assert (row["status"], row["thing"], row["logins"]) == ("ACTIVE", thing, 1), row
+        view = cloud.aws_thing(thing)
+        assert view["parameters"] == {"SerialNumber": serial, "Color": "red"}
+        assert view["certificates"] == [_certificate_id(certificate)]
+        assert _aws_story(cloud, serial, thing) == PROVISIONED
+
+
+def test_awsiotsdk_with_a_disabled_claim_is_refused_and_so_is_our_device(cloud, tmp_path):
+    claim = cloud.add_aws_claim(AWS_TEMPLATE, name="disabled")
+    cloud.disable_aws_claim(claim.certificate_id)
+    minted_before = set(_device_certificates(cloud))
+    spec = _aws_sdk(cloud, tmp_path, "SN-OK-SDK-OFF", claim=claim, connect=True)
+    result, labels = run_sdk(spec)
+    # AWS drops a disabled certificate's connection without a CONNACK: awscrt's "unexpected hangup".
+    assert result == "refused CONNECT: AWS_ERROR_MQTT_UNEXPECTED_HANGUP" and "stored" not in labels, result
+    assert os.listdir(os.path.dirname(spec["info"])) == []
+    ours = _our_aws_device(cloud, tmp_path, "SN-OK-OUR-OFF", claim=claim)
+    before = folder_snapshot(ours)
+    result_ours = run_device(ours, ensure={"attempts": 1}, connect={})
+    assert not result_ours["ok"] and result_ours["error"] == "NetworkError", result_ours
+    assert "no CONNACK" in result_ours["message"], result_ours
+    assert folder_snapshot(ours) == before
+    for serial in ("SN-OK-SDK-OFF", "SN-OK-OUR-OFF"):
+        assert _aws_story(cloud, serial, AWS_PREFIX + serial) == [("aws-login", "claim", "claim-disabled", None)]
+    assert set(_device_certificates(cloud)) == minted_before
+
+
+def test_awsiotsdk_with_a_serial_the_template_refuses_gets_403_and_so_does_our_device(cloud, tmp_path):
+    minted_before = set(_device_certificates(cloud))
+    spec = _aws_sdk(cloud, tmp_path, "SN-NO-SDK01", connect=True)
+    result, labels = run_sdk(spec)
+    assert result == "refused 403 AccessDenied" and "stored" not in labels, result
+    assert os.listdir(os.path.dirname(spec["info"])) == []
+    ours = _our_aws_device(cloud, tmp_path, "SN-NO-OUR01")
+    before = folder_snapshot(ours)
+    result_ours = run_device(ours, ensure={"attempts": 1}, connect={})
+    assert not result_ours["ok"] and result_ours["error"] == "RejectedError", result_ours
+    assert result_ours["code"] == 403 and "AccessDenied" in result_ours["message"], result_ours
+    assert folder_snapshot(ours) == before
+    refused = [("aws-login", "claim", "ok", None), ("aws-create-keys", None, "ok", None),
+               ("aws-register-thing", None, "AccessDenied", 403)]
+    for serial in ("SN-NO-SDK01", "SN-NO-OUR01"):
+        assert _aws_story(cloud, serial, AWS_PREFIX + serial) == refused
+        assert cloud.aws_thing(AWS_PREFIX + serial) is None
+    # What a refusal costs either of them: the certificate minted for it, left PENDING_ACTIVATION.
+    minted = [row for cid, row in _device_certificates(cloud).items() if cid not in minted_before]
+    assert [row["status"] for row in minted] == ["PENDING_ACTIVATION"] * 2

@@ -104,7 +104,7 @@ if [ ! -f "$SDK_STAMP" ] || [ tools/vendor_sdks.txt -nt "$SDK_STAMP" ]; then
     "$(find_python)" -m venv "$SDK_VENV"
     "$SDK_VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r tools/vendor_sdks.txt 2>&1 \
         | grep -v "is ignored: it is neither" || true
-    "$SDK_VENV/bin/python" -c 'import linkkit.linkkit, hub.hub, paho.mqtt.client, azure.iot.device' 2>/dev/null \
+    "$SDK_VENV/bin/python" -c 'import linkkit.linkkit, hub.hub, paho.mqtt.client, azure.iot.device, awsiot.iotidentity, awscrt' 2>/dev/null \
         || { say "the vendor SDKs of tools/vendor_sdks.txt did not install into $SDK_VENV"; exit 1; }
     touch "$SDK_STAMP"
     say "installed the vendor SDKs (tools/vendor_sdks.txt) into $SDK_VENV"

@@ -2,17 +2,24 @@
 # independent clients for the conformance tests (host_tests/test_host_vendor_sdks.py) and the
 # reference for the boot-time ratios (bench/timing.py). Runs in the SDKs' own virtualenv
 # (build/vendor-sdks, made by tools/bootstrap.sh from tools/vendor_sdks.txt). One JSON argument:
-#   {"sdk": "tencent" | "aliyun" | "azure", "mode": see below, "info": path, "product", "device",
-#    "secret", "https_port", "mqtts_port", "ca_pem", "connect": bool, "wait": seconds,
-#    "protocol": linkkit's MQTT version, "MQTTv311" (its default) or "MQTTv31"}
+#   {"sdk": "tencent" | "aliyun" | "azure" | "aws", "mode": see below, "info": path, "product",
+#    "device", "secret", "https_port", "mqtts_port", "ca_pem", "connect": bool, "wait": seconds,
+#    "protocol": linkkit's MQTT version, "MQTTv311" (its default) or "MQTTv31";
+#    AWS: "template", "parameters" (name to string), "claim_cert", "claim_key" (PEM paths),
+#    "aws_mqtts_port"}
 # Modes. Tencent: "https" (dynregDevice), "login" (a later boot: MQTT with the psk the SDK
 # wrote into "info"). Alibaba: "https" (HTTPS registration, then linkkit logs in by itself),
 # "mqtt" (authType=register), "regnwl" (pre-registration-free), "login" (DeviceSecret from
 # "info"), "connwl" (the clientId, username and token that regnwl stored in "info"). Azure:
-# "dps" (the provisioning client; "product" is the ID scope, "secret" the group key).
+# "dps" (the provisioning client; "product" is the ID scope, "secret" the group key). AWS:
+# "provision" (awsiotsdk's fleet provisioning by claim over its MQTT 3.1.1 client; "device" is
+# the claim connection's client id; "info" gets the thing name, its certificate and key files
+# go beside it), "login" (a later boot: the thing logs in with what "provision" stored).
 # "connect": after a registration, log in with what it gave (as the next boot would).
 # Prints "T start|stored|connected <ns>" (wall clock, comparable with the parent's) and last
-# "RESULT ok", "RESULT refused <why>" (the SDK was told no) or "RESULT <what went wrong>".
+# "RESULT ok", "RESULT refused <why>" (the SDK was told no: for AWS "<statusCode> <errorCode>"
+# of a rejected answer, or "CONNECT: <awscrt error>" for a login closed without a CONNACK) or
+# "RESULT <what went wrong>".
 # Never prints a secret.
 #
 # What is overridden to reach the emulator, and nothing else (the SDKs' registration and login
@@ -20,14 +27,16 @@
 # - TLS: the SDKs carry the real clouds' root CAs; here they trust the emulator's CA instead
 #   (linkkit: its own config_mqtt(cadata=...); tencent-iot-device has no option, so its
 #   Codec.Ssl.create_content is replaced by a verifying client context, which it also needs
-#   because its own context is a server-side one that Python >= 3.10 refuses for a client).
+#   because its own context is a server-side one that Python >= 3.10 refuses for a client;
+#   awsiotsdk: its builder's ca_filepath).
 # - Where: the registration URL is fixed in both SDKs (ap-guangzhou.gateway.tencentdevices.com,
 #   iot-auth.<region>.aliyuncs.com); urllib.request.urlopen is wrapped to send the same request
 #   to https://localhost:<port> with the original Host header (Tencent signs over that host).
 #   MQTT: linkkit's config_mqtt(endpoint=..., port=...); tencent-iot-device fixes its broker
 #   (<ProductId>.iotcloud.tencentdevices.com:8883), so paho's connect_async is pointed at
 #   localhost:<mqtts_port> instead; so does azure-iot-device (port 8883 is fixed in its
-#   mqtt_transport), whose user names and SAS tokens still name the real hosts.
+#   mqtt_transport), whose user names and SAS tokens still name the real hosts. awsiotsdk: its
+#   own builder's endpoint and port arguments, localhost:<aws_mqtts_port>.
 import json
 import sys
 import threading
@@ -227,10 +236,107 @@ def azure(spec):
     return "ok"
 
 
+def aws(spec):
+    # Fleet provisioning by claim as the SDK's samples/fleetprovisioning.py runs it: its MQTT
+    # 3.1.1 client (mqtt_connection_builder.mtls_from_path) logs in with the claim, then the
+    # IotIdentityClient subscribes to the accepted and rejected topics of
+    # CreateKeysAndCertificate and RegisterThing (waiting for each SUBACK), publishes the two
+    # requests at QoS 1 and waits for the answers. What an application then keeps goes into the
+    # folder of "info" (the certificate and key as files, as AWS's console names them). With
+    # "connect", or in mode "login", a later boot: the same builder logs in with the new
+    # certificate, as the thing.
+    import os
+
+    from awscrt import mqtt
+    from awsiot import iotidentity, mqtt_connection_builder
+
+    wait = spec.get("wait", 20)
+    folder = os.path.dirname(spec["info"])
+    cert, key = os.path.join(folder, "certificate.pem.crt"), os.path.join(folder, "private.pem.key")
+
+    def connection(cert_file, key_file, client_id):
+        return mqtt_connection_builder.mtls_from_path(
+            endpoint="localhost", port=spec["aws_mqtts_port"], cert_filepath=cert_file, pri_key_filepath=key_file,
+            ca_filepath=spec["ca_pem"], client_id=client_id, clean_session=False, keep_alive_secs=30)
+
+    def connected(conn):
+        try:
+            conn.connect().result(wait)
+        except Exception as e:  # the emulator closes a refused login without a CONNACK
+            return "refused CONNECT: %s" % getattr(e, "name", type(e).__name__)
+        return None
+
+    def log_in(thing):
+        own = connection(cert, key, thing)
+        refused = connected(own)
+        if refused:
+            return refused + " with the new certificate"
+        print("T connected", time.time_ns(), flush=True)
+        own.publish(topic="dt/%s/hello" % thing, payload="hello from the vendor SDK",
+                    qos=mqtt.QoS.AT_LEAST_ONCE)[0].result(wait)
+        own.disconnect().result(wait)
+        return "ok"
+
+    if spec["mode"] == "login":
+        with open(spec["info"]) as f:
+            return log_in(json.load(f)["thingName"])
+    claim = connection(spec["claim_cert"], spec["claim_key"], spec["device"])
+    refused = connected(claim)
+    if refused:
+        return refused
+    identity = iotidentity.IotIdentityClient(claim)
+    answers = {}
+    arrived = {"keys": threading.Event(), "thing": threading.Event()}
+
+    def on(step, outcome):
+        def callback(response):
+            answers[step] = (outcome, response)
+            arrived[step].set()
+        return callback
+
+    keys = iotidentity.CreateKeysAndCertificateSubscriptionRequest()
+    thing = iotidentity.RegisterThingSubscriptionRequest(template_name=spec["template"])
+    for subscribe, request, step, outcome in (
+            (identity.subscribe_to_create_keys_and_certificate_accepted, keys, "keys", "accepted"),
+            (identity.subscribe_to_create_keys_and_certificate_rejected, keys, "keys", "rejected"),
+            (identity.subscribe_to_register_thing_accepted, thing, "thing", "accepted"),
+            (identity.subscribe_to_register_thing_rejected, thing, "thing", "rejected")):
+        subscribe(request=request, qos=mqtt.QoS.AT_LEAST_ONCE, callback=on(step, outcome))[0].result(wait)
+
+    def answer(step, publish):
+        publish.result(wait)
+        if not arrived[step].wait(wait):
+            return None, "no answer"
+        outcome, response = answers[step]
+        if outcome == "rejected":
+            return None, "refused %s %s" % (response.status_code, response.error_code)
+        return response, None
+
+    created, refused = answer("keys", identity.publish_create_keys_and_certificate(
+        request=iotidentity.CreateKeysAndCertificateRequest(), qos=mqtt.QoS.AT_LEAST_ONCE))
+    if refused:
+        return refused
+    registered, refused = answer("thing", identity.publish_register_thing(iotidentity.RegisterThingRequest(
+        template_name=spec["template"], certificate_ownership_token=created.certificate_ownership_token,
+        parameters=spec["parameters"]), mqtt.QoS.AT_LEAST_ONCE))
+    claim.disconnect().result(wait)
+    if refused:
+        return refused
+    with open(cert, "w") as f:
+        f.write(created.certificate_pem)
+    with open(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(created.private_key)
+    with open(spec["info"], "w") as f:
+        json.dump({"thingName": registered.thing_name, "certificateId": created.certificate_id,
+                   "deviceConfiguration": registered.device_configuration}, f)
+    print("T stored", time.time_ns(), flush=True)
+    return log_in(registered.thing_name) if spec.get("connect") else "ok"
+
+
 def main():
     spec = json.loads(sys.argv[1])
     try:
-        result = {"tencent": tencent, "aliyun": aliyun, "azure": azure}[spec["sdk"]](spec)
+        result = {"tencent": tencent, "aliyun": aliyun, "azure": azure, "aws": aws}[spec["sdk"]](spec)
     except Exception as e:  # report, never a traceback with request details
         result = "%s %s" % (type(e).__name__, str(e)[:200])
     print("RESULT", result, flush=True)
