@@ -123,6 +123,19 @@ def azure_info(folder, cloud, id_scope, device):
         "register_url": url, "mqtt_url": url, "ca": cloud.ca_der_path, "credential": {}})
 
 
+def aws_info(folder, cloud, template, device, claim):
+    # A fresh board of the template: the claim's PEM files (cloud.add_aws_claim's) copied beside
+    # the info, as the board spends them (erased after its first login).
+    os.makedirs(folder, exist_ok=True)
+    for source, name in ((claim.cert_pem, "claim.crt"), (claim.key_pem, "claim.key")):
+        with open(source, "rb") as fin, open(os.path.join(folder, name), "wb") as fout:
+            fout.write(fin.read())
+    return write_json(os.path.join(folder, "device_info.json"), {
+        "dynreg": 1, "cloud": "aws", "template": template, "device_name": device,
+        "mqtt_url": "mqtts://localhost:%d" % cloud.aws_mqtts_port, "ca": cloud.ca_der_path,
+        "claim_cert": "claim.crt", "claim_key": "claim.key", "credential": {}})
+
+
 def aliyun_info(folder, cloud, product, device, api="https"):
     return write_json(os.path.join(folder, "device_info.json"), {
         "dynreg": 1, "cloud": "aliyun", "product_key": product, "product_secret": SECRET, "device_name": device,

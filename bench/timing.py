@@ -12,15 +12,17 @@ import subprocess
 import time
 
 from common import (AZURE_KEY, BENCH, BUILD, MICROPYTHON, PYTHON, ROOT, SECRET, VENDOR_PYTHON, VENDOR_SDK,
-                    aliyun_info, azure_info, median, run_device, running_emulator, say, tencent_info)
+                    aliyun_info, aws_info, azure_info, median, run_device, running_emulator, say, tencent_info)
 
 RUNS = 15
 TARGET_HMAC = 2.0
 TENCENT, ALIYUN = "BENCHTIM01", "a1BenchTim1"
-SDKS = {"tencent": "tencent-iot-device 1.0.0", "aliyun": "aliyun-iot-linkkit 1.2.13", "azure": "azure-iot-device 2.14.0"}
+SDKS = {"tencent": "tencent-iot-device 1.0.0", "aliyun": "aliyun-iot-linkkit 1.2.13", "azure": "azure-iot-device 2.14.0",
+        "aws": "awsiotsdk 1.31.0"}
 # DPS assigns after 1 s: both devices are told retry-after=1 (the vendor SDK's first poll waits
 # its fixed 2 s whatever DPS says; dynreg waits what it is told).
 AZURE_GROUP, AZURE_SCOPE, AZURE_ASSIGN_S = "bench-time", "0ne00BENCHT", 1
+AWS_TEMPLATE = "BenchTime"  # SerialNumber only, which names the thing: both devices send it
 
 def _micropython(script):
     proc = subprocess.run([MICROPYTHON, os.path.join(BENCH, script)], capture_output=True, text=True,
@@ -83,13 +85,15 @@ def _interpreter_start_ms():
 
 
 ORIGINS = ("spawn", "start")
-PREFIX = {"tencent_https": "th", "aliyun_https": "ah", "aliyun_mqtt": "am", "azure_dps": "az"}  # device names
+PREFIX = {"tencent_https": "th", "aliyun_https": "ah", "aliyun_mqtt": "am", "azure_dps": "az",
+          "aws_claim": "aw"}  # device names
 FLOWS = [
     # key, label, cloud, dynreg api, sdk mode
     ("tencent_https", "Tencent, HTTPS registration", "tencent", None, "https"),
     ("aliyun_https", "Alibaba, HTTPS registration", "aliyun", "https", "https"),
     ("aliyun_mqtt", "Alibaba, MQTT registration", "aliyun", "mqtt", "mqtt"),
     ("azure_dps", "Azure, DPS registration", "azure", None, "dps"),
+    ("aws_claim", "AWS, fleet provisioning by claim", "aws", None, "provision"),
 ]
 
 
@@ -104,6 +108,8 @@ def boot():
         cloud.add_product(ALIYUN, SECRET, cloud="aliyun", limit=100000)
         cloud.add_product(AZURE_GROUP, AZURE_KEY, cloud="azure", id_scope=AZURE_SCOPE, hub="bench.azure-devices.net",
                           assign_seconds=AZURE_ASSIGN_S)
+        cloud.add_aws_template(AWS_TEMPLATE)
+        claim = cloud.add_aws_claim(AWS_TEMPLATE, os.path.join(state, "aws-claim"))
         for index in range(RUNS):
             for key, label, kind, api, mode in FLOWS:
                 name, sdk_name = "%s-dyn-%02d" % (PREFIX[key], index), "%s-sdk-%02d" % (PREFIX[key], index)
@@ -112,6 +118,8 @@ def boot():
                     info = tencent_info(os.path.join(folder, "dynreg"), cloud, TENCENT, name)
                 elif kind == "azure":
                     info = azure_info(os.path.join(folder, "dynreg"), cloud, AZURE_SCOPE, name)
+                elif kind == "aws":
+                    info = aws_info(os.path.join(folder, "dynreg"), cloud, AWS_TEMPLATE, name, claim)
                 else:
                     cloud.add_device(ALIYUN, name)
                     cloud.add_device(ALIYUN, sdk_name)
@@ -119,10 +127,12 @@ def boot():
                 first = run_device(info, "rc")
                 second = run_device(info, "rc")  # a credential is stored: straight to MQTT
                 spec = {"sdk": kind, "mode": mode, "info": os.path.join(folder, "sdk_info.json"),
-                        "product": {"tencent": TENCENT, "aliyun": ALIYUN, "azure": AZURE_SCOPE}[kind], "device": sdk_name,
-                        "secret": AZURE_KEY if kind == "azure" else SECRET,
+                        "product": {"tencent": TENCENT, "aliyun": ALIYUN, "azure": AZURE_SCOPE, "aws": AWS_TEMPLATE}[kind],
+                        "device": sdk_name, "secret": AZURE_KEY if kind == "azure" else SECRET,
                         "https_port": cloud.https_port, "mqtts_port": cloud.mqtts_port, "ca_pem": cloud.ca_pem_path,
-                        "connect": True}
+                        "connect": True, "template": AWS_TEMPLATE, "parameters": {"SerialNumber": sdk_name},
+                        "claim_cert": str(claim.cert_pem), "claim_key": str(claim.key_pem),
+                        "aws_mqtts_port": cloud.aws_mqtts_port}
                 sdk = _sdk_run(spec)
                 # The runner has no later boot for Azure's SDK (it keeps no key): no second-boot figure.
                 sdk_second = _sdk_run(dict(spec, mode="login")) if sdk["result"] == "ok" and kind != "azure" else None

@@ -8,9 +8,10 @@ at once, one per port.
     dynreg provision --ports auto --info device_info.json --secret-file secret.txt ...
 
 The ProductSecret comes from --secret-file, the environment (DYNREG_PRODUCT_SECRET) or the
-info file itself, never from the command line, and every line printed is masked. Each file
-is copied to a temporary name and renamed on the board (atomic on littlefs), then its
-SHA-256 is computed on the board and compared with the local copy.
+info file itself, never from the command line, and every line printed is masked. An AWS info
+has none: its claim certificate and key are files it names, copied beside it like the CA.
+Each file is copied to a temporary name and renamed on the board (atomic on littlefs), then
+its SHA-256 is computed on the board and compared with the local copy.
 
 Before any board is touched, the info and every file it names go through
 `dynreg check`'s checks, and a fixed device_name is refused for more than one board.
@@ -56,14 +57,16 @@ def held(doc):
     values.append(obj(doc, "cert_deviceinfo").get("devCertFile"))
     return any(isinstance(v, str) and v not in %(placeholders)r for v in values)
 def logged_in(doc):
-    # recorded at the first login, which also erases the ProductSecret (unless kept)
+    # recorded at the first login, which also erases the ProductSecret (unless kept), or AWS's claim
     return doc.get("logged_in") is True or not (doc.get("product_secret") or doc.get("productSecret")
-                                                 or doc.get("group_key"))
+                                                 or doc.get("group_key") or doc.get("claim_key"))
 def needs(doc):
+    # AWS's claim files only while there is no credential: the board spends them to register
     c, s = obj(doc, "credential"), obj(doc, "cert_deviceinfo")
+    claim = () if held(doc) else (doc.get("claim_cert"), doc.get("claim_key"))
     names = []
     for n in (doc.get("ca"), doc.get("mqtt_ca"), c.get("cert_file"), c.get("key_file"), s.get("devCertFile"),
-              s.get("devPrivateKeyFile")):
+              s.get("devPrivateKeyFile")) + claim:
         if isinstance(n, str) and n not in %(placeholders)r and n not in names:
             names.append(n)
     return names
@@ -236,8 +239,11 @@ def build_payload(args, scratch):
     product_field, secret_field = view.names["product"], view.names["secret"]
     if not doc.get(product_field):
         raise ProvisionError("%s names no %s" % (args.info, product_field))
-    secret = read_secret(args, doc, secret_field)
-    doc[secret_field] = secret
+    if view.cloud == "aws":
+        secret = None  # the claim: two of the files the info names
+    else:
+        secret = read_secret(args, doc, secret_field)
+        doc[secret_field] = secret
     if not sdk:
         doc.setdefault("credential", {})
     files = []
@@ -254,8 +260,9 @@ def build_payload(args, scratch):
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f)
     if os.path.getsize(info_path) > check.MAX_INFO:
-        raise ProvisionError("the info with the ProductSecret filled in is larger than %d bytes, which the "
-                             "library refuses: remove what the board does not need" % check.MAX_INFO)
+        raise ProvisionError("the info %sis larger than %d bytes, which the library refuses: remove what the "
+                             "board does not need" % ("" if secret is None else "with the ProductSecret filled in ",
+                                                      check.MAX_INFO))
     secrets = [secret]
     if args.site:
         with open(args.site) as f:
@@ -540,6 +547,9 @@ def wipe_confirmed(boards, args, out, cloud):
     for b in boards:
         if cloud == "azure":
             cost = "wiped, the board provisions again at its next boot (DPS allows it)"
+        elif cloud == "aws":
+            cost = ("wiped, the board provisions again with the claim at its next boot: a new certificate, and the "
+                    "old one stays active in the account until you revoke it")
         elif b.found["logged_in"]:
             cost = "logged in: wiped, that device can never register again until it is reset in the cloud's console"
         else:

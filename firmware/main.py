@@ -17,8 +17,10 @@ import watchdog
 
 INFO = "device_info.json"
 # Formatted with (product, device name); site "status_topic" overrides. Azure's device id is its
-# registration id: its own events topic.
-STATUS_TOPICS = {"tencent": "%s/%s/data", "aliyun": "/%s/%s/user/update", "azure": "devices/%.0s%s/messages/events/"}
+# registration id: its own events topic. AWS: the template, then the SerialNumber, under "dt/"
+# (AWS's prefix for device telemetry; any topic outside $aws/ that the thing's policy allows).
+STATUS_TOPICS = {"tencent": "%s/%s/data", "aliyun": "/%s/%s/user/update", "azure": "devices/%.0s%s/messages/events/",
+                 "aws": "dt/%s/%s/status"}
 # site.json may set these online options (dynreg.online.DEFAULTS), under the same names.
 ONLINE_SETTINGS = ("keepalive", "ping_ms", "pong_ms", "timeout_ms", "reconnect_min_ms", "reconnect_max_ms",
                    "online_ms", "sessions", "max_packet")

@@ -157,6 +157,62 @@ def test_provisioned_board_registers_once_and_keeps_its_credential(cloud, tmp_pa
         assert json.loads(mpremote(board, "fs", "cat", ":device_info.json"))["credential"] == stored["credential"]
 
 
+def test_an_aws_info_provisions_a_board_with_its_claim_which_it_spends_then_logs_in_as_its_thing(cloud, tmp_path):
+    # AWS has no ProductSecret: the batch's claim certificate and key are files beside the info,
+    # which provision copies with it. The board trades the claim for its own certificate and a
+    # thing, logs in as the thing and erases the claim; the next boot just logs in.
+    chip, template = "a1b2c3d4aa05", "BenchFleet"
+    cloud.add_aws_template(template, ("SerialNumber",), thing_name_prefix="bench-")
+    claim = cloud.add_aws_claim(template, tmp_path / "console")
+    factory = tmp_path / "factory"
+    factory.mkdir()
+    shutil.copy(claim.cert_pem, factory / "claim.crt")
+    shutil.copy(claim.key_pem, factory / "claim.key")
+    info = factory / "product_info.json"
+    info.write_text(json.dumps({"dynreg": 1, "cloud": "aws", "template": template, "device_name_from": "unique_id",
+                                "mqtt_url": "mqtts://localhost:%d" % cloud.aws_mqtts_port, "claim_cert": "claim.crt",
+                                "claim_key": "claim.key", "credential": {}}))
+    site = factory / "site.json"
+    site.write_text(json.dumps({"boot_attempts": 1, "sessions": 1}))
+    claim_key_line = claim.key_pem.read_text().splitlines()[1]
+    image = str(tmp_path / "flash.img")
+    env = {"DYNREG_UNIQUE_ID": chip}
+    with VirtualBoard(image, fresh=True, env=env) as board:
+        code, output = run_provision([board.port], info, "--ca", cloud.ca_der_path, "--site", str(site),
+                                     "--app", "firmware")
+        # claim.crt, claim.key, ca.der, site.json, the application's four modules, the info
+        assert code == 0 and "provisioned" in output and "ok (9 files)" in output and chip in output, output
+        stored = json.loads(mpremote(board, "fs", "cat", ":device_info.json"))
+        assert (stored["claim_cert"], stored["claim_key"], stored["ca"]) == ("claim.crt", "claim.key", "ca.der")
+        assert "product_secret" not in stored and stored["credential"] == {}
+        assert "'claim.crt', 'claim.key'" in on_flash(board), on_flash(board)
+    thing = "bench-" + chip
+    with VirtualBoard(image, boot=True, env=env, ready_timeout=60) as board:  # first boot
+        console = board.console_text()
+        assert "credential stored" in console and "claim erased" in console, console
+        assert "published status on dt/%s/%s/status" % (template, chip) in console, console
+        files = on_flash(board)
+        assert "claim" not in files and "'%s_cert.crt'" % chip in files, files
+    assert [e["result"] for e in registrations(cloud, chip)] == ["ok", "ok"]  # the two requests, one registration
+    assert cloud.aws_thing(thing)["parameters"] == {"SerialNumber": chip}
+    with VirtualBoard(image, boot=True, env=env, ready_timeout=60) as board:  # second boot
+        console += board.console_text()
+        assert "holds a credential: no registration" in console and "published status on" in console, console
+    assert len(registrations(cloud, chip)) == 2
+
+    def aws_logins():
+        return [e["result"] for e in cloud.log() if e.get("api") == "aws-login" and e.get("device") == thing]
+    wait_until(lambda: aws_logins() == ["ok", "ok"], lambda: "AWS logins: %s" % aws_logins())
+    with VirtualBoard(image, env=env) as board:  # provisioned again, the claim with it: it can start over
+        code, again = run_provision([board.port], info, "--ca", cloud.ca_der_path, "--force-wipe-credential")
+        assert code == 0 and "wiped (had logged in)" in again, again
+        assert "the board provisions again with the claim at its next boot: a new certificate" in again, again
+        stored = json.loads(mpremote(board, "fs", "cat", ":device_info.json"))
+        assert stored["credential"] == {} and stored["claim_key"] == "claim.key" and "'claim.key'" in on_flash(board)
+    assert claim_key_line not in output + console + again
+    tell("an AWS board provisioned with its claim, booted twice, provisioned again", output + console + again)
+
+
 def test_provision_many_boards_at_once_and_report_each(cloud, tmp_path):
     info, secret, site = product_files(tmp_path, cloud)
     missing = str(tmp_path / "no-such-port")

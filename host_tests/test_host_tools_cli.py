@@ -169,3 +169,52 @@ def test_the_secrets_scan_never_prints_a_mistyped_argument(typed):
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert SECRET not in proc.stdout + proc.stderr and "error: unrecognized arguments" in proc.stderr, proc.stderr
+
+
+def test_the_secrets_scan_collects_private_keys_from_pem_and_der_files_and_finds_them_printed(tmp_path):
+    # AWS's secrets live in key files, not in a state.json: the claim's key (PEM, as the emulator
+    # and the console give it) and a minted key as dynreg stores it (DER). A certificate is no
+    # secret; part of a key printed, as PEM, is found in whichever form the key was stored.
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    pkcs1 = serialization.PrivateFormat.TraditionalOpenSSL
+    claim, minted = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
+    run = tmp_path / "run"
+    (run / "cloud" / "aws-claims").mkdir(parents=True)
+    (run / "device").mkdir()
+    (run / "cloud" / "aws-claims" / "claim.key.pem").write_bytes(
+        claim.private_bytes(serialization.Encoding.PEM, pkcs1, serialization.NoEncryption()))
+    (run / "device" / "SN-1_private.key").write_bytes(
+        minted.private_bytes(serialization.Encoding.DER, pkcs1, serialization.NoEncryption()))
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "AWS IoT Certificate")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(minted.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(minted, hashes.SHA256()))
+    (run / "device" / "ca.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    printed = tmp_path / "printed.out"
+    printed.write_text("a certificate is printed, not a key:\n" + cert.public_bytes(serialization.Encoding.PEM).decode())
+
+    def scan(*outputs):
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "scan_secrets.py"), "--roots", str(run),
+                               "--outputs"] + [str(p) for p in outputs], capture_output=True, text=True, timeout=60,
+                              cwd=ROOT)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    code, output = scan(printed)
+    assert code == 0 and "secrets scan: 4 secrets from the run's stores" in output and ", 0 hits" in output, output
+    # The minted key printed as PEM (which no file holds): a run of lines from its middle.
+    lines = minted.private_bytes(serialization.Encoding.PEM, pkcs1, serialization.NoEncryption()).decode().splitlines()
+    leaked = tmp_path / "leaked.out"
+    leaked.write_text("\n".join(lines[len(lines) // 2 - 3:len(lines) // 2 + 3]))
+    # The claim's first line of base64, in a log under the roots.
+    (run / "device" / "emulator-output.log").write_text(
+        claim.private_bytes(serialization.Encoding.PEM, pkcs1, serialization.NoEncryption()).decode().splitlines()[1])
+    code, output = scan(printed, leaked)
+    assert code == 1 and ", 2 hits" in output, output
+    assert "appears in %s" % leaked in output and "appears in %s" % (run / "device" / "emulator-output.log") in output
