@@ -180,29 +180,57 @@ def time_rows(timing):
 
 
 def pico_rows(pico):
-    m, ours, ref, second = pico["micro"], pico["dynreg"], pico["reference"], pico["second"]
+    m, ours, ver, ref, second = pico["micro"], pico["dynreg"], pico["verifying"], pico["reference"], pico["second"]
+    vr, nr = pico["ratios"]["verifying"], pico["ratios"]["naive"]
     lines = ["Emulated time (rp2040js counts cycles at 125 MHz; it models no flash wait states and no radio, so "
              "these are not a real Pico's timings). Heap: `gc.mem_free()` sampled every emulated millisecond, "
-             "`gc.threshold(4096)`. Reference: micropython-lib's `requests` and umqtt.simple sending the same "
-             "request bytes, without certificate checks.", "",
-             "| what | dynreg | reference | ratio |", "|---|---:|---:|---:|",
-             "| GC heap free at boot | %d B | | |" % m["heap_free_boot"],
-             "| after importing the Tencent flow and umqtt.simple (frozen) | %d B (-%d) | | |"
+             "`gc.threshold(4096)`. Two references send the same request bytes with micropython-lib: *verifying* "
+             "checks both servers' certificates as dynreg does (a socket wrapped by a `tls.SSLContext` holding the CA, "
+             "then umqtt.simple with the same context); *naive* is `requests` and umqtt.simple without certificate "
+             "checks. Every flow's timer starts before its first import; dynreg is connected at its CONNACK. Chain: `%s`." % pico["chain"], "",
+             "| what | dynreg | verifying reference | ratio (goal <= %.2f) | naive reference | ratio |" % pico["goal"],
+             "|---|---:|---:|---:|---:|---:|",
+             "| first boot: credential stored (HTTPS registration) | %d ms | %d ms | %.2f | %d ms | %.2f |"
+             % (ours["stored_ms"], ver["stored_ms"], vr["stored"], ref["stored_ms"], nr["stored"]),
+             "| first boot: MQTT connected (TLS) | %d ms | %d ms | %.2f | %d ms | %.2f |"
+             % (ours["connected_ms"], ver["connected_ms"], vr["connected"], ref["connected_ms"], nr["connected"]),
+             "| first boot: `dynreg.connect` returned (ProductSecret erased, free flash scrubbed) | %d ms | | | | |"
+             % ours["returned_ms"],
+             "| first boot: heap in use at its peak (boot free - lowest free) | %d B | %d B | %.2f | %d B | %.2f |"
+             % (ours["heap_peak"], ver["heap_peak"], vr["heap_peak"], ref["heap_peak"], nr["heap_peak"]),
+             "| second boot: MQTT connected | %d ms | | | | |" % second["connected_ms"],
+             "| second boot: heap in use at its peak | %d B | | | | |" % second["heap_peak"],
+             "| GC heap free at boot | %d B | | | | |" % m["heap_free_boot"],
+             "| after importing the Tencent flow and umqtt.simple (frozen) | %d B (-%d) | | | | |"
              % (m["heap_free_after_import"], m["heap_free_boot"] - m["heap_free_after_import"]),
-             "| HMAC-SHA256 sign, cold key | %d us | | |" % m["hmac_cold_us"],
-             "| `tencent.decrypt_payload` (psk) | %d us | | |" % m["decrypt_us"],
-             "| TLS handshake, HTTPS (certificate verified) | %d ms | unverified: %d ms | %.2f |"
-             % (m["handshake_https_us"] // 1000, m["handshake_unverified_us"] // 1000,
-                m["handshake_https_us"] / m["handshake_unverified_us"]),
-             "| TLS handshake, MQTTS (certificate verified) | %d ms | | |" % (m["handshake_mqtts_us"] // 1000),
-             "| first boot: credential stored (HTTPS registration) | %d ms | %d ms | %.2f |"
-             % (ours["stored_ms"], ref["stored_ms"], pico["ratios"]["stored"]),
-             "| first boot: MQTT connected (TLS) | %d ms | %d ms | %.2f |"
-             % (ours["connected_ms"], ref["connected_ms"], pico["ratios"]["connected"]),
-             "| first boot: heap in use at its peak (boot free - lowest free) | %d B | %d B | %.2f |"
-             % (ours["heap_peak"], ref["heap_peak"], pico["ratios"]["heap_peak"]),
-             "| second boot: MQTT connected | %d ms | | |" % second["connected_ms"],
-             "| second boot: heap in use at its peak | %d B | | |" % second["heap_peak"]]
+             "| HMAC-SHA256 sign, cold key | %d us | | | | |" % m["hmac_cold_us"],
+             "| `tencent.decrypt_payload` (psk) | %d us | | | | |" % m["decrypt_us"]]
+    if "before" in pico:
+        lines += ["", "Before and after (the same run): first boot MQTT connected %d ms with the other image, %d ms "
+                  "with this one." % (pico["before"]["connected_ms"], ours["connected_ms"])]
+    lines += ["", "By chain shape (the emulator's `--chain`; which real chains each stands for: bench/README.md):", "",
+              "| chain | TLS handshake HTTPS: verified / unverified | MQTTS: verified / unverified | verification in a "
+              "first boot | dynreg first boot | verifying reference | ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, shape in pico["shapes"].items():
+        sm = shape["micro"]
+        lines.append("| `%s` | %d / %d ms | %d / %d ms | %d ms (%.0f %%) | %d ms | %d ms | %.2f |" % (
+            name, sm["handshake_https_us"] // 1000, sm["handshake_https_unverified_us"] // 1000,
+            sm["handshake_mqtts_us"] // 1000, sm["handshake_mqtts_unverified_us"] // 1000, shape["verification_ms"],
+            100 * shape["verification_share"], shape["dynreg"]["connected_ms"], shape["verifying"]["connected_ms"],
+            shape["against_verifying"]))
+    if "aws" in pico:
+        aws = pico["aws"]
+        mutual, plain, first = aws["mutual"], aws["server_only"], aws["first_boot"]
+        lines += ["", "AWS fleet provisioning (chain `%s`, the server's certificate verified): each handshake from an empty "
+                  "context (the CA, and the client certificate and key, parsed) to its end; heap in use at the peak: the free "
+                  "heap before each, after `gc.collect()`, less the lowest `gc.mem_free()` sampled as above." % aws["chain"], "",
+                  "| what | time | heap in use at its peak |", "|---|---:|---:|",
+                  "| TLS handshake to the AWS listener with the claim's %s client certificate and key | %d ms | %d B |"
+                  % (aws["client_key"], mutual["handshake_us"] // 1000, mutual["heap_peak"]),
+                  "| the same to the MQTTS listener without a client certificate | %d ms | %d B |"
+                  % (plain["handshake_us"] // 1000, plain["heap_peak"]),
+                  "| AWS first boot: credential stored / `dynreg.connect` returned (claim erased, free flash scrubbed) "
+                  "| %d / %d ms | %d B |" % (first["stored_ms"], first["returned_ms"], first["heap_peak"])]
     return lines
 
 

@@ -39,11 +39,11 @@ def check_ready():
 
 
 def run(*scripts, puts=(), flash_load=None, flash_save=None, tunnel=False, cut_at=None, torn=False,
-        unique_id=None, timeout=900, env=None):
-    """Boots the image (over `flash_load` when given), copies `puts` [(host path, board path)] to
+        unique_id=None, timeout=900, env=None, image=None):
+    """Boots the image (`image`, by default the Pico W image as built; over `flash_load` when given), copies `puts` [(host path, board path)] to
     its flash, runs each script (code) through the raw REPL. Returns the CompletedProcess;
     stderr holds the runner's "[emu] ..." lines with each script's emulated time."""
-    args = [node(), RUNNER, "--timeout", str(timeout), "--image", IMAGE]  # the image over the flash
+    args = [node(), RUNNER, "--timeout", str(timeout), "--image", image or IMAGE]  # the image over the flash
     if flash_load:
         args += ["--flash-load", flash_load]
     if flash_save:
