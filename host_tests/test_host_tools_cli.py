@@ -215,6 +215,10 @@ def test_the_secrets_scan_collects_private_keys_from_pem_and_der_files_and_finds
     # The claim's first line of base64, in a log under the roots.
     (run / "device" / "emulator-output.log").write_text(
         claim.private_bytes(serialization.Encoding.PEM, pkcs1, serialization.NoEncryption()).decode().splitlines()[1])
-    code, output = scan(printed, leaked)
+    try:
+        code, output = scan(printed, leaked)
+    finally:  # planted leaks: the suite's own secrets scan of build/pytest-tmp must not find them
+        leaked.unlink()
+        (run / "device" / "emulator-output.log").unlink()
     assert code == 1 and ", 2 hits" in output, output
     assert "appears in %s" % leaked in output and "appears in %s" % (run / "device" / "emulator-output.log") in output
