@@ -63,7 +63,7 @@ def register(info, ca, timeout_ms):
     host, port, tls = mqtt.endpoint(info, broker(info))
     need_tls(tls, "AWS")
     ctx = net.tls_context(ca or roots(info), _claim(info, "claim_cert"), _claim(info, "claim_key"))
-    c = mqtt.open_client(info.device_name, host, port, None, None, ctx, 60, timeout_ms, log=_too_big)
+    c = mqtt.open_client(info.device_name, host, port, None, None, ctx, 60, timeout_ms, dropped=_too_big)
     try:  # all by open_client's deadline
         doc = _ask(c, CREATE, b"{}", timeout_ms, (CREATE + b"/accepted", CREATE + b"/rejected",
                                                   provision + b"/accepted", provision + b"/rejected"))
@@ -85,10 +85,10 @@ def _ask(c, topic, payload, timeout_ms, subscribe, limit=codec.MAX_RESPONSE):
     return answer(accepted, message, limit)
 
 
-def _too_big(line):
-    # _Link's note of a message over max_packet, which it dropped: on this connection it was
-    # the answer, and no retry makes it smaller.
-    raise ProtocolError(line[8:])
+def _too_big(note):
+    # A message over max_packet: on this connection it was the answer, and no retry makes it
+    # smaller (each mints another certificate).
+    raise ProtocolError(note)
 
 
 def _claim(info, field):

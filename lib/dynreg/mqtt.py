@@ -27,16 +27,17 @@ class _Link:
     # and for a packet's first byte in a blocking read 1.5 keepalive intervals (a broker that
     # heard no ping by then has hung up). Each incoming packet's length is read ahead of umqtt
     # and checked against max_packet before umqtt allocates it: a PUBLISH over it is read,
-    # discarded and logged here, umqtt never sees it (a QoS 1 one acknowledged, or the broker
-    # sends it again: Azure until its TTL); any other packet over it is a ProtocolError.
+    # discarded and given to `dropped` (a note: what to do with it is the caller's), umqtt never
+    # sees it (a QoS 1 one acknowledged, or the broker sends it again: Azure until its TTL); any
+    # other packet over it is a ProtocolError.
     # `lost`: the connection failed under a read or a write (an error, its end, a packet cut short).
-    def __init__(self, ctx, deadline, timeout_ms, keepalive, max_packet, log):
+    def __init__(self, ctx, deadline, timeout_ms, keepalive, max_packet, dropped):
         self.ctx = ctx
         self.until = deadline
         self.timeout_ms = timeout_ms
         self.idle_ms = keepalive * 1500 if keepalive else None
         self.max_packet = max_packet
-        self.log = log
+        self.dropped = dropped
         self.left = 0  # bytes of the current packet's body not read yet
         self.ahead = b""  # its length bytes, read ahead of umqtt
         self.lost = False
@@ -108,8 +109,8 @@ class _Link:
             self._skip(skip)
             if first[0] & 6 == 2:
                 self.write(b"\x40\x02" + packet_id)
-            if self.log:
-                self.log("dynreg: MQTT message of %d bytes dropped (over max_packet %d)" % (length, self.max_packet))
+            if self.dropped:
+                self.dropped("MQTT message of %d bytes dropped (over max_packet %d)" % (length, self.max_packet))
 
     def _skip(self, n):
         while n > 0:
@@ -146,14 +147,15 @@ class _Link:
 
 
 def open_client(client_id, host, port, user, password, ctx, keepalive=60, timeout_ms=10000, callback=None,
-                max_packet=MAX_PACKET, log=None):
+                max_packet=MAX_PACKET, dropped=None):
     # A connected umqtt.simple client, everything read and written on it by the deadline
     # timeout_ms from now (a registration attempt's: its connection ends with it); connect() lifts
     # that for its session. Needs umqtt.simple 1.5 or later (an `ssl` object and
-    # `connect(timeout=)`): v1.28.0 freezes 1.7.0, mip installs 1.8.0.
+    # `connect(timeout=)`): v1.28.0 freezes 1.7.0, mip installs 1.8.0. dropped(note), when
+    # given, hears of each message over max_packet, which is skipped (it may raise).
     from umqtt.simple import MQTTClient, MQTTException
 
-    link = _Link(ctx, net.deadline_in(timeout_ms), timeout_ms, keepalive, max_packet, log)
+    link = _Link(ctx, net.deadline_in(timeout_ms), timeout_ms, keepalive, max_packet, dropped)
     c = MQTTClient(client_id, host, port, user, password, keepalive, ssl=link)
     if callback:
         c.set_callback(callback)
@@ -285,7 +287,7 @@ def connect(info, cloud, **given):
                 cache["ctx"], cache["cert"] = ctx, cert
     say(opts, "connecting to %s:%d as %s (%s)" % (host, port, client_id, "TLS" if use_tls else "plain TCP"))
     c = open_client(client_id, host, port, user, password, ctx, opts["keepalive"], opts["timeout_ms"],
-                    max_packet=opts["max_packet"], log=opts["log"])
+                    max_packet=opts["max_packet"], dropped=lambda note: say(opts, note))
     set_deadline(c, None)  # the session's reads and writes: each by its own bound from now on
     say(opts, "MQTT connected")
     spend_product_secret(info, opts)
