@@ -70,6 +70,8 @@ def test_first_boot_provisions_logs_in_and_erases_the_claim_then_the_second_boot
     before = _ids(_minted(cloud))
     result = run_device(info, ensure={}, connect={}, publish="dt/%s%s/status" % (PREFIX, serial), modules=True)
     assert result["ok"] and result["connected"], result
+    # The log names where the registration went: the account's endpoint, there is no default.
+    assert "with aws, mqtt API, mqtts://localhost:%d (attempt 1" % cloud.aws_mqtts_port in result["output"]
     # AWS's module only: no other cloud's, no HTTP, no hints; no built-in roots (the info names a CA).
     assert set(result["modules"]) == {"dynreg", "dynreg.aws", "dynreg.clock", "dynreg.codec", "dynreg.flow",
                                       "dynreg.mqtt", "dynreg.net", "dynreg.store"}, result["modules"]

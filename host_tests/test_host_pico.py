@@ -149,7 +149,7 @@ def test_alibaba_over_mqtt_with_tls_registers_on_the_chip(cloud, tmp_path):
            "ca": "ca.der", "credential": {}}
     flash, _ = provision(tmp_path, cloud, doc)
     first = boot(flash)
-    assert "registering %s/pico-mqtt-01 with aliyun, mqtt API" % ALIYUN in first, first
+    assert "registering %s/pico-mqtt-01 with aliyun, mqtt API, mqtts://localhost:%d" % (ALIYUN, cloud.mqtts_port) in first, first
     assert "published status on /%s/pico-mqtt-01/user/update" % ALIYUN in first, first
     assert [e["api"] for e in registrations(cloud, "pico-mqtt-01")] == ["aliyun-mqtt-register"]
     stored = read_info(flash)

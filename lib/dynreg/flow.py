@@ -53,9 +53,12 @@ def register(info, opts):
     register = cloud_of(info).register
     ca = load_ca(info, opts["ca"])
 
+    # Where it goes: an MQTT registration to the broker (Azure's DPS has its own URL).
+    url = info.mqtt_url if info.api in ("mqtt", "regnwl") and info.cloud != "azure" else info.register_url
+
     def attempt_once(attempt, timeout_ms):
         say(opts, "registering %s/%s with %s, %s API, %s (attempt %d)"
-            % (info.product, info.device_name, info.cloud, info.api, info.register_url or "default URL", attempt))
+            % (info.product, info.device_name, info.cloud, info.api, url or "default URL", attempt))
         return register(info, ca, timeout_ms)
 
     credential = with_retries(opts, attempt_once)
