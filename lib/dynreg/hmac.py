@@ -26,17 +26,24 @@ def hash_name(method, allowed):
     return method[4:]
 
 
-def digest(key, msg, name="sha256"):
+def _use_key(key, name):
     global _name, _key, _new, _inner_pad, _outer_pad
+    new = getattr(hashlib, name, None) if name in ("sha256", "sha1", "md5") else None
+    if new is None:
+        raise ConfigError("hash not available: %s" % name)
+    k = new(key).digest() if len(key) > _BLOCK else key
+    k = int.from_bytes(k + bytes(_BLOCK - len(k)), "big")
+    _inner_pad = (k ^ _IPAD).to_bytes(_BLOCK, "big")
+    _outer_pad = (k ^ _OPAD).to_bytes(_BLOCK, "big")
+    _name, _key, _new = name, bytes(key), new
+
+
+def digest(key, msg, name="sha256"):
+    # The pads are made apart, in _use_key: inline, they grow this function's frame past the
+    # 11 words MicroPython keeps on the C stack (py/objfun.c), and every call, the cached key's
+    # too, allocates its frame on the heap (bench/hmac_bench.py: 11x the two hash passes, not 1.1x).
     if name != _name or key != _key:  # a new key: its pads
-        new = getattr(hashlib, name, None) if name in ("sha256", "sha1", "md5") else None
-        if new is None:
-            raise ConfigError("hash not available: %s" % name)
-        k = new(key).digest() if len(key) > _BLOCK else key
-        k = int.from_bytes(k + bytes(_BLOCK - len(k)), "big")
-        _inner_pad = (k ^ _IPAD).to_bytes(_BLOCK, "big")
-        _outer_pad = (k ^ _OPAD).to_bytes(_BLOCK, "big")
-        _name, _key, _new = name, bytes(key), new
+        _use_key(key, name)
     h = _new(_inner_pad)
     h.update(msg)
     inner = h.digest()
