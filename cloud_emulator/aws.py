@@ -10,6 +10,8 @@ has the wire facts; README "AWS IoT Core" gives each rule its source or marks it
   PENDING_ACTIVATION, with an ownership token bound to it and to the claim that asked.
 * RegisterThing checks the token, the template's parameters and its allow-list (the stand-in for
   a pre-provisioning hook), creates the thing and activates the certificate.
+* A request is JSON or CBOR as its topic says (`.../json`, `.../cbor`; cbor.py decodes the part of
+  CBOR requests hold), checked alike, and answered in the same format.
 * Answers reach only the connection that asked, and only on a topic it subscribed to
   (`Delivery.to_sender`). A device certificate logs in only when ACTIVE and with its thing's name
   as client id; every refused login is closed without a CONNACK, and a topic outside a
@@ -25,7 +27,6 @@ import json
 import os
 import re
 import secrets
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from . import cbor
 from .cloud import (
     ACTION_PUBLISH,
     CONNACK_ACCEPTED,
@@ -80,7 +82,6 @@ MAX_REQUEST_BYTES = 8192  # our choice
 INVALID_TOKEN = (400, "InvalidCertificateOwnershipToken")
 INVALID_PAYLOAD = (400, "InvalidPayload")
 INVALID_PARAMETERS = (400, "InvalidParameters")
-UNSUPPORTED_FORMAT = (400, "UnsupportedPayloadFormat")
 ACCESS_DENIED = (403, "AccessDenied")
 NOT_FOUND = (404, "ResourceNotFound")
 INJECTED_CODES = {429: "ThrottlingException", 503: "ServiceUnavailable"}
@@ -119,28 +120,6 @@ def request_topic(topic: str) -> tuple[str, str | None, str] | None:
         if len(parts) == 3 and parts[1] == "provision" and parts[2] in FORMATS:
             return API_REGISTER_THING, parts[0], parts[2]
     return None
-
-
-def _cbor_head(major: int, value: int) -> bytes:
-    if value < 24:
-        return bytes([major << 5 | value])
-    for info, fmt in ((24, "!B"), (25, "!H"), (26, "!I"), (27, "!Q")):
-        if value < 1 << (8 * struct.calcsize(fmt)):
-            return bytes([major << 5 | info]) + struct.pack(fmt, value)
-    raise ValueError("integer too large for CBOR")
-
-
-def cbor_error(body: dict[str, Any]) -> bytes:
-    """A rejected answer (a map of text to text or unsigned integers) in CBOR (RFC 8949)."""
-    out = _cbor_head(5, len(body))
-    for key, value in body.items():
-        for item in (key, value):
-            if isinstance(item, int):
-                out += _cbor_head(0, item)
-            else:
-                data = str(item).encode()
-                out += _cbor_head(3, len(data)) + data
-    return out
 
 
 class AwsCloud:
@@ -221,18 +200,16 @@ class AwsCloud:
                 logged["fault"] = fault["kind"]
                 raise Rejected((status, INJECTED_CODES.get(status, INJECTED_DEFAULT_CODE)),
                                "Injected failure", "injected")
-            if fmt != "json":
-                raise Rejected(UNSUPPORTED_FORMAT, "Only the json payload format is served", "cbor")
-            doc = _json_object(payload)
+            doc = _request_document(payload, fmt)
             if api == API_CREATE_KEYS:
                 body = self._create_keys(context["claim"], context["template"], logged)
             else:
                 body = self._register_thing(context["claim"], template or "", doc, logged)
-            answer, result, status = json.dumps(body, separators=(",", ":")).encode(), "ok", None
+            answer, result, status = _encode_answer(body, fmt), "ok", None
             suffix = "accepted"
         except Rejected as rejected:
             error = {"statusCode": rejected.status, "errorCode": rejected.code, "errorMessage": rejected.message}
-            answer = cbor_error(error) if fmt == "cbor" else json.dumps(error, separators=(",", ":")).encode()
+            answer = _encode_answer(error, fmt)
             result, status, suffix = rejected.code, rejected.status, "rejected"
             logged["reason"] = rejected.reason
         self.store.append_log(api, cloud=self.name, product=context.get("template"), device=identity.device,
@@ -288,16 +265,26 @@ class AwsCloud:
             return {"deviceConfiguration": dict(template["device_configuration"]), "thingName": thing}
 
 
-def _json_object(payload: bytes) -> dict[str, Any]:
+def _request_document(payload: bytes, fmt: str) -> dict[str, Any]:
+    """A request's map, from JSON or CBOR as its topic says; the same limits for both."""
     if len(payload) > MAX_REQUEST_BYTES:
         raise Rejected(INVALID_PAYLOAD, "Payload too large", "payload-too-large")
+    if not payload:
+        return {}
     try:
-        doc = json.loads(payload.decode("utf-8")) if payload else {}
-    except ValueError:
-        raise Rejected(INVALID_PAYLOAD, "Payload is not valid JSON", "bad-json") from None
+        doc = cbor.decode(payload) if fmt == "cbor" else json.loads(payload.decode("utf-8"))
+    except ValueError as error:  # cbor.CborError, json's, UTF-8's: the message, never the payload
+        detail = error.reason if isinstance(error, UnicodeDecodeError) else error  # (its str quotes a byte)
+        raise Rejected(INVALID_PAYLOAD, f"Payload is not valid {fmt.upper()}: {detail}", f"bad-{fmt}") from None
     if not isinstance(doc, dict):
-        raise Rejected(INVALID_PAYLOAD, "Payload is not a JSON object", "bad-json")
+        kind = "a CBOR map" if fmt == "cbor" else "a JSON object"
+        raise Rejected(INVALID_PAYLOAD, f"Payload is not {kind}", f"bad-{fmt}")
     return doc
+
+
+def _encode_answer(body: dict[str, Any], fmt: str) -> bytes:
+    """An answer (accepted or rejected) in the format of the request's topic."""
+    return cbor.encode(body) if fmt == "cbor" else json.dumps(body, separators=(",", ":")).encode()
 
 
 def _thing_name(template: dict[str, Any], parameters: Any) -> str:

@@ -4,6 +4,7 @@ the clouds' verdicts on logins, topics and publishes, and the request log."""
 import json
 from typing import Any
 
+from . import cbor
 from .cloud import API_MQTT_CONNECT, CONNACK_BAD_USERNAME_OR_PASSWORD, Cloud, Delivery, LoginVerdict, MqttLogin
 from .state import StateStore
 
@@ -57,22 +58,30 @@ class DeviceGate:
 
 
 def loggable_payload(data: bytes) -> str:
-    """The payload as text for the log: JSON members named like secrets hidden, then truncated."""
+    """The payload as text for the log: JSON members named like secrets hidden, then truncated.
+    A CBOR map or array (AWS's other payload format) is logged as JSON after "cbor:", redacted alike."""
     text = data.decode("utf-8", "replace")
     try:
         value = json.loads(text)
     except ValueError:
-        return text[:LOGGED_PAYLOAD_CHARS]
-
-    def redact(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {key: "<hidden>" if str(key).lower() in _REDACTED_MEMBERS else redact(item)
-                    for key, item in node.items()}
-        if isinstance(node, list):
-            return [redact(item) for item in node]
-        return node
-
-    redacted = redact(value)
+        try:
+            value = cbor.decode(data)
+        except cbor.CborError:
+            value = None
+        if not isinstance(value, (dict, list)):  # text never starts with a CBOR map's or array's byte
+            return text[:LOGGED_PAYLOAD_CHARS]
+        shown = json.dumps(_redact(value), separators=(",", ":"), ensure_ascii=False, default=bytes.hex)
+        return ("cbor:" + shown)[:LOGGED_PAYLOAD_CHARS]
+    redacted = _redact(value)
     if redacted == value:
         return text[:LOGGED_PAYLOAD_CHARS]
     return json.dumps(redacted, separators=(",", ":"), ensure_ascii=False)[:LOGGED_PAYLOAD_CHARS]
+
+
+def _redact(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: "<hidden>" if str(key).lower() in _REDACTED_MEMBERS else _redact(item)
+                for key, item in node.items()}
+    if isinstance(node, list):
+        return [_redact(item) for item in node]
+    return node

@@ -5,7 +5,9 @@ The emulator runs as a subprocess (cloud_emulator.testing), with its real amqtt 
 listener. The device side is CPython's ssl (load_cert_chain with the claim's, then the minted,
 certificate) and a raw-socket MQTT client; every expected value is computed here with the
 standard library (the certificateId is the SHA-256 of the DER, checked against the PEM the
-answer carries) or is AWS's published shape (PROTOCOLS.md section 6).
+answer carries) or is AWS's published shape (PROTOCOLS.md section 6). On the `cbor` topics the
+device side encodes and decodes with cbor2, an independent CBOR implementation; the emulator's own
+decoder (cloud_emulator/cbor.py) is checked against RFC 8949's Appendix A bytes.
 """
 
 import hashlib
@@ -18,11 +20,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cbor2
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from cloud_emulator import cbor
 from cloud_emulator.testing import running_emulator
 from raw_mqtt import RawMqtt
 
@@ -33,6 +37,8 @@ ALLOW = "SN[0-9]{4}"
 CONFIGURATION = {"fleet": "line-a", "telemetry": "60"}
 CREATE = "$aws/certificates/create/json"
 REGISTER = "$aws/provisioning-templates/%s/provision/json"
+CREATE_CBOR = "$aws/certificates/create/cbor"
+REGISTER_CBOR = "$aws/provisioning-templates/%s/provision/cbor"
 ERROR_KEYS = {"statusCode", "errorCode", "errorMessage"}
 
 
@@ -70,20 +76,30 @@ def connect(cloud, client_id, cert=None, key=None):
     return client, code
 
 
-def claim_session(cloud, claim, client_id, template=TEMPLATE, subscribe=True):
+def claim_session(cloud, claim, client_id, template=TEMPLATE, subscribe=True, formats=("json",)):
     client, code = connect(cloud, client_id, claim.cert_pem, claim.key_pem)
     assert code == 0
     if subscribe:
-        for topic in (CREATE, REGISTER % template):
-            assert client.subscribe(topic + "/accepted", 1) == 1
-            assert client.subscribe(topic + "/rejected", 1) == 1
+        for fmt in formats:
+            for topic in ("$aws/certificates/create/" + fmt, f"$aws/provisioning-templates/{template}/provision/{fmt}"):
+                assert client.subscribe(topic + "/accepted", 1) == 1
+                assert client.subscribe(topic + "/rejected", 1) == 1
     return client
 
 
+def is_cbor(topic):
+    return topic.endswith(("/cbor", "/cbor/accepted", "/cbor/rejected"))
+
+
 def request(client, topic, doc):
-    client.publish(topic, json.dumps(doc).encode())
+    """Publish `doc` in the format of the topic (cbor2 for CBOR); the answer's topic and decoded payload."""
+    client.publish(topic, cbor2.dumps(doc) if is_cbor(topic) else json.dumps(doc).encode())
+    return next_answer(client)
+
+
+def next_answer(client):
     answer, payload, _ = client.next_publish(timeout=10)
-    return answer, json.loads(payload)
+    return answer, cbor2.loads(payload) if is_cbor(answer) else json.loads(payload)
 
 
 def write_credentials(folder, name, created):
@@ -318,19 +334,166 @@ def test_a_thing_cannot_use_the_provisioning_topics(cloud, claim, tmp_path):
     device.sock.close()
 
 
-def test_cbor_requests_are_rejected_in_cbor_and_injected_failures_in_aws_shape(cloud, claim):
-    client = claim_session(cloud, claim, "SN0013")
-    assert client.subscribe("$aws/certificates/create/cbor/rejected", 1) == 1
-    client.publish("$aws/certificates/create/cbor", b"\xa0")  # CBOR {}
-    topic, payload, _ = client.next_publish(timeout=10)
-    assert topic == "$aws/certificates/create/cbor/rejected"
-    assert payload[0] == 0xA3 and b"statusCode" in payload and b"UnsupportedPayloadFormat" in payload
+def test_a_device_provisions_over_cbor_and_logs_in_with_the_new_certificate(cloud, claim, tmp_path):
+    client = claim_session(cloud, claim, "SN0020", formats=("cbor",))
+    topic, created = request(client, CREATE_CBOR, {})
+    assert topic == CREATE_CBOR + "/accepted"
+    assert set(created) == {"certificateId", "certificatePem", "privateKey", "certificateOwnershipToken"}
+    assert all(isinstance(value, str) for value in created.values())  # CBOR text strings, as in JSON
+    der = ssl.PEM_cert_to_DER_cert(created["certificatePem"])
+    assert created["certificateId"] == hashlib.sha256(der).hexdigest()
+    key = serialization.load_pem_private_key(created["privateKey"].encode(), password=None)
+    assert x509.load_der_x509_certificate(der).public_key() == key.public_key()
+    assert cloud.aws_certificate(created["certificateId"])["status"] == "PENDING_ACTIVATION"
+
+    topic, registered = request(client, REGISTER_CBOR % TEMPLATE, {
+        "certificateOwnershipToken": created["certificateOwnershipToken"],
+        "parameters": {"SerialNumber": "SN0020", "Batch": "4"}})
+    client.close()
+    assert topic == REGISTER_CBOR % TEMPLATE + "/accepted"
+    assert registered == {"deviceConfiguration": CONFIGURATION, "thingName": PREFIX + "SN0020"}
+    assert cloud.aws_certificate(created["certificateId"])["status"] == "ACTIVE"
+    assert cloud.aws_thing(PREFIX + "SN0020")["parameters"] == {"SerialNumber": "SN0020", "Batch": "4"}
+
+    cert, key_file = write_credentials(tmp_path, "device", created)
+    device, code = connect(cloud, PREFIX + "SN0020", cert, key_file)
+    assert code == 0
+    device.close()
+    # The CBOR request is logged with its token hidden; the token and key reach no log or output.
+    logged = cloud.wait_for_log(lambda e: e["api"] == "mqtt-publish" and e.get("topic") == REGISTER_CBOR % TEMPLATE
+                                and e.get("device") == "SN0020", timeout=10)
+    assert logged["payload"].startswith("cbor:") and '"certificateOwnershipToken":"<hidden>"' in logged["payload"]
+    secret_parts = (created["certificateOwnershipToken"][:40], created["privateKey"].splitlines()[5])
+    for text in (Path(cloud.state_dir / "requests.log").read_text(), cloud.output()):
+        assert not any(part in text for part in secret_parts)
+
+
+def nested(levels):
+    """`levels` arrays and maps inside each other: lists around an empty map."""
+    value = {}
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("serial, payload, oracle", [
+    ("SN0031", b"\xa2\x61a\x01\x61", None),  # a map of two entries, cut in its second key: cbor2 refuses it too
+    ("SN0032", b"\xa1\x61a\xff", None),  # a break where a value must be
+    ("SN0033", cbor2.dumps({"a": 1.1}), {"a": 1.1}),  # a float: well-formed, outside the part served
+    ("SN0034", cbor2.dumps([1, 2, 3]), [1, 2, 3]),  # an array at the top
+    ("SN0035", cbor2.dumps({"a": nested(17)}), {"a": nested(17)}),  # 18 arrays and maps deep
+])
+def test_malformed_or_unsupported_cbor_is_invalid_payload_in_cbor(cloud, claim, serial, payload, oracle):
+    if oracle is None:
+        with pytest.raises(cbor2.CBORDecodeError):
+            cbor2.loads(payload)
+    else:
+        assert cbor2.loads(payload) == oracle
+    client = claim_session(cloud, claim, serial, formats=("cbor",))
+    client.publish(CREATE_CBOR, payload)
+    topic, answer = next_answer(client)
+    client.close()
+    assert topic == CREATE_CBOR + "/rejected"
+    assert set(answer) == ERROR_KEYS and (answer["statusCode"], answer["errorCode"]) == (400, "InvalidPayload")
+    assert isinstance(answer["errorMessage"], str) and answer["errorMessage"]
+    record = cloud.wait_for_log(lambda e: e["api"] == "aws-create-keys" and e["device"] == serial
+                                and e.get("status") == 400, timeout=10)
+    assert record["reason"] == "bad-cbor" and "certificate" not in record  # nothing minted
+
+
+def test_a_refused_registration_over_cbor_is_rejected_in_cbor_in_aws_shape(cloud, claim):
+    client = claim_session(cloud, claim, "SN0022", formats=("cbor",))
+    _, created = request(client, CREATE_CBOR, {})
+    parameters = {"SerialNumber": "SN0022", "Batch": "5"}
+    refusals = [
+        ({"certificateOwnershipToken": "AAAA" * 100, "parameters": parameters},
+         (400, "InvalidCertificateOwnershipToken")),
+        # A byte string where AWS wants text: the same parameter check as in JSON.
+        ({"certificateOwnershipToken": created["certificateOwnershipToken"],
+          "parameters": {"SerialNumber": b"SN0022", "Batch": "5"}}, (400, "InvalidParameters")),
+    ]
+    for doc, error in refusals:
+        topic, answer = request(client, REGISTER_CBOR % TEMPLATE, doc)
+        assert topic == REGISTER_CBOR % TEMPLATE + "/rejected"
+        assert set(answer) == ERROR_KEYS and (answer["statusCode"], answer["errorCode"]) == error
+        assert isinstance(answer["errorMessage"], str) and answer["errorMessage"]
+    assert cloud.aws_certificate(created["certificateId"])["status"] == "PENDING_ACTIVATION"
+    topic, registered = request(client, REGISTER_CBOR % TEMPLATE, {
+        "certificateOwnershipToken": created["certificateOwnershipToken"], "parameters": parameters})
+    client.close()
+    assert topic.endswith("/cbor/accepted") and registered["thingName"] == PREFIX + "SN0022"
+
+
+def test_injected_failures_are_rejected_in_aws_shape_in_the_topics_format(cloud, claim):
+    client = claim_session(cloud, claim, "SN0013", formats=("json", "cbor"))
     cloud.fault("aws_rejected", status=429)
     topic, answer = request(client, CREATE, {})
     assert topic == CREATE + "/rejected" and (answer["statusCode"], answer["errorCode"]) == (429, "ThrottlingException")
+    cloud.fault("aws_rejected", status=503)
+    topic, answer = request(client, CREATE_CBOR, {})
+    assert topic == CREATE_CBOR + "/rejected" and set(answer) == ERROR_KEYS
+    assert (answer["statusCode"], answer["errorCode"]) == (503, "ServiceUnavailable")
     topic, _ = request(client, CREATE, {})
     client.close()
     assert topic == CREATE + "/accepted"
+
+
+# RFC 8949 Appendix A: (encoded bytes, value) of the types the emulator serves, the bytes as the RFC
+# prints them.
+RFC_8949_EXAMPLES = [
+    ("00", 0), ("01", 1), ("0a", 10), ("17", 23), ("1818", 24), ("1819", 25), ("1864", 100), ("1903e8", 1000),
+    ("1a000f4240", 1000000), ("1b000000e8d4a51000", 1000000000000),
+    ("1bffffffffffffffff", 18446744073709551615), ("3bffffffffffffffff", -18446744073709551616),
+    ("20", -1), ("29", -10), ("3863", -100), ("3903e7", -1000),
+    ("f4", False), ("f5", True), ("f6", None),
+    ("40", b""), ("4401020304", b"\x01\x02\x03\x04"),
+    ("60", ""), ("6161", "a"), ("6449455446", "IETF"), ("62225c", "\"\\"), ("62c3bc", "\u00fc"),
+    ("63e6b0b4", "\u6c34"), ("64f0908591", "\U00010151"),
+    ("80", []), ("83010203", [1, 2, 3]), ("8301820203820405", [1, [2, 3], [4, 5]]),
+    ("98190102030405060708090a0b0c0d0e0f101112131415161718181819", list(range(1, 26))),
+    ("a0", {}), ("a26161016162820203", {"a": 1, "b": [2, 3]}), ("826161a161626163", ["a", {"b": "c"}]),
+    ("a56161614161626142616361436164614461656145", {"a": "A", "b": "B", "c": "C", "d": "D", "e": "E"}),
+]
+
+
+@pytest.mark.parametrize("encoded, value", RFC_8949_EXAMPLES)
+def test_the_emulators_cbor_reads_and_writes_rfc_8949s_examples(encoded, value):
+    decoded = cbor.decode(bytes.fromhex(encoded))
+    assert decoded == value and type(decoded) is type(value)
+    assert cbor.encode(value) == bytes.fromhex(encoded)  # the examples are in the shortest form, as the encoder writes
+
+
+# RFC 8949 Appendix A examples of what the emulator does not serve, and broken input.
+@pytest.mark.parametrize("encoded, why", [
+    ("c249010000000000000000", "tags"),  # 18446744073709551616, a bignum
+    ("c074323031332d30332d32315432303a30343a30305a", "tags"),  # 0("2013-03-21T20:04:00Z")
+    ("f90000", "floats"), ("f93e00", "floats"), ("fa47c35000", "floats"), ("fb3ff199999999999a", "floats"),
+    ("f7", "simple values"), ("f0", "simple values"), ("f8ff", "simple values"),  # undefined, simple(16), (255)
+    ("5f42010243030405ff", "indefinite"), ("7f657374726561646d696e67ff", "indefinite"), ("9fff", "indefinite"),
+    ("bf61610161629f0203ffff", "indefinite"),
+    ("a201020304", "keys must be text"),  # {1: 2, 3: 4}
+    ("ff", "break"), ("1c", "reserved"),
+    ("", "truncated"), ("19", "truncated"), ("1a000f42", "truncated"), ("64494554", "truncated"),
+    ("830102", "truncated"), ("a26161016162", "truncated"), ("9b0000000100000000", "truncated"),
+    ("0001", "after the item"), ("62c328", "not UTF-8"), ("a2616101616102", "duplicate"),
+    ("81" * 16 + "80", "deeper than 16"),
+])
+def test_the_emulators_cbor_refuses_what_it_does_not_serve_with_its_own_error(encoded, why):
+    with pytest.raises(cbor.CborError, match=why):
+        cbor.decode(bytes.fromhex(encoded))
+
+
+def test_the_emulators_cbor_depth_limit_is_16_arrays_and_maps():
+    for value in (nested(16), {"a": nested(15)}):
+        encoded = cbor2.dumps(value)
+        assert cbor.decode(encoded) == value and cbor.encode(value) == encoded
+    for value in (nested(17), {"a": nested(16)}):
+        with pytest.raises(cbor.CborError, match="deeper than 16"):
+            cbor.decode(cbor2.dumps(value))
+        with pytest.raises(cbor.CborError, match="deeper than 16"):
+            cbor.encode(value)
+    with pytest.raises(cbor.CborError, match="cannot encode a float"):
+        cbor.encode({"a": 1.5})
 
 
 def run_cli(*args):
