@@ -103,7 +103,7 @@ def test_memory_runs_out_after_the_answer_and_nothing_half_stands(cloud, mpy_pat
     # decrypting or saving, or not at all. The credential is on flash whole or not at all, and
     # the next boot succeeds (registering again if it must: the device has not logged in).
     outcomes = {"MemoryError": 0, "ok": 0, "before the save": 0, "after the save": 0}
-    for free in range(0, 3072, 96):
+    for free in range(0, 6144, 192):
         name = "%s-squeeze%d" % (scheme, free)
         folder = tmp_path / name
         folder.mkdir()
