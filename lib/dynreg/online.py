@@ -10,7 +10,6 @@
 # the dead client is dropped before the next is built, and the broker's TLS context is built
 # once and kept. At the fifth of them since the last session that held, the MemoryError
 # ends stay_online: the heap is not coming back, and the board application resets the board.
-import gc
 from micropython import const
 from dynreg import ClockError, Error, NetworkError, ProtocolError, TLSError, clock, codec, connect, mqtt, net
 from dynreg import options, say
@@ -61,14 +60,14 @@ def stay_online(info, on_connect, on_message=None, **given):
             left = _left(opts, start)
             if left is not None and left <= wait:
                 break
-            gc.collect()  # the dead client's memory, free before the next handshake asks for it
             say(opts, "reconnecting in %d ms" % wait)
             clock.sleep_ms(wait)
         try:
             if isinstance(failure, ClockError) and opts["sync_clock"]:
                 opts["sync_clock"]()
             # dynreg.connect: a new login each time (new connid, new expiry), and for Azure one
-            # more provisioning when the hub lost the device.
+            # more provisioning when the hub lost the device. It collects the garbage first: the
+            # dead client's memory is free before the next handshake asks for it.
             client = connect(info, **connect_opts)
         except TLSError:
             raise  # a certificate the CA does not vouch for stays so: never retried
